@@ -1,0 +1,30 @@
+//! The Stratos domain core: everything that speaks the ATProto repository format, with no I/O.
+//!
+//! One module per concept, each with its interop vectors beside it:
+//!
+//! * [`syntax`] — DID, handle, NSID, AT-URI, TID, record key, datetime, language and CID strings;
+//! * [`data`] — the ATProto data model: DAG-CBOR, CIDs, and the JSON ⇄ data-model mapping;
+//! * [`tid_clock`] — a per-repository clock that hands out strictly increasing TIDs;
+//! * [`keys`] — P-256 and secp256k1 keypairs, `did:key`, low-S signatures;
+//! * [`mst`] — the Merkle Search Tree: edits, ordered reads, diffs and proofs;
+//! * [`commit`] — signed v3 repository commits;
+//! * [`car`] — streaming CAR v1 writer and a bounded reader;
+//! * [`attestation`] — the service's signature over an actor's enrollment;
+//! * [`boundary`] — boundary qualification (`{serviceDid}/{name}`);
+//! * [`lexicon`] — the `zone.stratos.*` lexicons, typed records and record validation.
+//!
+//! Nothing here knows about HTTP, SQL or Kafka.
+
+pub mod attestation;
+pub mod boundary;
+pub mod car;
+pub mod commit;
+pub mod data;
+pub mod keys;
+pub mod lexicon;
+pub mod mst;
+pub mod syntax;
+pub mod tid_clock;
+
+pub use cid::Cid;
+pub use ipld_core::ipld::Ipld;

@@ -1,0 +1,28 @@
+//! `stratos`: one binary for the Stratos services and their operations tooling.
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Stratos: a private, permissioned data layer for ATProtocol.
+#[derive(Debug, Parser)]
+#[command(name = "stratos", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the command service, projectors and query service in one process.
+    Up,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up => {
+            eprintln!("stratos up: not yet — the services have not landed; see the README");
+            ExitCode::from(2)
+        }
+    }
+}
