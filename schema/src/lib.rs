@@ -3,6 +3,7 @@
 //! One module per concept, each with its interop vectors beside it:
 //!
 //! * [`syntax`] — DID, handle, NSID, AT-URI, TID, record key, datetime, language and CID strings;
+//! * [`blocks`] — content-addressed blocks and the source the MST reads through;
 //! * [`data`] — the ATProto data model: DAG-CBOR, CIDs, and the JSON ⇄ data-model mapping;
 //! * [`tid_clock`] — a per-repository clock that hands out strictly increasing TIDs;
 //! * [`keys`] — P-256 and secp256k1 keypairs, `did:key`, low-S signatures;
@@ -16,6 +17,7 @@
 //! Nothing here knows about HTTP, SQL or Kafka.
 
 pub mod attestation;
+pub mod blocks;
 pub mod boundary;
 pub mod car;
 pub mod commit;
