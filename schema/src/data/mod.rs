@@ -14,7 +14,7 @@ pub use self::cbor::{
     CborError, MAX_NESTING_DEPTH, check_nesting, decode_ipld, from_dag_cbor, to_dag_cbor,
 };
 pub use self::cid::{
-    CidError, DAG_CBOR_CODEC, RAW_CODEC, SHA2_256_CODE, cid_for_dag_cbor, cid_for_raw, parse_cid,
-    verify_cid,
+    CidError, DAG_CBOR_CODEC, RAW_CODEC, SHA2_256_CODE, check_repo_cid, cid_for_dag_cbor,
+    cid_for_raw, parse_cid, verify_cid,
 };
 pub use self::json::{DataModelError, ipld_to_json, json_to_ipld};
