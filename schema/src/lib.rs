@@ -10,6 +10,7 @@
 //! * [`mst`] — the Merkle Search Tree: edits, ordered reads, diffs and proofs;
 //! * [`commit`] — signed v3 repository commits;
 //! * [`car`] — streaming CAR v1 writer and a bounded reader;
+//! * [`repo`] — a repository read back from blocks: commit, MST and records, checked;
 //! * [`attestation`] — the service's signature over an actor's enrollment;
 //! * [`boundary`] — boundary qualification (`{serviceDid}/{name}`);
 //! * [`lexicon`] — the `zone.stratos.*` lexicons, typed records and record validation.
@@ -25,6 +26,7 @@ pub mod data;
 pub mod keys;
 pub mod lexicon;
 pub mod mst;
+pub mod repo;
 pub mod syntax;
 pub mod tid_clock;
 

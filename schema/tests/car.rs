@@ -1,5 +1,7 @@
 //! CAR v1: round trips, limits, and corrupt or truncated input giving typed errors.
 
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly by design
+
 use cid::Cid;
 use stratos_schema::blocks::BlockMap;
 use stratos_schema::car::{CarError, CarLimits, CarReader, CarWriter, read_car, write_car};

@@ -1,5 +1,7 @@
 //! The atproto data-model interop vectors: JSON ⇄ DAG-CBOR byte for byte, CID for CID.
 
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly by design
+
 use base64::Engine as _;
 use serde_json::Value;
 use stratos_schema::data::{

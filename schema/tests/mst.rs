@@ -1,14 +1,18 @@
 //! The MST against the interop vectors, against its own invariants (property tests), and against
 //! an independent implementation (`atrium-repo`) used as an oracle.
 
+#![allow(clippy::unwrap_used)] // tests and benches fail loudly by design
+
 use cid::Cid;
 use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
 use stratos_schema::blocks::BlockMap;
-use stratos_schema::data::cid_for_dag_cbor;
-use stratos_schema::mst::{Mst, RecordOp, common_prefix_len, diff, key_height, verify_proof};
+use stratos_schema::data::{cid_for_dag_cbor, from_dag_cbor};
+use stratos_schema::mst::{
+    Mst, NodeData, RecordOp, common_prefix_len, diff, key_height, verify_proof,
+};
 
 fn fixture(name: &str) -> Vec<Value> {
     let path = format!("{}/tests/fixtures/mst/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -173,6 +177,17 @@ proptest! {
         let (same, removed) = tree.remove(&(), "zz.absent/key").unwrap();
         prop_assert_eq!(removed, None);
         prop_assert_eq!(same.root_cid(), tree.root_cid());
+    }
+
+    #[test]
+    fn node_encoding_matches_the_generic_dag_cbor_serializer(keys in keys_strategy(300)) {
+        let tree = build(keys.iter().enumerate().map(|(i, k)| (k.clone(), value(i as u64))));
+        for (cid, bytes) in nodes(&tree).iter() {
+            let node: NodeData = from_dag_cbor(bytes).unwrap();
+            prop_assert_eq!(node.to_bytes_generic(), bytes.to_vec());
+            prop_assert_eq!(node.to_bytes(), bytes.to_vec());
+            prop_assert_eq!(cid_for_dag_cbor(bytes), *cid);
+        }
     }
 
     #[test]

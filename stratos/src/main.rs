@@ -1,5 +1,7 @@
 //! `stratos`: one binary for the Stratos services and their operations tooling.
 
+mod debug;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -15,14 +17,22 @@ struct Cli {
 enum Command {
     /// Run the command service, projectors and query service in one process.
     Up,
+    /// Tools for debugging ATProto interop (MST roots, CAR files).
+    #[command(subcommand)]
+    Debug(debug::DebugCommand),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let outcome = match cli.command {
         Command::Up => {
             eprintln!("stratos up: not yet — the services have not landed; see the README");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
+        Command::Debug(command) => debug::run(command),
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {error:#}");
+        ExitCode::FAILURE
+    })
 }

@@ -38,11 +38,16 @@ pub fn from_dag_cbor<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CborError> 
     serde_ipld_dagcbor::from_slice(bytes).map_err(|e| CborError::Decode(e.to_string()))
 }
 
-/// Decodes untrusted DAG-CBOR bytes into a data-model value, refusing floats.
+/// Decodes untrusted DAG-CBOR bytes into a data-model value, refusing floats and any encoding
+/// that is not the canonical one (the value must re-encode to exactly these bytes, so a block's
+/// CID is a function of its value).
 pub fn decode_ipld(bytes: &[u8]) -> Result<Ipld, CborError> {
     let value: Ipld = from_dag_cbor(bytes)?;
     if contains_float(&value) {
         return Err(CborError::Float);
+    }
+    if to_dag_cbor(&value)? != bytes {
+        return Err(CborError::Decode("not in canonical form".into()));
     }
     Ok(value)
 }
@@ -147,6 +152,21 @@ mod tests {
             0xa1, 0x61, 0x61, 0xfb, 0x40, 0x5e, 0xdd, 0x2f, 0x1a, 0x9f, 0xbe, 0x77,
         ];
         assert!(matches!(decode_ipld(&bytes), Err(CborError::Float)));
+    }
+
+    #[test]
+    fn links_with_non_canonical_cid_bytes_are_refused() {
+        // Found by the `record_cbor` fuzz target: a tag-42 link whose CID bytes decode but do not
+        // re-encode to themselves.
+        let bytes = [
+            0x93, 0xd8, 0x2a, 0x52, 0x00, 0x01, 0x40, 0x00, 0x00, 0x00, 0x34, 0x50, 0x40, 0x50,
+            0x50, 0x50, 0x50, 0x50, 0x50, 0x00, 0x00, 0x20, 0x00, 0x18, 0x18, 0x00, 0x50, 0x52,
+            0x50, 0x58, 0x50, 0x50, 0x50, 0x50, 0x50, 0x50, 0x50, 0x71, 0x00, 0x00, 0x06, 0x00,
+            0x00, 0x00, 0x00, 0x00, 0x00, 0x83, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x09, 0x00,
+            0x40, 0x50, 0x50, 0xf6, 0xf6, 0xf6, 0xf4, 0x09, 0xf4, 0xf4, 0xf6, 0x00, 0xf6, 0x00,
+            0x00, 0xf6, 0xf6, 0x00, 0x07, 0x00,
+        ];
+        assert!(decode_ipld(&bytes).is_err());
     }
 
     #[test]

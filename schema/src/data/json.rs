@@ -11,11 +11,12 @@ use super::cid::parse_cid;
 
 /// Standard base64 that accepts input with or without padding; output is unpadded, as atproto
 /// JSON requires.
-const BASE64: GeneralPurpose = GeneralPurpose::new(
+pub(crate) const BASE64: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
     GeneralPurposeConfig::new()
         .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true),
 );
 
 /// Why a JSON document is not valid atproto data.

@@ -17,4 +17,5 @@ pub use self::cid::{
     CidError, DAG_CBOR_CODEC, RAW_CODEC, SHA2_256_CODE, check_repo_cid, cid_for_dag_cbor,
     cid_for_raw, parse_cid, verify_cid,
 };
+pub(crate) use self::json::BASE64;
 pub use self::json::{DataModelError, ipld_to_json, json_to_ipld};

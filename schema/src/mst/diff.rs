@@ -2,7 +2,10 @@
 //! firehose commit carries them.
 
 use cid::Cid;
+use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::Arc;
 
 use super::MstError;
 use super::tree::{Link, Mst};
@@ -90,8 +93,8 @@ pub fn diff(store: &dyn BlockSource, old: &Mst, new: &Mst) -> Result<MstDiff, Ms
             .insert(new_root, root.clone());
     }
 
-    let mut old_leaves = BTreeMap::new();
-    let mut new_leaves = BTreeMap::new();
+    let mut old_leaves: Vec<(Arc<str>, Cid)> = Vec::new();
+    let mut new_leaves: Vec<(Arc<str>, Cid)> = Vec::new();
     let top = old.layer().max(new.layer());
     for layer in (0..=top).rev() {
         let mut olds = old_frontier.remove(&layer).unwrap_or_default();
@@ -102,8 +105,7 @@ pub fn diff(store: &dyn BlockSource, old: &Mst, new: &Mst) -> Result<MstDiff, Ms
             expand(store, &link, layer, &mut old_leaves, &mut old_frontier)?;
         }
         for (cid, link) in news {
-            let node = link.node(store, layer)?;
-            result.created_nodes.insert(cid, node.to_data().to_bytes());
+            result.created_nodes.insert(cid, link.bytes(store, layer)?);
             expand(store, &link, layer, &mut new_leaves, &mut new_frontier)?;
         }
     }
@@ -118,13 +120,11 @@ fn expand(
     store: &dyn BlockSource,
     link: &Link,
     layer: u32,
-    leaves: &mut BTreeMap<String, Cid>,
+    leaves: &mut Vec<(Arc<str>, Cid)>,
     frontier: &mut BTreeMap<u32, HashMap<Cid, Link>>,
 ) -> Result<(), MstError> {
     let node = link.node(store, layer)?;
-    for entry in &node.entries {
-        leaves.insert(entry.key.to_string(), entry.value);
-    }
+    leaves.extend(node.entries.iter().map(|e| (e.key.clone(), e.value)));
     if layer > 0 {
         let below = frontier.entry(layer - 1).or_default();
         for child in node.children() {
@@ -134,19 +134,95 @@ fn expand(
     Ok(())
 }
 
-fn record_ops(old: BTreeMap<String, Cid>, mut new: BTreeMap<String, Cid>) -> Vec<RecordOp> {
+/// Pairs up the entries of the removed and the created nodes by key (each key appears at most
+/// once per side) and keeps those whose value changed.
+///
+/// An edited tree shares its key strings with the tree it came from, so most pairs are found by
+/// pointer in a hash map; only entries that were not shared (new keys, or trees loaded apart)
+/// go through the sorted merge.
+fn record_ops(old: Vec<(Arc<str>, Cid)>, new: Vec<(Arc<str>, Cid)>) -> Vec<RecordOp> {
     let mut ops = Vec::new();
-    for (key, prev) in old {
-        match new.remove(&key) {
-            Some(cid) if cid == prev => {}
-            Some(cid) => ops.push(RecordOp::Update { key, prev, cid }),
-            None => ops.push(RecordOp::Delete { key, prev }),
+    let mut shared: HashMap<usize, (Arc<str>, Cid), BuildHasherDefault<AddressHasher>> =
+        HashMap::with_capacity_and_hasher(old.len(), BuildHasherDefault::default());
+    for (key, cid) in old {
+        shared.insert(Arc::as_ptr(&key).cast::<u8>() as usize, (key, cid));
+    }
+    let mut new_rest = Vec::new();
+    for (key, cid) in new {
+        match shared.remove(&(Arc::as_ptr(&key).cast::<u8>() as usize)) {
+            Some((_, prev)) if prev == cid => {}
+            Some((_, prev)) => ops.push(RecordOp::Update {
+                key: key.to_string(),
+                prev,
+                cid,
+            }),
+            None => new_rest.push((key, cid)),
         }
     }
-    ops.extend(
-        new.into_iter()
-            .map(|(key, cid)| RecordOp::Create { key, cid }),
-    );
+    let mut old_rest: Vec<_> = shared.into_values().collect();
+    old_rest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    new_rest.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    merge_ops(old_rest, new_rest, &mut ops);
     ops.sort_by(|a, b| a.key().cmp(b.key()));
     ops
+}
+
+/// Merges two key-sorted entry lists into record operations.
+fn merge_ops(old: Vec<(Arc<str>, Cid)>, new: Vec<(Arc<str>, Cid)>, ops: &mut Vec<RecordOp>) {
+    let (mut old, mut new) = (old.into_iter().peekable(), new.into_iter().peekable());
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
+        };
+        match order {
+            Ordering::Less => {
+                let (key, prev) = old.next().expect("peeked");
+                ops.push(RecordOp::Delete {
+                    key: key.to_string(),
+                    prev,
+                });
+            }
+            Ordering::Greater => {
+                let (key, cid) = new.next().expect("peeked");
+                ops.push(RecordOp::Create {
+                    key: key.to_string(),
+                    cid,
+                });
+            }
+            Ordering::Equal => {
+                let (key, prev) = old.next().expect("peeked");
+                let (_, cid) = new.next().expect("peeked");
+                if prev != cid {
+                    ops.push(RecordOp::Update {
+                        key: key.to_string(),
+                        prev,
+                        cid,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Hashes heap addresses: they are unique and not chosen by any input, so a multiply suffices.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_usize(&mut self, address: usize) {
+        self.0 = (address as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
 }

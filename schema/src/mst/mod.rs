@@ -42,7 +42,7 @@ pub enum MstError {
     #[error("MST node {cid} is invalid: {reason}")]
     InvalidNode {
         /// The node.
-        cid: Cid,
+        cid: Box<Cid>,
         /// What is wrong with it.
         reason: String,
     },
@@ -50,7 +50,7 @@ pub enum MstError {
     #[error("MST node {cid}: {source}")]
     Decode {
         /// The node.
-        cid: Cid,
+        cid: Box<Cid>,
         /// The decoding error.
         source: CborError,
     },

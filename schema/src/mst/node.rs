@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
 use super::MstError;
-use super::key::{common_prefix_len, key_height, validate_key};
+use super::key::{key_height, validate_key};
 use crate::data::{from_dag_cbor, to_dag_cbor};
 
 /// One MST node as stored: an optional left subtree and entries in key order.
@@ -46,36 +46,100 @@ pub(crate) struct DecodedNode {
 impl NodeData {
     /// Encodes the node as canonical DAG-CBOR.
     pub fn to_bytes(&self) -> Vec<u8> {
-        to_dag_cbor(self).expect("MST nodes hold only links, integers and bytes")
+        let mut encoder = NodeEncoder::new(self.e.len());
+        for entry in &self.e {
+            encoder.entry(entry.p, &entry.k, &entry.v, entry.t.as_ref());
+        }
+        encoder.finish(self.l.as_ref())
     }
 
-    /// Builds the wire form of a node from full keys in order.
-    pub(crate) fn from_entries<'a>(
-        left: Option<Cid>,
-        entries: impl Iterator<Item = (&'a str, Cid, Option<Cid>)>,
-    ) -> Self {
-        let mut previous = "";
-        let e = entries
-            .map(|(key, value, right)| {
-                let prefix = common_prefix_len(previous, key);
-                previous = key;
-                EntryData {
-                    p: prefix,
-                    k: ByteBuf::from(key.as_bytes()[prefix..].to_vec()),
-                    v: value,
-                    t: right,
-                }
-            })
-            .collect();
-        NodeData { l: left, e }
+    /// Encodes the node through the generic DAG-CBOR serializer (the reference for
+    /// [`NodeData::to_bytes`], which writes the same bytes directly).
+    pub fn to_bytes_generic(&self) -> Vec<u8> {
+        to_dag_cbor(self).expect("MST nodes hold only links, integers and bytes")
+    }
+}
+
+/// Writes MST nodes straight to canonical DAG-CBOR. Nodes are the hottest encoding in a commit and
+/// have one fixed shape, so this skips the generic serializer's per-map buffering and sorting.
+/// Canonical order: `e` before `l`; within an entry `k`, `p`, `t`, `v`.
+pub(crate) struct NodeEncoder {
+    buf: Vec<u8>,
+}
+
+impl NodeEncoder {
+    pub(crate) fn new(entries: usize) -> Self {
+        let mut buf = Vec::with_capacity(16 + entries * 96);
+        buf.extend_from_slice(&[0xa2, 0x61, b'e']);
+        write_header(&mut buf, 4, entries as u64);
+        Self { buf }
+    }
+
+    pub(crate) fn entry(&mut self, prefix: usize, suffix: &[u8], value: &Cid, right: Option<&Cid>) {
+        let buf = &mut self.buf;
+        buf.extend_from_slice(&[0xa4, 0x61, b'k']);
+        write_header(buf, 2, suffix.len() as u64);
+        buf.extend_from_slice(suffix);
+        buf.extend_from_slice(&[0x61, b'p']);
+        write_header(buf, 0, prefix as u64);
+        buf.extend_from_slice(&[0x61, b't']);
+        write_optional_link(buf, right);
+        buf.extend_from_slice(&[0x61, b'v']);
+        write_link(buf, value);
+    }
+
+    pub(crate) fn finish(mut self, left: Option<&Cid>) -> Vec<u8> {
+        self.buf.extend_from_slice(&[0x61, b'l']);
+        write_optional_link(&mut self.buf, left);
+        self.buf
+    }
+}
+
+fn write_header(buf: &mut Vec<u8>, major: u8, value: u64) {
+    let major = major << 5;
+    match value {
+        0..=23 => buf.push(major | value as u8),
+        24..=0xff => buf.extend_from_slice(&[major | 24, value as u8]),
+        0x100..=0xffff => {
+            buf.push(major | 25);
+            buf.extend_from_slice(&(value as u16).to_be_bytes());
+        }
+        0x1_0000..=0xffff_ffff => {
+            buf.push(major | 26);
+            buf.extend_from_slice(&(value as u32).to_be_bytes());
+        }
+        _ => {
+            buf.push(major | 27);
+            buf.extend_from_slice(&value.to_be_bytes());
+        }
+    }
+}
+
+fn write_link(buf: &mut Vec<u8>, cid: &Cid) {
+    buf.extend_from_slice(&[0xd8, 0x2a]);
+    write_header(buf, 2, cid.encoded_len() as u64 + 1);
+    buf.push(0x00);
+    cid.write_bytes(&mut *buf)
+        .expect("writing to a Vec cannot fail");
+}
+
+fn write_optional_link(buf: &mut Vec<u8>, cid: Option<&Cid>) {
+    match cid {
+        Some(cid) => write_link(buf, cid),
+        None => buf.push(0xf6),
     }
 }
 
 /// Decodes and checks an untrusted node block.
 pub(crate) fn decode_node(cid: &Cid, bytes: &[u8]) -> Result<DecodedNode, MstError> {
-    let data: NodeData =
-        from_dag_cbor(bytes).map_err(|source| MstError::Decode { cid: *cid, source })?;
-    let invalid = |reason: String| MstError::InvalidNode { cid: *cid, reason };
+    let data: NodeData = from_dag_cbor(bytes).map_err(|source| MstError::Decode {
+        cid: Box::new(*cid),
+        source,
+    })?;
+    let invalid = |reason: String| MstError::InvalidNode {
+        cid: Box::new(*cid),
+        reason,
+    };
     if data.to_bytes() != bytes {
         return Err(invalid("not in canonical form".into()));
     }

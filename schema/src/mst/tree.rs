@@ -5,8 +5,8 @@ use std::ops::Bound;
 use std::sync::{Arc, OnceLock};
 
 use super::MstError;
-use super::key::{key_height, validate_key};
-use super::node::{NodeData, decode_node};
+use super::key::{common_prefix_len, key_height, validate_key};
+use super::node::{NodeData, NodeEncoder, decode_node};
 use crate::blocks::{BlockMap, BlockSource};
 use crate::data::cid_for_dag_cbor;
 
@@ -17,6 +17,8 @@ pub(crate) struct Link(Arc<LinkInner>);
 
 struct LinkInner {
     cid: OnceLock<Cid>,
+    /// The encoded bytes of a node built in memory, kept once computed.
+    bytes: OnceLock<Vec<u8>>,
     node: OnceLock<Arc<Node>>,
 }
 
@@ -38,6 +40,7 @@ impl Link {
     fn stored(cid: Cid) -> Self {
         let inner = LinkInner {
             cid: OnceLock::from(cid),
+            bytes: OnceLock::new(),
             node: OnceLock::new(),
         };
         Link(Arc::new(inner))
@@ -46,6 +49,7 @@ impl Link {
     fn fresh(node: Node) -> Self {
         let inner = LinkInner {
             cid: OnceLock::new(),
+            bytes: OnceLock::new(),
             node: OnceLock::from(Arc::new(node)),
         };
         Link(Arc::new(inner))
@@ -53,10 +57,23 @@ impl Link {
 
     /// The node's CID, encoding it (and any unencoded children) the first time.
     pub(crate) fn cid(&self) -> Cid {
-        *self
-            .0
-            .cid
-            .get_or_init(|| cid_for_dag_cbor(&self.loaded_node().to_data().to_bytes()))
+        *self.0.cid.get_or_init(|| cid_for_dag_cbor(self.encoded()))
+    }
+
+    /// The bytes of a node built in memory, encoded once.
+    fn encoded(&self) -> &[u8] {
+        self.0.bytes.get_or_init(|| self.loaded_node().encode())
+    }
+
+    /// The node's block bytes: from `store` for a stored node, encoded for a built one.
+    pub(crate) fn bytes(&self, store: &dyn BlockSource, layer: u32) -> Result<Vec<u8>, MstError> {
+        if self.0.bytes.get().is_none()
+            && let Some(bytes) = self.0.cid.get().and_then(|cid| store.get_block(cid))
+        {
+            return Ok(bytes.to_vec());
+        }
+        self.node(store, layer)?;
+        Ok(self.encoded().to_vec())
     }
 
     fn loaded_node(&self) -> &Arc<Node> {
@@ -80,7 +97,10 @@ impl Link {
 fn load_node(store: &dyn BlockSource, cid: &Cid, layer: Option<u32>) -> Result<Node, MstError> {
     let bytes = store.get_block(cid).ok_or(MstError::MissingBlock(*cid))?;
     let decoded = decode_node(cid, bytes)?;
-    let invalid = |reason: String| MstError::InvalidNode { cid: *cid, reason };
+    let invalid = |reason: String| MstError::InvalidNode {
+        cid: Box::new(*cid),
+        reason,
+    };
     let layer = match (layer, decoded.layer) {
         (Some(expected), Some(actual)) if expected != actual => {
             return Err(invalid(format!(
@@ -114,13 +134,22 @@ fn load_node(store: &dyn BlockSource, cid: &Cid, layer: Option<u32>) -> Result<N
 }
 
 impl Node {
-    pub(crate) fn to_data(&self) -> NodeData {
-        NodeData::from_entries(
-            self.left.as_ref().map(Link::cid),
-            self.entries
-                .iter()
-                .map(|e| (&*e.key, e.value, e.right.as_ref().map(Link::cid))),
-        )
+    /// Canonical DAG-CBOR bytes of the node.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut encoder = NodeEncoder::new(self.entries.len());
+        let mut previous: &str = "";
+        for entry in &self.entries {
+            let prefix = common_prefix_len(previous, &entry.key);
+            let right = entry.right.as_ref().map(Link::cid);
+            encoder.entry(
+                prefix,
+                &entry.key.as_bytes()[prefix..],
+                &entry.value,
+                right.as_ref(),
+            );
+            previous = &entry.key;
+        }
+        encoder.finish(self.left.as_ref().map(Link::cid).as_ref())
     }
 
     /// The subtree just before entry `index` (`index == entries.len()` is the last subtree).
@@ -215,7 +244,7 @@ impl Mst {
         let mut cursor = decoded;
         while layer.is_none() {
             let child = cursor.left.ok_or_else(|| MstError::InvalidNode {
-                cid: root,
+                cid: Box::new(root),
                 reason: "an empty node inside a tree".into(),
             })?;
             let bytes = store
@@ -389,12 +418,7 @@ impl Mst {
         let mut stack = vec![(root.clone(), self.layer)];
         while let Some((link, layer)) = stack.pop() {
             let node = link.node(store, layer)?;
-            let cid = link.cid();
-            let bytes = match store.get_block(&cid) {
-                Some(bytes) => bytes.to_vec(),
-                None => node.to_data().to_bytes(),
-            };
-            visit(cid, bytes);
+            visit(link.cid(), link.bytes(store, layer)?);
             let children: Vec<_> = node.children().cloned().collect();
             stack.extend(
                 children
@@ -424,7 +448,7 @@ impl Mst {
         let mut layer = self.layer;
         loop {
             let node = link.node(store, layer)?;
-            blocks.insert(link.cid(), node.to_data().to_bytes());
+            blocks.insert(link.cid(), link.bytes(store, layer)?);
             let Err(index) = node.search(key) else {
                 return Ok(blocks);
             };
@@ -641,12 +665,11 @@ impl RangeWalk<'_> {
             let subtree_may_match = (index == node.entries.len()
                 || self.after_start(&node.entries[index].key))
                 && (index == 0 || self.before_end(&node.entries[index - 1].key));
-            if subtree_may_match {
-                if let Some(child) = node.child(index).filter(|_| layer > 0) {
-                    if !self.visit(child, layer - 1, out)? {
-                        return Ok(false);
-                    }
-                }
+            let child = node.child(index).filter(|_| subtree_may_match && layer > 0);
+            if let Some(child) = child
+                && !self.visit(child, layer - 1, out)?
+            {
+                return Ok(false);
             }
             let Some(entry) = node.entries.get(index) else {
                 break;
