@@ -13,6 +13,7 @@
 //! * [`repo`] — a repository read back from blocks: commit, MST and records, checked;
 //! * [`attestation`] — the service's signature over an actor's enrollment;
 //! * [`boundary`] — boundary qualification (`{serviceDid}/{name}`);
+//! * [`events`] — the commit log's event schema and the sealing of private blocks;
 //! * [`lexicon`] — the `zone.stratos.*` lexicons, typed records and record validation.
 //!
 //! Nothing here knows about HTTP, SQL or Kafka.
@@ -23,6 +24,7 @@ pub mod boundary;
 pub mod car;
 pub mod commit;
 pub mod data;
+pub mod events;
 pub mod keys;
 pub mod lexicon;
 pub mod mst;
