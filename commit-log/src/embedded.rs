@@ -1,0 +1,384 @@
+//! The embedded adapter: one SQLite file in WAL mode. A single writer task drains every pending
+//! append into one transaction (group commit), so many concurrent appends share one fsync.
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, QueryBuilder, Row};
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position, partition_for};
+
+/// How the embedded log is set up.
+#[derive(Debug, Clone)]
+pub struct EmbeddedConfig {
+    /// The SQLite file (created if missing).
+    pub path: PathBuf,
+    /// Partitions of a new log; an existing log keeps its own count and must match.
+    pub partitions: u32,
+    /// The most appends committed in one transaction.
+    pub max_batch: usize,
+}
+
+impl EmbeddedConfig {
+    /// The defaults (12 partitions, batches of up to 2,048) for a file.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            partitions: 12,
+            max_batch: 2048,
+        }
+    }
+}
+
+/// How long a consumer at the end of a partition waits before looking again when no in-process
+/// append woke it (appends from another process are seen this way).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Records fetched per query by a consumer.
+const FETCH_ROWS: i64 = 512;
+/// Rows per INSERT statement (7 parameters each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 500;
+
+struct Pending {
+    record: AppendRecord,
+    done: oneshot::Sender<Result<Position, LogError>>,
+}
+
+/// The commit log on a local SQLite file.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    readers: SqlitePool,
+    writer: mpsc::Sender<Pending>,
+    appended: watch::Receiver<u64>,
+    partitions: u32,
+}
+
+fn db_error(error: sqlx::Error) -> LogError {
+    LogError::Embedded(error.to_string())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log file.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self, LogError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| LogError::Embedded(e.to_string()))?;
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&config.path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let mut writer = options.clone().connect().await.map_err(db_error)?;
+        sqlx::raw_sql(
+            "CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS log_events (
+                 partition_id INTEGER NOT NULL,
+                 log_offset INTEGER NOT NULL,
+                 key TEXT NOT NULL,
+                 event_type TEXT,
+                 schema_version INTEGER,
+                 payload BLOB NOT NULL,
+                 timestamp_ms INTEGER NOT NULL,
+                 PRIMARY KEY (partition_id, log_offset)
+             );",
+        )
+        .execute(&mut writer)
+        .await
+        .map_err(db_error)?;
+        let partitions = Self::partition_count(&mut writer, config.partitions).await?;
+        let next = Self::next_offsets(&mut writer, partitions).await?;
+
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_error)?;
+        let (sender, receiver) = mpsc::channel(config.max_batch * 4);
+        let (appended_tx, appended_rx) = watch::channel(0);
+        let group = GroupCommit {
+            connection: writer,
+            next,
+            partitions,
+            max_batch: config.max_batch.max(1),
+            appended: appended_tx,
+        };
+        tokio::spawn(group.run(receiver));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                readers,
+                writer: sender,
+                appended: appended_rx,
+                partitions,
+            }),
+        })
+    }
+
+    async fn partition_count(
+        connection: &mut SqliteConnection,
+        configured: u32,
+    ) -> Result<u32, LogError> {
+        let stored: Option<String> =
+            sqlx::query_scalar("SELECT value FROM log_meta WHERE name = 'partitions'")
+                .fetch_optional(&mut *connection)
+                .await
+                .map_err(db_error)?;
+        match stored {
+            Some(value) => {
+                let stored: u32 = value
+                    .parse()
+                    .map_err(|_| LogError::Mismatch(format!("stored partition count {value:?}")))?;
+                if stored != configured {
+                    return Err(LogError::Mismatch(format!(
+                        "the log has {stored} partitions, the configuration says {configured}"
+                    )));
+                }
+                Ok(stored)
+            }
+            None => {
+                if configured == 0 {
+                    return Err(LogError::Mismatch(
+                        "a log needs at least one partition".into(),
+                    ));
+                }
+                sqlx::query("INSERT INTO log_meta (name, value) VALUES ('partitions', ?)")
+                    .bind(configured.to_string())
+                    .execute(&mut *connection)
+                    .await
+                    .map_err(db_error)?;
+                Ok(configured)
+            }
+        }
+    }
+
+    async fn next_offsets(
+        connection: &mut SqliteConnection,
+        partitions: u32,
+    ) -> Result<Vec<u64>, LogError> {
+        let mut next = vec![0u64; partitions as usize];
+        let rows = sqlx::query(
+            "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
+        )
+        .fetch_all(&mut *connection)
+        .await
+        .map_err(db_error)?;
+        for row in rows {
+            let partition: i64 = row.get("partition_id");
+            let end: i64 = row.get("next");
+            if let Some(slot) = next.get_mut(partition as usize) {
+                *slot = end as u64;
+            }
+        }
+        Ok(next)
+    }
+}
+
+/// The single writer: batches pending appends into one transaction each.
+struct GroupCommit {
+    connection: SqliteConnection,
+    next: Vec<u64>,
+    partitions: u32,
+    max_batch: usize,
+    appended: watch::Sender<u64>,
+}
+
+impl GroupCommit {
+    async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while receiver.recv_many(&mut batch, self.max_batch).await > 0 {
+            let positions: Vec<Position> = batch
+                .iter()
+                .map(|pending| {
+                    let partition = partition_for(&pending.record.key, self.partitions);
+                    let offset = self.next[partition as usize];
+                    self.next[partition as usize] += 1;
+                    Position { partition, offset }
+                })
+                .collect();
+            match self.commit(&batch, &positions).await {
+                Ok(()) => {
+                    for (pending, position) in batch.drain(..).zip(positions) {
+                        let _ = pending.done.send(Ok(position));
+                    }
+                    self.appended.send_modify(|count| *count += 1);
+                }
+                Err(error) => {
+                    tracing::error!(%error, "embedded log: group commit failed");
+                    // Give the offsets back: nothing of this batch was written.
+                    for position in positions.iter().rev() {
+                        self.next[position.partition as usize] = position.offset;
+                    }
+                    for pending in batch.drain(..) {
+                        let _ = pending
+                            .done
+                            .send(Err(LogError::Embedded(error.to_string())));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        batch: &[Pending],
+        positions: &[Position],
+    ) -> Result<(), sqlx::Error> {
+        let timestamp = now_ms();
+        let mut transaction = self.connection.begin().await?;
+        let rows: Vec<_> = batch.iter().zip(positions).collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = QueryBuilder::new(
+                "INSERT INTO log_events \
+                 (partition_id, log_offset, key, event_type, schema_version, payload, timestamp_ms) ",
+            );
+            insert.push_values(chunk, |mut row, (pending, position)| {
+                row.push_bind(i64::from(position.partition))
+                    .push_bind(position.offset as i64)
+                    .push_bind(&pending.record.key)
+                    .push_bind(&pending.record.event_type)
+                    .push_bind(pending.record.schema_version as i64)
+                    .push_bind(&pending.record.payload)
+                    .push_bind(timestamp);
+            });
+            insert.build().execute(&mut *transaction).await?;
+        }
+        transaction.commit().await
+    }
+}
+
+#[async_trait]
+impl CommitLog for EmbeddedLog {
+    async fn append(&self, record: AppendRecord) -> Result<Position, LogError> {
+        let (done, result) = oneshot::channel();
+        self.inner
+            .writer
+            .send(Pending { record, done })
+            .await
+            .map_err(|_| LogError::Closed)?;
+        result.await.map_err(|_| LogError::Closed)?
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
+        let rows = sqlx::query(
+            "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
+        )
+        .fetch_all(&self.inner.readers)
+        .await
+        .map_err(db_error)?;
+        let mut ends: Vec<PartitionEnd> = (0..self.inner.partitions)
+            .map(|partition| PartitionEnd { partition, end: 0 })
+            .collect();
+        for row in rows {
+            let partition: i64 = row.get("partition_id");
+            let end: i64 = row.get("next");
+            if let Some(slot) = ends.get_mut(partition as usize) {
+                slot.end = end as u64;
+            }
+        }
+        Ok(ends)
+    }
+
+    fn consume(
+        &self,
+        partition: u32,
+        from: u64,
+    ) -> BoxStream<'static, Result<LogRecord, LogError>> {
+        if partition >= self.inner.partitions {
+            let error = LogError::NoSuchPartition {
+                partition,
+                count: self.inner.partitions,
+            };
+            return stream::once(async move { Err(error) }).boxed();
+        }
+        let reader = Reader {
+            pool: self.inner.readers.clone(),
+            appended: self.inner.appended.clone(),
+            partition,
+            next: from,
+            buffer: VecDeque::new(),
+        };
+        stream::unfold(reader, |mut reader| async move {
+            let item = reader.next().await;
+            Some((item, reader))
+        })
+        .boxed()
+    }
+}
+
+/// One consumer's cursor over a partition.
+struct Reader {
+    pool: SqlitePool,
+    appended: watch::Receiver<u64>,
+    partition: u32,
+    next: u64,
+    buffer: VecDeque<LogRecord>,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Result<LogRecord, LogError> {
+        loop {
+            if let Some(record) = self.buffer.pop_front() {
+                self.next = record.position.offset + 1;
+                return Ok(record);
+            }
+            // Mark the current append count as seen before reading, so an append that lands
+            // after the query still wakes us.
+            self.appended.borrow_and_update();
+            self.fetch().await?;
+            if self.buffer.is_empty() {
+                let woken = tokio::time::timeout(IDLE_POLL, self.appended.changed()).await;
+                if let Ok(Err(_)) = woken {
+                    // This process's writer is gone; keep polling for other writers.
+                    tokio::time::sleep(IDLE_POLL).await;
+                }
+            }
+        }
+    }
+
+    async fn fetch(&mut self) -> Result<(), LogError> {
+        let rows = sqlx::query(
+            "SELECT log_offset, key, event_type, schema_version, payload, timestamp_ms \
+             FROM log_events WHERE partition_id = ? AND log_offset >= ? \
+             ORDER BY log_offset LIMIT ?",
+        )
+        .bind(i64::from(self.partition))
+        .bind(self.next as i64)
+        .bind(FETCH_ROWS)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        for row in rows {
+            let offset: i64 = row.get("log_offset");
+            let version: Option<i64> = row.get("schema_version");
+            self.buffer.push_back(LogRecord {
+                position: Position {
+                    partition: self.partition,
+                    offset: offset as u64,
+                },
+                key: row.get("key"),
+                event_type: row.get("event_type"),
+                schema_version: version.map(|v| v as u64),
+                payload: row.get("payload"),
+                timestamp_ms: row.get("timestamp_ms"),
+            });
+        }
+        Ok(())
+    }
+}

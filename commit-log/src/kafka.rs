@@ -1,0 +1,333 @@
+//! The Kafka adapter: an idempotent producer with `acks=all`, topic creation, and consumers that
+//! are assigned one partition and seek to the position the caller keeps (no consumer groups, no
+//! committed offsets). librdkafka reconnects and retries on its own after a broker restart; with
+//! idempotence on, retries neither duplicate nor reorder a key's events.
+
+use async_trait::async_trait;
+use futures::stream::{self, BoxStream, StreamExt};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position};
+use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
+
+/// How the Kafka adapter connects and what topic it uses.
+#[derive(Debug, Clone)]
+pub struct KafkaConfig {
+    /// `bootstrap.servers`, e.g. `broker-1:9092,broker-2:9092`.
+    pub bootstrap_servers: String,
+    /// The topic (default `stratos.repo.events`).
+    pub topic: String,
+    /// Partitions of the topic when it is created.
+    pub partitions: u32,
+    /// Replication factor of the topic when it is created.
+    pub replication_factor: i32,
+    /// The largest event in bytes (producer `message.max.bytes`, topic `max.message.bytes`).
+    pub max_message_bytes: usize,
+    /// How long an append may wait for the cluster before it fails.
+    pub delivery_timeout: Duration,
+    /// Extra librdkafka properties passed through unchanged: `security.protocol`, `ssl.*`,
+    /// `sasl.*`, `client.id`, … They override the adapter's own settings.
+    pub extra: BTreeMap<String, String>,
+}
+
+impl KafkaConfig {
+    /// Defaults for a cluster: topic `stratos.repo.events`, 12 partitions, replication 3,
+    /// 8 MiB events, 2-minute delivery timeout.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        Self {
+            bootstrap_servers: bootstrap_servers.into(),
+            topic: "stratos.repo.events".into(),
+            partitions: 12,
+            replication_factor: 3,
+            max_message_bytes: 8 * 1024 * 1024,
+            delivery_timeout: Duration::from_secs(120),
+            extra: BTreeMap::new(),
+        }
+    }
+
+    fn client_config(&self) -> ClientConfig {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("client.id", "stratos")
+            .set(
+                "message.max.bytes",
+                (self.max_message_bytes + 64 * 1024).to_string(),
+            );
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    fn producer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("partitioner", "murmur2_random")
+            .set("linger.ms", "1")
+            .set(
+                "delivery.timeout.ms",
+                self.delivery_timeout.as_millis().to_string(),
+            );
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+
+    fn consumer_config(&self) -> ClientConfig {
+        let mut config = self.client_config();
+        config
+            .set("group.id", "stratos-unmanaged")
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("fetch.wait.max.ms", "5")
+            .set("fetch.min.bytes", "1")
+            .set(
+                "fetch.message.max.bytes",
+                (self.max_message_bytes + 64 * 1024).to_string(),
+            );
+        for (key, value) in &self.extra {
+            config.set(key, value);
+        }
+        config
+    }
+}
+
+fn kafka_error(error: impl std::fmt::Display) -> LogError {
+    LogError::Kafka(error.to_string())
+}
+
+/// The commit log on a Kafka topic.
+#[derive(Clone)]
+pub struct KafkaLog {
+    config: Arc<KafkaConfig>,
+    producer: FutureProducer,
+    metadata: Arc<BaseConsumer>,
+    partitions: u32,
+}
+
+impl KafkaLog {
+    /// Connects, creates the topic if it does not exist (an existing topic must have the
+    /// configured partition count), and starts the producer.
+    pub async fn connect(config: KafkaConfig) -> Result<Self, LogError> {
+        create_topic(&config).await?;
+        let producer: FutureProducer = config.producer_config().create().map_err(kafka_error)?;
+        let metadata: BaseConsumer = config.consumer_config().create().map_err(kafka_error)?;
+        let metadata = Arc::new(metadata);
+        let partitions = {
+            let metadata = metadata.clone();
+            let topic = config.topic.clone();
+            tokio::task::spawn_blocking(move || topic_partitions(&metadata, &topic))
+                .await
+                .map_err(kafka_error)??
+        };
+        if partitions != config.partitions {
+            return Err(LogError::Mismatch(format!(
+                "topic {} has {partitions} partitions, the configuration says {}",
+                config.topic, config.partitions
+            )));
+        }
+        Ok(Self {
+            config: Arc::new(config),
+            producer,
+            metadata,
+            partitions,
+        })
+    }
+
+    /// Waits until every appended record is acknowledged (for shutdown).
+    pub fn flush(&self, timeout: Duration) -> Result<(), LogError> {
+        self.producer.flush(timeout).map_err(kafka_error)
+    }
+}
+
+async fn create_topic(config: &KafkaConfig) -> Result<(), LogError> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.client_config().create().map_err(kafka_error)?;
+    let max_bytes = (config.max_message_bytes + 64 * 1024).to_string();
+    let topic = NewTopic::new(
+        &config.topic,
+        config.partitions as i32,
+        TopicReplication::Fixed(config.replication_factor),
+    )
+    .set("max.message.bytes", &max_bytes);
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics([&topic], &options)
+        .await
+        .map_err(kafka_error)?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(LogError::Kafka(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The partition count of a topic, waiting briefly for a new topic's metadata to appear.
+fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<u32, LogError> {
+    let mut last = String::from("no metadata");
+    for _ in 0..50 {
+        match consumer.fetch_metadata(Some(topic), Duration::from_secs(5)) {
+            Ok(metadata) => {
+                if let Some(found) = metadata.topics().iter().find(|t| t.name() == topic)
+                    && found.error().is_none()
+                    && !found.partitions().is_empty()
+                {
+                    return Ok(found.partitions().len() as u32);
+                }
+                last = format!("topic {topic} has no partitions yet");
+            }
+            Err(error) => last = error.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(LogError::Kafka(last))
+}
+
+/// How long the end probe waits for records past the reported high watermark.
+const END_PROBE_IDLE: Duration = Duration::from_millis(500);
+
+/// The end of every partition: the broker's high watermark, then a short read from there on,
+/// because some Kafka-API brokers report the base offset of the last batch instead of the end.
+/// On a broker that reports the true end the probe reads nothing.
+fn partition_ends(
+    metadata: &BaseConsumer,
+    config: &KafkaConfig,
+    count: u32,
+) -> Result<Vec<PartitionEnd>, LogError> {
+    let mut ends = Vec::with_capacity(count as usize);
+    let mut probe_from = TopicPartitionList::new();
+    for partition in 0..count {
+        let (_, high) = metadata
+            .fetch_watermarks(&config.topic, partition as i32, Duration::from_secs(10))
+            .map_err(kafka_error)?;
+        let end = high.max(0) as u64;
+        ends.push(PartitionEnd { partition, end });
+        probe_from
+            .add_partition_offset(&config.topic, partition as i32, Offset::Offset(end as i64))
+            .map_err(kafka_error)?;
+    }
+    let probe: BaseConsumer = config.consumer_config().create().map_err(kafka_error)?;
+    probe.assign(&probe_from).map_err(kafka_error)?;
+    while let Some(message) = probe.poll(END_PROBE_IDLE) {
+        let message = message.map_err(kafka_error)?;
+        if let Some(slot) = ends.get_mut(message.partition() as usize) {
+            slot.end = slot.end.max(message.offset() as u64 + 1);
+        }
+    }
+    Ok(ends)
+}
+
+#[async_trait]
+impl CommitLog for KafkaLog {
+    async fn append(&self, record: AppendRecord) -> Result<Position, LogError> {
+        let version = record.schema_version.to_string();
+        let headers = OwnedHeaders::new()
+            .insert(Header {
+                key: TYPE_HEADER,
+                value: Some(record.event_type.as_str()),
+            })
+            .insert(Header {
+                key: VERSION_HEADER,
+                value: Some(version.as_str()),
+            });
+        let message = FutureRecord::to(&self.config.topic)
+            .key(record.key.as_str())
+            .payload(record.payload.as_slice())
+            .headers(headers);
+        let delivery = self
+            .producer
+            .send(message, self.config.delivery_timeout)
+            .await
+            .map_err(|(error, _)| kafka_error(error))?;
+        Ok(Position {
+            partition: delivery.partition as u32,
+            offset: delivery.offset as u64,
+        })
+    }
+
+    async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
+        let metadata = self.metadata.clone();
+        let config = self.config.clone();
+        let count = self.partitions;
+        tokio::task::spawn_blocking(move || partition_ends(&metadata, &config, count))
+            .await
+            .map_err(kafka_error)?
+    }
+
+    fn consume(
+        &self,
+        partition: u32,
+        from: u64,
+    ) -> BoxStream<'static, Result<LogRecord, LogError>> {
+        if partition >= self.partitions {
+            let error = LogError::NoSuchPartition {
+                partition,
+                count: self.partitions,
+            };
+            return stream::once(async move { Err(error) }).boxed();
+        }
+        let consumer: StreamConsumer = match self.config.consumer_config().create() {
+            Ok(consumer) => consumer,
+            Err(error) => return stream::once(async move { Err(kafka_error(error)) }).boxed(),
+        };
+        let mut assignment = TopicPartitionList::new();
+        if let Err(error) = assignment.add_partition_offset(
+            &self.config.topic,
+            partition as i32,
+            Offset::Offset(from as i64),
+        ) {
+            return stream::once(async move { Err(kafka_error(error)) }).boxed();
+        }
+        if let Err(error) = consumer.assign(&assignment) {
+            return stream::once(async move { Err(kafka_error(error)) }).boxed();
+        }
+        stream::unfold(Arc::new(consumer), move |consumer| async move {
+            let item = consumer.recv().await.map_err(kafka_error).map(|message| {
+                let header = |name: &str| {
+                    message.headers().and_then(|headers| {
+                        headers
+                            .iter()
+                            .find(|h| h.key == name)
+                            .and_then(|h| h.value)
+                            .and_then(|v| std::str::from_utf8(v).ok())
+                            .map(str::to_string)
+                    })
+                };
+                LogRecord {
+                    position: Position {
+                        partition: message.partition() as u32,
+                        offset: message.offset() as u64,
+                    },
+                    key: message
+                        .key()
+                        .map(|k| String::from_utf8_lossy(k).into_owned())
+                        .unwrap_or_default(),
+                    event_type: header(TYPE_HEADER),
+                    schema_version: header(VERSION_HEADER).and_then(|v| v.parse().ok()),
+                    payload: message.payload().unwrap_or_default().to_vec(),
+                    timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+                }
+            });
+            Some((item, consumer))
+        })
+        .boxed()
+    }
+}

@@ -1,0 +1,130 @@
+//! The Stratos commit log: the append-only source of truth of the system.
+//!
+//! One [`CommitLog`] port, two adapters with the same semantics:
+//!
+//! * [`KafkaLog`] on a Kafka (or Kafka-API) cluster — idempotent producer, `acks=all`, one topic
+//!   keyed by actor DID, consumers that seek to the positions they keep themselves;
+//! * [`EmbeddedLog`] on one SQLite file in WAL mode with group commit, for single-node use.
+//!
+//! Both partition by key with Kafka's murmur2 partitioner, so an actor's events sit in one
+//! partition, in order, and map to the same partition number in either adapter. Consumers store
+//! their own positions (the projections keep them in their own transactions); the log never
+//! tracks consumer progress.
+
+mod embedded;
+mod kafka;
+mod partitioner;
+
+pub use self::embedded::{EmbeddedConfig, EmbeddedLog};
+pub use self::kafka::{KafkaConfig, KafkaLog};
+pub use self::partitioner::{murmur2, partition_for};
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use stratos_schema::events::Event;
+
+/// Why a log operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// The Kafka client reported an error.
+    #[error("kafka: {0}")]
+    Kafka(String),
+    /// The embedded log's database reported an error.
+    #[error("embedded log: {0}")]
+    Embedded(String),
+    /// The log exists with settings that do not match the configuration.
+    #[error("log configuration mismatch: {0}")]
+    Mismatch(String),
+    /// A partition number outside the log.
+    #[error("partition {partition} does not exist (the log has {count})")]
+    NoSuchPartition {
+        /// The partition asked for.
+        partition: u32,
+        /// How many partitions exist.
+        count: u32,
+    },
+    /// The log was shut down.
+    #[error("the log is closed")]
+    Closed,
+}
+
+/// An event to append: its key (the actor DID), its type and schema version (carried as headers
+/// so consumers can route without decoding), and its encoded bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendRecord {
+    /// The actor DID; decides the partition.
+    pub key: String,
+    /// The event type, e.g. `#commit`.
+    pub event_type: String,
+    /// The event schema version.
+    pub schema_version: u64,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+}
+
+impl AppendRecord {
+    /// The record for an event, keyed by its actor.
+    pub fn from_event(event: &Event) -> Self {
+        Self {
+            key: event.did().to_string(),
+            event_type: event.event_type().as_str().to_string(),
+            schema_version: stratos_schema::events::SCHEMA_VERSION,
+            payload: event.encode(),
+        }
+    }
+}
+
+/// Where a record sits in the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    /// The partition.
+    pub partition: u32,
+    /// The offset within the partition.
+    pub offset: u64,
+}
+
+/// A record read from the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRecord {
+    /// Where it sits.
+    pub position: Position,
+    /// The actor DID it was appended under.
+    pub key: String,
+    /// The event type header, if present.
+    pub event_type: Option<String>,
+    /// The schema version header, if present.
+    pub schema_version: Option<u64>,
+    /// The encoded event.
+    pub payload: Vec<u8>,
+    /// When it was appended, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+/// A partition and the offset the next appended record will get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartitionEnd {
+    /// The partition.
+    pub partition: u32,
+    /// One past the last offset (0 for an empty partition).
+    pub end: u64,
+}
+
+/// The commit-log port.
+#[async_trait]
+pub trait CommitLog: Send + Sync + 'static {
+    /// Appends a record and returns its position once it is durable.
+    async fn append(&self, record: AppendRecord) -> Result<Position, LogError>;
+
+    /// Every partition with its end offset.
+    async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError>;
+
+    /// The records of one partition from offset `from` on, in order, waiting for new ones at the
+    /// end. The stream ends only on error or when the log is closed.
+    fn consume(&self, partition: u32, from: u64)
+    -> BoxStream<'static, Result<LogRecord, LogError>>;
+
+    /// Appends an event under its actor.
+    async fn append_event(&self, event: &Event) -> Result<Position, LogError> {
+        self.append(AppendRecord::from_event(event)).await
+    }
+}

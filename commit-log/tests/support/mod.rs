@@ -1,0 +1,99 @@
+//! Real parts for the commit-log tests: a Kafka-API broker (tansu) on a free loopback port.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Where `scripts/install-tansu` puts the broker, unless `STRATOS_TANSU_BIN` says otherwise.
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("STRATOS_TANSU_BIN") {
+        return PathBuf::from(path);
+    }
+    let cache = std::env::var("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").expect("HOME")).join(".cache"));
+    let tools = std::env::var("STRATOS_TOOLS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| cache.join("stratos/tools"));
+    tools.join("tansu-0.6.0/bin/tansu")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A running broker, stopped when dropped.
+pub struct Broker {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl Broker {
+    /// Starts a broker with in-memory storage on a free port and waits until it accepts
+    /// connections.
+    pub fn start() -> Self {
+        let mut broker = Broker {
+            child: None,
+            port: free_port(),
+        };
+        broker.spawn();
+        broker
+    }
+
+    /// `bootstrap.servers` for this broker.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let binary = tansu_binary();
+        assert!(
+            binary.exists(),
+            "the Kafka-API broker is not installed at {}; run scripts/install-tansu \
+             (scripts/test does this)",
+            binary.display()
+        );
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = Command::new(&binary)
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the broker starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "the broker did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
