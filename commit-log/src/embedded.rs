@@ -103,12 +103,17 @@ impl EmbeddedLog {
         .execute(&mut writer)
         .await
         .map_err(db_error)?;
+        // Checkpoints run beside the writer (see `checkpoint`), never inside an append.
+        sqlx::raw_sql("PRAGMA wal_autocheckpoint = 0;")
+            .execute(&mut writer)
+            .await
+            .map_err(db_error)?;
         let partitions = Self::partition_count(&mut writer, config.partitions).await?;
         let next = Self::next_offsets(&mut writer, partitions).await?;
 
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.read_only(true))
+            .connect_with(options.clone().read_only(true))
             .await
             .map_err(db_error)?;
         let (sender, receiver) = mpsc::channel(config.max_batch * 4);
@@ -121,6 +126,8 @@ impl EmbeddedLog {
             appended: appended_tx,
         };
         tokio::spawn(group.run(receiver));
+        let checkpointer = options.clone().connect().await.map_err(db_error)?;
+        tokio::spawn(checkpoint(checkpointer, appended_rx.clone()));
         Ok(Self {
             inner: Arc::new(Inner {
                 readers,
@@ -187,6 +194,26 @@ impl EmbeddedLog {
             }
         }
         Ok(next)
+    }
+}
+
+/// How often the WAL is copied back into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+/// Copies the WAL into the database in the background (`PASSIVE`: never waits for, nor blocks,
+/// the writer or readers), so appends never pay for a checkpoint. Ends with the writer.
+async fn checkpoint(mut connection: SqliteConnection, mut appended: watch::Receiver<u64>) {
+    loop {
+        if appended.changed().await.is_err() {
+            return;
+        }
+        if let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE);")
+            .execute(&mut connection)
+            .await
+        {
+            tracing::warn!(%error, "embedded log: checkpoint failed");
+        }
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
     }
 }
 

@@ -198,3 +198,31 @@ fn unknown_versions_types_and_garbage_are_refused() {
         assert!(Event::decode(garbage).is_err());
     }
 }
+
+/// Prints one decoded event of every type in the atproto JSON form, for `docs/events.md`:
+/// `cargo test -p stratos-schema --test events -- --ignored --nocapture print_examples`.
+#[test]
+#[ignore = "documentation helper"]
+fn print_examples() {
+    for event in all_events() {
+        let value = decode_ipld(&event.encode()).unwrap();
+        let mut json = stratos_schema::data::ipld_to_json(&value);
+        shorten_bytes(&mut json);
+        println!("{}\n", serde_json::to_string_pretty(&json).unwrap());
+    }
+}
+
+fn shorten_bytes(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if let Some(serde_json::Value::String(text)) = map.get_mut("$bytes")
+                && text.len() > 24
+            {
+                *text = format!("{}…", &text[..24]);
+            }
+            map.values_mut().for_each(shorten_bytes);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(shorten_bytes),
+        _ => {}
+    }
+}

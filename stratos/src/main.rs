@@ -1,5 +1,6 @@
 //! `stratos`: one binary for the Stratos services and their operations tooling.
 
+mod bench;
 mod debug;
 
 use clap::{Parser, Subcommand};
@@ -20,6 +21,9 @@ enum Command {
     /// Tools for debugging ATProto interop (MST roots, CAR files).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Load generators that measure the system's parts on this machine.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Command::Debug(command) => debug::run(command),
+        Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");
