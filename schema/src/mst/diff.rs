@@ -59,6 +59,10 @@ pub struct MstDiff {
     pub removed_nodes: Vec<Cid>,
 }
 
+/// Nodes of one layer still to compare, by CID. Seeded hashing (foldhash) keeps lookups cheap
+/// without letting crafted trees force collisions.
+type Frontier = HashMap<Cid, Link, foldhash::fast::RandomState>;
+
 /// Compares two trees, reading nodes from `store` (nodes built in memory need no store).
 ///
 /// Identical subtrees sit on the same layer in both trees, so the walk goes layer by layer from
@@ -78,8 +82,8 @@ pub fn diff(store: &dyn BlockSource, old: &Mst, new: &Mst) -> Result<MstDiff, Ms
         new.for_each_node(store, |cid, bytes| result.created_nodes.insert(cid, bytes))?;
     }
 
-    let mut old_frontier: BTreeMap<u32, HashMap<Cid, Link>> = BTreeMap::new();
-    let mut new_frontier: BTreeMap<u32, HashMap<Cid, Link>> = BTreeMap::new();
+    let mut old_frontier: BTreeMap<u32, Frontier> = BTreeMap::new();
+    let mut new_frontier: BTreeMap<u32, Frontier> = BTreeMap::new();
     if let Some(root) = old.root_link() {
         old_frontier
             .entry(old.layer())
@@ -121,7 +125,7 @@ fn expand(
     link: &Link,
     layer: u32,
     leaves: &mut Vec<(Arc<str>, Cid)>,
-    frontier: &mut BTreeMap<u32, HashMap<Cid, Link>>,
+    frontier: &mut BTreeMap<u32, Frontier>,
 ) -> Result<(), MstError> {
     let node = link.node(store, layer)?;
     leaves.extend(node.entries.iter().map(|e| (e.key.clone(), e.value)));
