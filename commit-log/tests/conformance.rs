@@ -337,6 +337,65 @@ async fn an_acknowledged_append_survives_kill_9(kind: Kind) {
     assert_eq!(survivor[0].payload, b"acknowledged");
 }
 
+/// Kafka only: the broker is killed and restarted while appends are in flight; every append
+/// that was acknowledged is in the log afterwards, at the position it was acknowledged at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_broker_restart_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Broker::start_durable(dir.path());
+    let target = Target::Kafka {
+        bootstrap: broker.bootstrap(),
+        topic: "stratos.test.restart".into(),
+    };
+    let log = target.open().await.unwrap();
+    const EVENTS: usize = 300;
+    let (progress, mut appended) = tokio::sync::mpsc::unbounded_channel();
+    let appender = {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            for i in 0..EVENTS {
+                let key = format!("did:plc:restart{:017}", i % 10);
+                let position = log.append(record(&key, i.to_be_bytes().to_vec())).await;
+                if let Ok(position) = position {
+                    acknowledged.push((i, position));
+                }
+                let _ = progress.send(i);
+            }
+            acknowledged
+        })
+    };
+    // Restart once a third of the events are in.
+    while let Some(i) = appended.recv().await {
+        if i == EVENTS / 3 {
+            tokio::task::block_in_place(|| broker.restart());
+            break;
+        }
+    }
+    let acknowledged = tokio::time::timeout(Duration::from_secs(120), appender)
+        .await
+        .expect("appends finish after the restart")
+        .unwrap();
+    assert!(
+        acknowledged.len() > EVENTS / 3,
+        "appends resumed after the restart"
+    );
+
+    let mut found: BTreeMap<Position, Vec<u8>> = BTreeMap::new();
+    for end in log.partitions().await.unwrap() {
+        for record in read(log.as_ref(), end.partition, 0, end.end as usize).await {
+            found.insert(record.position, record.payload);
+        }
+    }
+    for (i, position) in acknowledged {
+        assert_eq!(
+            found.get(&position),
+            Some(&i.to_be_bytes().to_vec()),
+            "event {i}"
+        );
+    }
+}
+
 macro_rules! conformance {
     ($kind:ident, $($test:ident),* $(,)?) => {
         #[allow(non_snake_case)]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Where `scripts/install-tansu` puts the broker, unless `STRATOS_TANSU_BIN` says otherwise.
+/// Where `scripts/install-tansu` puts the broker (built with in-memory and SQLite storage),
+/// unless `STRATOS_TANSU_BIN` says otherwise.
 fn tansu_binary() -> PathBuf {
     if let Ok(path) = std::env::var("STRATOS_TANSU_BIN") {
         return PathBuf::from(path);
@@ -16,7 +17,7 @@ fn tansu_binary() -> PathBuf {
     let tools = std::env::var("STRATOS_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| cache.join("stratos/tools"));
-    tools.join("tansu-0.6.0/bin/tansu")
+    tools.join("tansu-0.6.0-sqlite/bin/tansu")
 }
 
 fn free_port() -> u16 {
@@ -30,18 +31,38 @@ fn free_port() -> u16 {
 pub struct Broker {
     child: Option<Child>,
     port: u16,
+    storage: String,
+    workdir: Option<PathBuf>,
 }
 
 impl Broker {
     /// Starts a broker with in-memory storage on a free port and waits until it accepts
     /// connections.
     pub fn start() -> Self {
+        Self::start_with("memory://tansu/".into(), None)
+    }
+
+    /// Starts a broker that keeps its data in a SQLite file in `dir`, so it survives restarts.
+    pub fn start_durable(dir: &std::path::Path) -> Self {
+        // tansu reads the path of a `sqlite://` URL as relative to its working directory.
+        Self::start_with("sqlite://broker.sqlite".into(), Some(dir.to_path_buf()))
+    }
+
+    fn start_with(storage: String, workdir: Option<PathBuf>) -> Self {
         let mut broker = Broker {
             child: None,
             port: free_port(),
+            storage,
+            workdir,
         };
         broker.spawn();
         broker
+    }
+
+    /// Kills the broker (SIGKILL) and starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
     }
 
     /// `bootstrap.servers` for this broker.
@@ -58,7 +79,11 @@ impl Broker {
             binary.display()
         );
         let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if let Some(dir) = &self.workdir {
+            command.current_dir(dir);
+        }
+        let child = command
             .args([
                 "broker",
                 "--listener-url",
@@ -66,7 +91,7 @@ impl Broker {
                 "--advertised-listener-url",
                 &url,
                 "--storage-engine",
-                "memory://tansu/",
+                &self.storage,
             ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
