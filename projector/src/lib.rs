@@ -1,0 +1,8 @@
+//! Stratos projectors: consumers of the commit log that build the state the services read.
+//!
+//! * [`arbiter`] — the repo projector's decision, a pure function: given an actor's projected
+//!   state and a `#commit`, apply it (with exactly which blocks and records change) or reject it
+//!   with a reason. The log order decides between concurrent writers; the arbiter makes every
+//!   replay reach the same decisions.
+
+pub mod arbiter;
