@@ -41,6 +41,25 @@ fn single_inserts(c: &mut Criterion) {
     }
 }
 
+fn hundred_write_diff(c: &mut Criterion) {
+    let tree = tree_of(100_000);
+    let next = tree
+        .apply(
+            &(),
+            (0..100u64)
+                .map(|i| 5_000_000 + i)
+                .map(|id| (key(id), Some(value(id))))
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v)),
+        )
+        .expect("apply");
+    next.root_cid();
+    c.bench_function("mst/diff_of_100_writes_in_100k", |b| {
+        b.iter(|| black_box(diff(&(), &tree, &next).expect("diff").ops.len()))
+    });
+}
+
 fn hundred_write_commit(c: &mut Criterion) {
     let tree = tree_of(100_000);
     let mut round = 0u64;
@@ -65,5 +84,10 @@ fn hundred_write_commit(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, single_inserts, hundred_write_commit);
+criterion_group!(
+    benches,
+    single_inserts,
+    hundred_write_commit,
+    hundred_write_diff
+);
 criterion_main!(benches);

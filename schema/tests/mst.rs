@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
-use stratos_schema::blocks::BlockMap;
+use stratos_schema::blocks::{BlockMap, BlockSource};
 use stratos_schema::data::{cid_for_dag_cbor, from_dag_cbor};
 use stratos_schema::mst::{
     Mst, NodeData, RecordOp, common_prefix_len, diff, key_height, verify_proof,
@@ -188,6 +188,43 @@ proptest! {
             prop_assert_eq!(node.to_bytes(), bytes.to_vec());
             prop_assert_eq!(cid_for_dag_cbor(bytes), *cid);
         }
+    }
+
+    #[test]
+    fn a_batch_equals_the_same_writes_one_by_one(
+        base in keys_strategy(200),
+        writes in prop::collection::vec(("[a-z2-7]{1,6}", any::<bool>(), any::<u8>()), 0..80),
+    ) {
+        let old = build(base.iter().enumerate().map(|(i, k)| (k.clone(), value(i as u64))));
+        let root_before = old.root_cid();
+        let writes: Vec<(String, Option<Cid>)> = writes
+            .into_iter()
+            .map(|(rkey, put, v)| (format!("app.x.post/{rkey}"), put.then(|| value(u64::from(v)))))
+            .collect();
+        let batch = old.apply(&(), writes.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+        let mut one_by_one = old.clone();
+        for (key, write) in &writes {
+            one_by_one = match write {
+                Some(cid) => one_by_one.insert(&(), key, *cid).unwrap(),
+                None => one_by_one.remove(&(), key).unwrap().0,
+            };
+        }
+        prop_assert_eq!(batch.root_cid(), one_by_one.root_cid());
+        prop_assert_eq!(old.root_cid(), root_before);
+        prop_assert_eq!(batch.entries(&()).unwrap(), one_by_one.entries(&()).unwrap());
+
+        // Against a stored old tree, the new nodes cover everything the diff says was created.
+        let store = nodes(&old);
+        let stored_old = Mst::load(&store, old.root_cid()).unwrap();
+        let stored_batch = stored_old.apply(&store, writes.iter().map(|(k, v)| (k.as_str(), *v))).unwrap();
+        let created = diff(&store, &stored_old, &stored_batch).unwrap().created_nodes;
+        let fresh = stored_batch.new_nodes();
+        for (cid, bytes) in created.iter() {
+            prop_assert_eq!(fresh.get_block(cid), Some(bytes));
+        }
+        let mut all = store.clone();
+        all.extend(fresh);
+        Mst::load(&all, stored_batch.root_cid()).unwrap().entries(&all).unwrap();
     }
 
     #[test]

@@ -16,6 +16,8 @@ use crate::data::cid_for_dag_cbor;
 pub(crate) struct Link(Arc<LinkInner>);
 
 struct LinkInner {
+    /// Whether the node came from a block source (as opposed to being built in memory).
+    stored: bool,
     cid: OnceLock<Cid>,
     /// The encoded bytes of a node built in memory, kept once computed.
     bytes: OnceLock<Vec<u8>>,
@@ -39,6 +41,7 @@ pub(crate) struct Entry {
 impl Link {
     fn stored(cid: Cid) -> Self {
         let inner = LinkInner {
+            stored: true,
             cid: OnceLock::from(cid),
             bytes: OnceLock::new(),
             node: OnceLock::new(),
@@ -48,11 +51,33 @@ impl Link {
 
     fn fresh(node: Node) -> Self {
         let inner = LinkInner {
+            stored: false,
             cid: OnceLock::new(),
             bytes: OnceLock::new(),
             node: OnceLock::from(Arc::new(node)),
         };
         Link(Arc::new(inner))
+    }
+
+    /// The node itself, if this link is its only owner and its CID has not been computed yet:
+    /// then it can be edited in place instead of copied.
+    fn into_unique_node(self) -> Result<Node, Link> {
+        let inner = match Arc::try_unwrap(self.0) {
+            Ok(inner) if inner.cid.get().is_none() && inner.bytes.get().is_none() => inner,
+            Ok(inner) => return Err(Link(Arc::new(inner))),
+            Err(shared) => return Err(Link(shared)),
+        };
+        let stored = inner.stored;
+        match inner.node.into_inner().map(Arc::try_unwrap) {
+            Some(Ok(node)) => Ok(node),
+            Some(Err(shared)) => Err(Link(Arc::new(LinkInner {
+                stored,
+                cid: OnceLock::new(),
+                bytes: OnceLock::new(),
+                node: OnceLock::from(shared),
+            }))),
+            None => unreachable!("a link without a CID always holds its node"),
+        }
     }
 
     /// The node's CID, encoding it (and any unencoded children) the first time.
@@ -158,6 +183,14 @@ impl Node {
             self.left.as_ref()
         } else {
             self.entries[index - 1].right.as_ref()
+        }
+    }
+
+    fn take_child(&mut self, index: usize) -> Option<Link> {
+        if index == 0 {
+            self.left.take()
+        } else {
+            self.entries[index - 1].right.take()
         }
     }
 
@@ -309,6 +342,44 @@ impl Mst {
 
     /// The tree with `key` set to `value` (inserted or replaced).
     pub fn insert(&self, store: &dyn BlockSource, key: &str, value: Cid) -> Result<Self, MstError> {
+        self.clone().inserted(store, key, value)
+    }
+
+    /// The tree with a batch of writes applied in order: `Some(cid)` sets a key, `None` removes
+    /// it. Nodes built by earlier writes of the batch are edited in place rather than copied, so
+    /// a batch costs far less than the same writes one tree at a time. `self` is unchanged, also
+    /// on error.
+    pub fn apply<'k>(
+        &self,
+        store: &dyn BlockSource,
+        writes: impl IntoIterator<Item = (&'k str, Option<Cid>)>,
+    ) -> Result<Self, MstError> {
+        let mut tree = self.clone();
+        for (key, value) in writes {
+            tree = match value {
+                Some(value) => tree.inserted(store, key, value)?,
+                None => tree.remove(store, key)?.0,
+            };
+        }
+        Ok(tree)
+    }
+
+    /// The nodes built in memory since the tree was loaded, with their bytes: what a commit of
+    /// this tree adds to the stored blocks (a node rebuilt identical to a stored one is included).
+    pub fn new_nodes(&self) -> BlockMap {
+        let mut blocks = BlockMap::new();
+        let mut stack: Vec<Link> = self.root.iter().cloned().collect();
+        while let Some(link) = stack.pop() {
+            if link.0.stored {
+                continue;
+            }
+            blocks.insert(link.cid(), link.encoded().to_vec());
+            stack.extend(link.loaded_node().children().cloned());
+        }
+        blocks
+    }
+
+    fn inserted(self, store: &dyn BlockSource, key: &str, value: Cid) -> Result<Self, MstError> {
         validate_key(key)?;
         let height = key_height(key);
         let edit = Edit { store, key, height };
@@ -334,9 +405,11 @@ impl Mst {
                 layer: height,
             });
         }
+        let layer = self.layer;
+        let root = self.root.expect("checked above");
         Ok(Self {
-            root: Some(edit.insert(root, self.layer, value)?),
-            layer: self.layer,
+            root: Some(edit.insert_owned(root, layer, value)?),
+            layer,
         })
     }
 
@@ -506,6 +579,40 @@ impl Edit<'_> {
             });
         }
         link
+    }
+
+    /// Like [`Edit::insert`], but edits nodes in place where this is their only link.
+    fn insert_owned(&self, link: Link, layer: u32, value: Cid) -> Result<Link, MstError> {
+        let mut node = match link.into_unique_node() {
+            Ok(node) => node,
+            Err(shared) => return self.insert(&shared, layer, value),
+        };
+        match node.search(self.key) {
+            Ok(index) => node.entries[index].value = value,
+            Err(index) if self.height == layer => {
+                let (left, right) = match node.take_child(index) {
+                    Some(child) => self.split(&child, layer - 1)?,
+                    None => (None, None),
+                };
+                node.set_child(index, left);
+                node.entries.insert(
+                    index,
+                    Entry {
+                        key: self.key.into(),
+                        value,
+                        right,
+                    },
+                );
+            }
+            Err(index) => {
+                let child = match node.take_child(index) {
+                    Some(child) => self.insert_owned(child, layer - 1, value)?,
+                    None => self.single(value, layer - 1),
+                };
+                node.set_child(index, Some(child));
+            }
+        }
+        Ok(Link::fresh(node))
     }
 
     fn insert(&self, link: &Link, layer: u32, value: Cid) -> Result<Link, MstError> {
