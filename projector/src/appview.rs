@@ -1,0 +1,193 @@
+//! The AppView projector's mapping: from applied log events to rows of the AppView table
+//! contract (spec §10.1: `stratos_post`, `stratos_post_boundary`, `stratos_enrollment`).
+//!
+//! Pure: the projector runner writes these changes in the same transaction as its position.
+
+use stratos_schema::Ipld;
+use stratos_schema::data::decode_ipld;
+use stratos_schema::events::{BoundariesEvent, EnrollmentEvent, UnenrollEvent};
+use stratos_schema::lexicon::POST_COLLECTION;
+use stratos_schema::syntax::{Datetime, Did};
+
+use crate::arbiter::{Applied, RecordChange};
+
+/// One `stratos_post` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostRow {
+    /// `at://{did}/zone.stratos.feed.post/{rkey}`.
+    pub uri: String,
+    /// The record CID.
+    pub cid: String,
+    /// The record key.
+    pub rkey: String,
+    /// The author's DID.
+    pub creator: String,
+    /// The post text (empty when absent).
+    pub text: String,
+    /// `reply.root.uri` and `.cid`.
+    pub reply_root: Option<(String, String)>,
+    /// `reply.parent.uri` and `.cid`.
+    pub reply_parent: Option<(String, String)>,
+    /// `embed` as JSON text.
+    pub embed: Option<String>,
+    /// `facets` as JSON text.
+    pub facets: Option<String>,
+    /// `labels` as JSON text.
+    pub labels: Option<String>,
+    /// `langs`, comma-joined.
+    pub langs: Option<String>,
+    /// `tags`, comma-joined.
+    pub tags: Option<String>,
+    /// The record's `createdAt` (or the event time when missing).
+    pub created_at: String,
+    /// When the post was indexed: the event time, so a replay reproduces it.
+    pub indexed_at: String,
+}
+
+/// A change to the AppView views.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ViewChange {
+    /// Insert or replace a post and replace its boundary rows.
+    UpsertPost {
+        /// The row.
+        post: Box<PostRow>,
+        /// Its qualified boundaries (`stratos_post_boundary`).
+        boundaries: Vec<String>,
+    },
+    /// Remove a post and its boundary rows.
+    DeletePost {
+        /// The post's URI.
+        uri: String,
+    },
+    /// Insert or replace an actor's enrollment row.
+    UpsertEnrollment {
+        /// The actor.
+        did: String,
+        /// The Stratos service URL.
+        service_url: Option<String>,
+        /// When the actor enrolled (kept on boundary changes).
+        enrolled_at: Option<String>,
+        /// The actor's boundaries.
+        boundaries: Vec<String>,
+    },
+    /// Remove the actor's enrollment row and every one of its posts from every view.
+    RemoveActor {
+        /// The actor.
+        did: String,
+    },
+}
+
+/// The view changes of an applied `#commit` (or `#import`). Posts whose content is unavailable
+/// (purged actor) are removed rather than shown empty.
+pub fn commit_changes(did: &Did, time: &Datetime, applied: &Applied) -> Vec<ViewChange> {
+    let prefix = format!("{POST_COLLECTION}/");
+    applied
+        .records
+        .iter()
+        .filter_map(|change| match change {
+            RecordChange::Put {
+                path,
+                cid,
+                boundaries,
+                block,
+            } => {
+                let rkey = path.strip_prefix(&prefix)?;
+                let uri = format!("at://{did}/{path}");
+                let Some(record) = block.as_deref().and_then(|b| decode_ipld(b).ok()) else {
+                    return Some(ViewChange::DeletePost { uri });
+                };
+                Some(ViewChange::UpsertPost {
+                    post: Box::new(post_row(did, rkey, uri, cid.to_string(), &record, time)),
+                    boundaries: boundaries.clone(),
+                })
+            }
+            RecordChange::Delete { path, .. } => {
+                path.strip_prefix(&prefix)?;
+                Some(ViewChange::DeletePost {
+                    uri: format!("at://{did}/{path}"),
+                })
+            }
+        })
+        .collect()
+}
+
+/// The view change of an `#enrollment`.
+pub fn enrollment_change(event: &EnrollmentEvent) -> ViewChange {
+    ViewChange::UpsertEnrollment {
+        did: event.did.to_string(),
+        service_url: Some(event.service_endpoint.clone()),
+        enrolled_at: Some(event.time.to_string()),
+        boundaries: event.boundaries.clone(),
+    }
+}
+
+/// The view change of a `#boundaries` event (URL and enrollment time are kept).
+pub fn boundaries_change(event: &BoundariesEvent) -> ViewChange {
+    ViewChange::UpsertEnrollment {
+        did: event.did.to_string(),
+        service_url: None,
+        enrolled_at: None,
+        boundaries: event.boundaries.clone(),
+    }
+}
+
+/// The view change of an `#unenroll`: the actor disappears from every view.
+pub fn unenroll_change(event: &UnenrollEvent) -> ViewChange {
+    ViewChange::RemoveActor {
+        did: event.did.to_string(),
+    }
+}
+
+fn post_row(
+    did: &Did,
+    rkey: &str,
+    uri: String,
+    cid: String,
+    record: &Ipld,
+    time: &Datetime,
+) -> PostRow {
+    let field = |name: &str| match record {
+        Ipld::Map(map) => map.get(name),
+        _ => None,
+    };
+    let text = |value: Option<&Ipld>| match value {
+        Some(Ipld::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let json = |name: &str| field(name).map(|v| stratos_schema::data::ipld_to_json(v).to_string());
+    let joined = |name: &str| match field(name) {
+        Some(Ipld::List(items)) => Some(
+            items
+                .iter()
+                .filter_map(|i| text(Some(i)))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        _ => None,
+    };
+    let strong_ref = |which: &str| {
+        let Some(Ipld::Map(reply)) = field("reply") else {
+            return None;
+        };
+        let Some(Ipld::Map(reference)) = reply.get(which) else {
+            return None;
+        };
+        Some((text(reference.get("uri"))?, text(reference.get("cid"))?))
+    };
+    PostRow {
+        uri,
+        cid,
+        rkey: rkey.to_string(),
+        creator: did.to_string(),
+        text: text(field("text")).unwrap_or_default(),
+        reply_root: strong_ref("root"),
+        reply_parent: strong_ref("parent"),
+        embed: json("embed"),
+        facets: json("facets"),
+        labels: json("labels"),
+        langs: joined("langs"),
+        tags: joined("tags"),
+        created_at: text(field("createdAt")).unwrap_or_else(|| time.to_string()),
+        indexed_at: time.to_string(),
+    }
+}
