@@ -1,5 +1,6 @@
 //! `stratos`: one binary for the Stratos services and their operations tooling.
 
+mod audit;
 mod bench;
 mod debug;
 
@@ -21,6 +22,8 @@ enum Command {
     /// Tools for debugging ATProto interop (MST roots, CAR files).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Print an actor's history from the commit log, checking every signature and chain link.
+    Audit(audit::AuditArgs),
     /// Load generators that measure the system's parts on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -34,6 +37,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Command::Debug(command) => debug::run(command),
+        Command::Audit(args) => audit::run(args),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {
