@@ -212,6 +212,23 @@ fn print_examples() {
     }
 }
 
+/// Writes one encoded event of every type as fuzzing seeds:
+/// `cargo test -p stratos-schema --test events -- --ignored write_fuzz_seeds`.
+#[test]
+#[ignore = "fuzzing helper"]
+fn write_fuzz_seeds() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/event_decoder");
+    std::fs::create_dir_all(&dir).unwrap();
+    for event in all_events() {
+        let name = event
+            .event_type()
+            .as_str()
+            .trim_start_matches('#')
+            .to_string();
+        std::fs::write(dir.join(format!("{name}.cbor")), event.encode()).unwrap();
+    }
+}
+
 fn shorten_bytes(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {

@@ -47,6 +47,16 @@ fn record_json_regressions() {
 }
 
 #[test]
+fn event_decoder_regressions() {
+    for (path, bytes) in inputs("event_decoder") {
+        if let Ok(event) = stratos_schema::events::Event::decode(&bytes) {
+            let again = stratos_schema::events::Event::decode(&event.encode()).unwrap();
+            assert_eq!(again, event, "{}", path.display());
+        }
+    }
+}
+
+#[test]
 fn car_reader_regressions() {
     for (_, bytes) in inputs("car_reader") {
         if let Ok((roots, blocks)) = read_car(&bytes, CarLimits::default())
