@@ -1,0 +1,16 @@
+-- Key store: actor keys wrapped by the service master key (never in clear, never in the log).
+CREATE TABLE actor_key (
+    did TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    wrapped BYTEA NOT NULL,
+    PRIMARY KEY (did, kind)
+);
+
+-- Where each consumer of the commit log is, per partition: written in the same transaction as
+-- the projection rows it produced.
+CREATE TABLE consumer_position (
+    consumer TEXT NOT NULL,
+    partition_id INTEGER NOT NULL,
+    next_offset BIGINT NOT NULL,
+    PRIMARY KEY (consumer, partition_id)
+);

@@ -1,0 +1,277 @@
+//! Connections, migrations and transactions for both backends.
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::{AssertSqlSafe, Postgres, Row, Sqlite, Transaction};
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::time::Duration;
+use stratos_schema::events::seal::DataKey;
+use zeroize::Zeroizing;
+
+use crate::keys::{KeyKind, KeyStoreError, MasterKey};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// Migrations failed.
+    #[error("migrations: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored key did not unwrap.
+    #[error(transparent)]
+    Key(#[from] KeyStoreError),
+    /// The URL names no supported database.
+    #[error("unsupported database URL {0:?} (expected postgres://… or sqlite://…)")]
+    UnsupportedUrl(String),
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// PostgreSQL (distributed mode).
+    Postgres,
+    /// SQLite (embedded mode).
+    Sqlite,
+}
+
+#[derive(Clone)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The projections' database and the key store.
+#[derive(Clone)]
+pub struct Store {
+    pool: Pool,
+    master: MasterKey,
+}
+
+/// A transaction: everything written through it becomes visible together on [`StoreTx::commit`],
+/// or not at all.
+pub enum StoreTx {
+    /// On Postgres.
+    Postgres(Transaction<'static, Postgres>),
+    /// On SQLite.
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+/// Runs the same code on whichever pool or transaction is behind a value.
+macro_rules! on {
+    ($value:expr, $db:ident => $body:expr) => {
+        match $value {
+            Pool::Postgres($db) => $body,
+            Pool::Sqlite($db) => $body,
+        }
+    };
+}
+
+macro_rules! on_tx {
+    ($value:expr, $db:ident => $body:expr) => {
+        match $value {
+            StoreTx::Postgres($db) => $body,
+            StoreTx::Sqlite($db) => $body,
+        }
+    };
+}
+
+/// SQL written with `?` placeholders, numbered for Postgres. Only ever built from the constant
+/// statements of this module, so it is safe to execute.
+fn sql(backend: Backend, text: &'static str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(numbered(backend, text).into_owned())
+}
+
+fn numbered(backend: Backend, text: &'static str) -> Cow<'static, str> {
+    match backend {
+        Backend::Sqlite => Cow::Borrowed(text),
+        Backend::Postgres => {
+            let mut out = String::with_capacity(text.len() + 8);
+            let mut index = 0;
+            for ch in text.chars() {
+                if ch == '?' {
+                    index += 1;
+                    out.push_str(&format!("${index}"));
+                } else {
+                    out.push(ch);
+                }
+            }
+            Cow::Owned(out)
+        }
+    }
+}
+
+impl Store {
+    /// Connects to `postgres://…` or `sqlite://path` (created if missing) and runs the
+    /// migrations of that backend.
+    pub async fn connect(url: &str, master: MasterKey) -> Result<Self, StoreError> {
+        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
+            Pool::Postgres(pool)
+        } else if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
+                .await?;
+            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
+            Pool::Sqlite(pool)
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        Ok(Self { pool, master })
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        match self.pool {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Stores (or replaces) a key of `did`, wrapped by the master key.
+    pub async fn put_key(&self, did: &str, kind: KeyKind, key: &[u8]) -> Result<(), StoreError> {
+        let wrapped = self.master.wrap(did, kind, key);
+        let query = sql(
+            self.backend(),
+            "INSERT INTO actor_key (did, kind, wrapped) VALUES (?, ?, ?) \
+             ON CONFLICT (did, kind) DO UPDATE SET wrapped = excluded.wrapped",
+        );
+        on!(&self.pool, db => {
+            sqlx::query(query).bind(did).bind(kind.as_str()).bind(&wrapped).execute(db).await?;
+        });
+        Ok(())
+    }
+
+    /// A key of `did`, unwrapped; `None` if there is none (never stored, or destroyed).
+    pub async fn key(
+        &self,
+        did: &str,
+        kind: KeyKind,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT wrapped FROM actor_key WHERE did = ? AND kind = ?",
+        );
+        let wrapped: Option<Vec<u8>> = on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(did)
+                .bind(kind.as_str())
+                .fetch_optional(db)
+                .await?
+                .map(|row| row.get::<Vec<u8>, _>(0))
+        });
+        Ok(match wrapped {
+            Some(wrapped) => Some(self.master.unwrap(did, kind, &wrapped)?),
+            None => None,
+        })
+    }
+
+    /// Stores an actor's data key.
+    pub async fn put_data_key(&self, did: &str, key: &DataKey) -> Result<(), StoreError> {
+        self.put_key(did, KeyKind::Data, key.as_bytes()).await
+    }
+
+    /// An actor's data key, if it has not been destroyed.
+    pub async fn data_key(&self, did: &str) -> Result<Option<DataKey>, StoreError> {
+        match self.key(did, KeyKind::Data).await? {
+            Some(bytes) => Ok(Some(
+                DataKey::from_bytes(&bytes).map_err(|_| KeyStoreError::Malformed)?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Destroys every key of `did` (purge). Returns how many were deleted.
+    pub async fn destroy_keys(&self, did: &str) -> Result<u64, StoreError> {
+        let query = sql(self.backend(), "DELETE FROM actor_key WHERE did = ?");
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query).bind(did).execute(db).await?.rows_affected()
+        }))
+    }
+
+    /// The next offset `consumer` will read in `partition`, if it stored one.
+    pub async fn position(
+        &self,
+        consumer: &str,
+        partition: u32,
+    ) -> Result<Option<u64>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT next_offset FROM consumer_position WHERE consumer = ? AND partition_id = ?",
+        );
+        let offset: Option<i64> = on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(consumer)
+                .bind(i64::from(partition) as i32)
+                .fetch_optional(db)
+                .await?
+                .map(|row| row.get::<i64, _>(0))
+        });
+        Ok(offset.map(|o| o as u64))
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(match &self.pool {
+            Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
+            Pool::Sqlite(db) => StoreTx::Sqlite(db.begin().await?),
+        })
+    }
+}
+
+impl StoreTx {
+    fn backend(&self) -> Backend {
+        match self {
+            StoreTx::Postgres(_) => Backend::Postgres,
+            StoreTx::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Records that `consumer` will next read `next_offset` of `partition`.
+    pub async fn set_position(
+        &mut self,
+        consumer: &str,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StoreError> {
+        let query = sql(
+            self.backend(),
+            "INSERT INTO consumer_position (consumer, partition_id, next_offset) VALUES (?, ?, ?) \
+             ON CONFLICT (consumer, partition_id) DO UPDATE SET next_offset = excluded.next_offset",
+        );
+        on_tx!(self, tx => {
+            sqlx::query(query)
+                .bind(consumer)
+                .bind(i64::from(partition) as i32)
+                .bind(next_offset as i64)
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Makes everything written visible.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        on_tx!(self, tx => tx.commit().await?);
+        Ok(())
+    }
+
+    /// Discards everything written (dropping the transaction does the same).
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        on_tx!(self, tx => tx.rollback().await?);
+        Ok(())
+    }
+}
