@@ -10,6 +10,42 @@ use stratos_schema::events::seal::DataKey;
 use zeroize::Zeroizing;
 
 use crate::keys::{KeyKind, KeyStoreError, MasterKey};
+use stratos_schema::Cid;
+use stratos_schema::blocks::BlockMap;
+use stratos_schema::syntax::{SyntaxError, Tid};
+
+/// An actor's current commit, as the repo projection stores it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    /// The commit's CID.
+    pub commit: Cid,
+    /// Its revision.
+    pub rev: Tid,
+    /// Its MST root.
+    pub data: Cid,
+}
+
+/// One record row of the repo projection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordRow {
+    /// The collection NSID.
+    pub collection: String,
+    /// The record key.
+    pub rkey: String,
+    /// The record CID.
+    pub cid: Cid,
+    /// Its qualified boundaries.
+    pub boundaries: Vec<String>,
+    /// The record block; `None` once the actor's content was purged.
+    pub block: Option<Vec<u8>>,
+}
+
+/// A record row as the database returns it: collection, rkey, CID, boundaries, block.
+type StoredRecord = (String, String, String, String, Option<Vec<u8>>);
+
+fn parse_cid(text: &str) -> Result<Cid, StoreError> {
+    stratos_schema::data::parse_cid(text).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +59,9 @@ pub enum StoreError {
     /// A stored key did not unwrap.
     #[error(transparent)]
     Key(#[from] KeyStoreError),
+    /// A stored value that does not parse.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(String),
     /// The URL names no supported database.
     #[error("unsupported database URL {0:?} (expected postgres://… or sqlite://…)")]
     UnsupportedUrl(String),
@@ -223,6 +262,74 @@ impl Store {
         Ok(offset.map(|o| o as u64))
     }
 
+    /// An actor's head, if it has one.
+    pub async fn head(&self, did: &str) -> Result<Option<Head>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT commit_cid, rev, data_cid FROM actor_head WHERE did = ?",
+        );
+        let row: Option<(String, String, String)> = on!(&self.pool, db => {
+            sqlx::query(query).bind(did).fetch_optional(db).await?.map(|row| (row.get(0), row.get(1), row.get(2)))
+        });
+        row.map(|(commit, rev, data)| {
+            Ok(Head {
+                commit: parse_cid(&commit)?,
+                rev: rev
+                    .parse()
+                    .map_err(|e: SyntaxError| StoreError::Corrupt(e.to_string()))?,
+                data: parse_cid(&data)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Every stored commit and MST node block of an actor.
+    pub async fn blocks(&self, did: &str) -> Result<BlockMap, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT cid, bytes FROM repo_block WHERE did = ?",
+        );
+        let rows: Vec<(String, Vec<u8>)> = on!(&self.pool, db => {
+            sqlx::query(query).bind(did).fetch_all(db).await?.into_iter().map(|row| (row.get(0), row.get(1))).collect()
+        });
+        rows.into_iter()
+            .map(|(cid, bytes)| Ok((parse_cid(&cid)?, bytes)))
+            .collect()
+    }
+
+    /// An actor's record rows, in collection and key order.
+    pub async fn records(&self, did: &str) -> Result<Vec<RecordRow>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+             ORDER BY collection, rkey",
+        );
+        let rows: Vec<StoredRecord> = on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(did)
+                .fetch_all(db)
+                .await?
+                .into_iter()
+                .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
+                .collect()
+        });
+        rows.into_iter()
+            .map(|(collection, rkey, cid, boundaries, block)| {
+                Ok(RecordRow {
+                    collection,
+                    rkey,
+                    cid: parse_cid(&cid)?,
+                    boundaries: boundaries
+                        .split('\n')
+                        .filter(|b| !b.is_empty())
+                        .map(str::to_string)
+                        .collect(),
+                    block,
+                })
+            })
+            .collect()
+    }
+
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match &self.pool {
@@ -259,6 +366,94 @@ impl StoreTx {
                 .bind(next_offset as i64)
                 .execute(&mut **tx)
                 .await?;
+        });
+        Ok(())
+    }
+
+    /// Sets an actor's head.
+    pub async fn set_head(&mut self, did: &str, head: &Head) -> Result<(), StoreError> {
+        let query = sql(
+            self.backend(),
+            "INSERT INTO actor_head (did, commit_cid, rev, data_cid) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+             rev = excluded.rev, data_cid = excluded.data_cid",
+        );
+        on_tx!(self, tx => {
+            sqlx::query(query)
+                .bind(did)
+                .bind(head.commit.to_string())
+                .bind(head.rev.as_str())
+                .bind(head.data.to_string())
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Stores commit and MST node blocks of an actor (existing ones are kept).
+    pub async fn put_blocks(&mut self, did: &str, blocks: &BlockMap) -> Result<(), StoreError> {
+        let backend = self.backend();
+        for (cid, bytes) in blocks.iter() {
+            let query = sql(
+                backend,
+                "INSERT INTO repo_block (did, cid, bytes) VALUES (?, ?, ?) \
+                 ON CONFLICT (did, cid) DO NOTHING",
+            );
+            on_tx!(&mut *self, tx => {
+                sqlx::query(query).bind(did).bind(cid.to_string()).bind(bytes).execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes blocks of an actor that are no longer reachable.
+    pub async fn delete_blocks(&mut self, did: &str, cids: &[Cid]) -> Result<(), StoreError> {
+        let backend = self.backend();
+        for cid in cids {
+            let query = sql(backend, "DELETE FROM repo_block WHERE did = ? AND cid = ?");
+            on_tx!(&mut *self, tx => {
+                sqlx::query(query).bind(did).bind(cid.to_string()).execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes a record row (insert or replace).
+    pub async fn put_record(&mut self, did: &str, record: &RecordRow) -> Result<(), StoreError> {
+        let query = sql(
+            self.backend(),
+            "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
+             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (did, collection, rkey) DO UPDATE SET \
+             cid = excluded.cid, boundaries = excluded.boundaries, block = excluded.block",
+        );
+        let boundaries = record.boundaries.join("\n");
+        on_tx!(self, tx => {
+            sqlx::query(query)
+                .bind(did)
+                .bind(&record.collection)
+                .bind(&record.rkey)
+                .bind(record.cid.to_string())
+                .bind(boundaries)
+                .bind(record.block.as_deref())
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes a record row.
+    pub async fn delete_record(
+        &mut self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<(), StoreError> {
+        let query = sql(
+            self.backend(),
+            "DELETE FROM record WHERE did = ? AND collection = ? AND rkey = ?",
+        );
+        on_tx!(self, tx => {
+            sqlx::query(query).bind(did).bind(collection).bind(rkey).execute(&mut **tx).await?;
         });
         Ok(())
     }

@@ -165,6 +165,77 @@ async fn positions_commit_with_their_transaction(fixture: &Fixture) {
     assert_eq!(store.position("appview", 3).await.unwrap(), Some(10));
 }
 
+async fn repo_projection_round_trip(fixture: &Fixture) {
+    use stratos_schema::blocks::BlockMap;
+    use stratos_schema::data::cid_for_dag_cbor;
+    use stratos_store::{Head, RecordRow};
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let did = "did:plc:alice";
+    assert_eq!(store.head(did).await.unwrap(), None);
+
+    let mut blocks = BlockMap::new();
+    let node = blocks.insert_dag_cbor(vec![0xa2, 0x61, 0x65, 0x80, 0x61, 0x6c, 0xf6]);
+    let commit = blocks.insert_dag_cbor(vec![0xa0]);
+    let head = Head {
+        commit,
+        rev: "3l2aaaaaaaa22".parse().unwrap(),
+        data: node,
+    };
+    let post = RecordRow {
+        collection: "zone.stratos.feed.post".into(),
+        rkey: "3l2aaaaaaaa22".into(),
+        cid: cid_for_dag_cbor(b"post"),
+        boundaries: vec![
+            "did:web:s.example/general".into(),
+            "did:web:s.example/writers".into(),
+        ],
+        block: Some(b"post".to_vec()),
+    };
+    let purged = RecordRow {
+        rkey: "3l2bbbbbbbb22".into(),
+        block: None,
+        boundaries: vec![],
+        ..post.clone()
+    };
+
+    // A rolled-back transaction leaves nothing behind.
+    let mut tx = store.begin().await.unwrap();
+    tx.set_head(did, &head).await.unwrap();
+    tx.put_blocks(did, &blocks).await.unwrap();
+    tx.put_record(did, &post).await.unwrap();
+    tx.rollback().await.unwrap();
+    assert_eq!(store.head(did).await.unwrap(), None);
+    assert!(store.blocks(did).await.unwrap().is_empty());
+    assert!(store.records(did).await.unwrap().is_empty());
+
+    let mut tx = store.begin().await.unwrap();
+    tx.set_head(did, &head).await.unwrap();
+    tx.put_blocks(did, &blocks).await.unwrap();
+    tx.put_blocks(did, &blocks).await.unwrap();
+    tx.put_record(did, &post).await.unwrap();
+    tx.put_record(did, &purged).await.unwrap();
+    tx.set_position("repo", 0, 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.head(did).await.unwrap(), Some(head));
+    assert_eq!(store.blocks(did).await.unwrap(), blocks);
+    assert_eq!(
+        store.records(did).await.unwrap(),
+        vec![post.clone(), purged.clone()]
+    );
+
+    let mut tx = store.begin().await.unwrap();
+    tx.delete_record(did, &post.collection, &post.rkey)
+        .await
+        .unwrap();
+    tx.delete_blocks(did, &[commit]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.records(did).await.unwrap(), vec![purged]);
+    assert_eq!(store.blocks(did).await.unwrap().len(), 1);
+    assert!(store.records("did:plc:bob").await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -185,12 +256,14 @@ suite!(
     "postgres",
     migrations_are_idempotent,
     keys_round_trip_and_purge,
-    positions_commit_with_their_transaction
+    positions_commit_with_their_transaction,
+    repo_projection_round_trip,
 );
 suite!(
     sqlite,
     "sqlite",
     migrations_are_idempotent,
     keys_round_trip_and_purge,
-    positions_commit_with_their_transaction
+    positions_commit_with_their_transaction,
+    repo_projection_round_trip,
 );
