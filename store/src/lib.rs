@@ -11,4 +11,4 @@ pub mod keys;
 mod store;
 
 pub use self::keys::{KeyKind, MasterKey};
-pub use self::store::{Backend, Head, RecordRow, Store, StoreError, StoreTx};
+pub use self::store::{ActorEvent, Backend, Head, RecordRow, Store, StoreError, StoreTx};

@@ -25,6 +25,19 @@ pub struct Head {
     pub data: Cid,
 }
 
+/// One numbered event of an actor, as `subscribeRecords` replays it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ActorEvent {
+    /// The actor's sequence number (1, 2, …).
+    pub seq: u64,
+    /// The event type, e.g. `#commit`.
+    pub event_type: String,
+    /// The commit revision, for commits.
+    pub rev: Option<String>,
+    /// The frame body to send.
+    pub body: Vec<u8>,
+}
+
 /// One record row of the repo projection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordRow {
@@ -330,6 +343,54 @@ impl Store {
             .collect()
     }
 
+    /// Up to `limit` events of `did` numbered after `after`, in order.
+    pub async fn actor_events(
+        &self,
+        did: &str,
+        after: u64,
+        limit: u32,
+    ) -> Result<Vec<ActorEvent>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT seq, event_type, rev, body FROM actor_event WHERE did = ? AND seq > ? \
+             ORDER BY seq LIMIT ?",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(did)
+                .bind(after as i64)
+                .bind(i64::from(limit))
+                .fetch_all(db)
+                .await?
+                .into_iter()
+                .map(|row| ActorEvent {
+                    seq: row.get::<i64, _>(0) as u64,
+                    event_type: row.get(1),
+                    rev: row.get(2),
+                    body: row.get(3),
+                })
+                .collect()
+        }))
+    }
+
+    /// The refused events of `did`, in log order: (partition, offset, reason).
+    pub async fn rejections(&self, did: &str) -> Result<Vec<(u32, u64, String)>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT partition_id, log_offset, reason FROM rejected_event WHERE did = ? \
+             ORDER BY partition_id, log_offset",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(did)
+                .fetch_all(db)
+                .await?
+                .into_iter()
+                .map(|row| (row.get::<i32, _>(0) as u32, row.get::<i64, _>(1) as u64, row.get(2)))
+                .collect()
+        }))
+    }
+
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match &self.pool {
@@ -454,6 +515,64 @@ impl StoreTx {
         );
         on_tx!(self, tx => {
             sqlx::query(query).bind(did).bind(collection).bind(rkey).execute(&mut **tx).await?;
+        });
+        Ok(())
+    }
+
+    /// Numbers an event of `did` with the actor's next sequence number and stores it.
+    pub async fn append_actor_event(
+        &mut self,
+        did: &str,
+        event_type: &str,
+        rev: Option<&str>,
+        body: &[u8],
+    ) -> Result<u64, StoreError> {
+        let backend = self.backend();
+        let next = sql(
+            backend,
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM actor_event WHERE did = ?",
+        );
+        let insert = sql(
+            backend,
+            "INSERT INTO actor_event (did, seq, event_type, rev, body) VALUES (?, ?, ?, ?, ?)",
+        );
+        let seq: i64 = on_tx!(&mut *self, tx => {
+            let seq: i64 = sqlx::query(next).bind(did).fetch_one(&mut **tx).await?.get(0);
+            sqlx::query(insert)
+                .bind(did)
+                .bind(seq)
+                .bind(event_type)
+                .bind(rev)
+                .bind(body)
+                .execute(&mut **tx)
+                .await?;
+            seq
+        });
+        Ok(seq as u64)
+    }
+
+    /// Records that the event at a log position was refused, and why. Recording the same
+    /// position again (redelivery) changes nothing.
+    pub async fn record_rejection(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        did: &str,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let query = sql(
+            self.backend(),
+            "INSERT INTO rejected_event (partition_id, log_offset, did, reason) VALUES (?, ?, ?, ?) \
+             ON CONFLICT (partition_id, log_offset) DO NOTHING",
+        );
+        on_tx!(self, tx => {
+            sqlx::query(query)
+                .bind(i64::from(partition) as i32)
+                .bind(offset as i64)
+                .bind(did)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await?;
         });
         Ok(())
     }

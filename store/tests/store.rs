@@ -236,6 +236,60 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
     assert!(store.records("did:plc:bob").await.unwrap().is_empty());
 }
 
+async fn sequences_and_rejections(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.append_actor_event("did:plc:a", "#commit", Some("3l2aaaaaaaa22"), b"one")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        tx.append_actor_event("did:plc:a", "#commit", Some("3l2aaaaaaaa23"), b"two")
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        tx.append_actor_event("did:plc:b", "#enrollment", None, b"b")
+            .await
+            .unwrap(),
+        1
+    );
+    tx.record_rejection(2, 17, "did:plc:a", "not on the head")
+        .await
+        .unwrap();
+    tx.record_rejection(2, 17, "did:plc:a", "not on the head")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let events = store.actor_events("did:plc:a", 0, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(events[1].body, b"two");
+    assert_eq!(events[0].rev.as_deref(), Some("3l2aaaaaaaa22"));
+    assert_eq!(
+        store.actor_events("did:plc:a", 1, 10).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.actor_events("did:plc:a", 0, 1).await.unwrap().len(),
+        1
+    );
+    assert_eq!(
+        store.actor_events("did:plc:b", 0, 10).await.unwrap()[0].rev,
+        None
+    );
+    assert_eq!(
+        store.rejections("did:plc:a").await.unwrap(),
+        vec![(2, 17, "not on the head".to_string())]
+    );
+    assert!(store.rejections("did:plc:b").await.unwrap().is_empty());
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -258,6 +312,7 @@ suite!(
     keys_round_trip_and_purge,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
+    sequences_and_rejections,
 );
 suite!(
     sqlite,
@@ -266,4 +321,5 @@ suite!(
     keys_round_trip_and_purge,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
+    sequences_and_rejections,
 );
