@@ -109,7 +109,7 @@ impl EmbeddedLog {
             .await
             .map_err(db_error)?;
         let partitions = Self::partition_count(&mut writer, config.partitions).await?;
-        let next = Self::next_offsets(&mut writer, partitions).await?;
+        let next = partition_ends(&mut writer, partitions).await?;
 
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
@@ -174,27 +174,28 @@ impl EmbeddedLog {
             }
         }
     }
+}
 
-    async fn next_offsets(
-        connection: &mut SqliteConnection,
-        partitions: u32,
-    ) -> Result<Vec<u64>, LogError> {
-        let mut next = vec![0u64; partitions as usize];
-        let rows = sqlx::query(
-            "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
-        )
-        .fetch_all(&mut *connection)
-        .await
-        .map_err(db_error)?;
-        for row in rows {
-            let partition: i64 = row.get("partition_id");
-            let end: i64 = row.get("next");
-            if let Some(slot) = next.get_mut(partition as usize) {
-                *slot = end as u64;
-            }
+/// One past the last offset of every partition (0 for an empty one).
+async fn partition_ends<'e, E>(executor: E, partitions: u32) -> Result<Vec<u64>, LogError>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let mut ends = vec![0u64; partitions as usize];
+    let rows = sqlx::query(
+        "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
+    )
+    .fetch_all(executor)
+    .await
+    .map_err(db_error)?;
+    for row in rows {
+        let partition: i64 = row.get("partition_id");
+        let end: i64 = row.get("next");
+        if let Some(slot) = ends.get_mut(partition as usize) {
+            *slot = end as u64;
         }
-        Ok(next)
     }
+    Ok(ends)
 }
 
 /// How often the WAL is copied back into the database file.
@@ -303,23 +304,11 @@ impl CommitLog for EmbeddedLog {
     }
 
     async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
-        let rows = sqlx::query(
-            "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
-        )
-        .fetch_all(&self.inner.readers)
-        .await
-        .map_err(db_error)?;
-        let mut ends: Vec<PartitionEnd> = (0..self.inner.partitions)
-            .map(|partition| PartitionEnd { partition, end: 0 })
-            .collect();
-        for row in rows {
-            let partition: i64 = row.get("partition_id");
-            let end: i64 = row.get("next");
-            if let Some(slot) = ends.get_mut(partition as usize) {
-                slot.end = end as u64;
-            }
-        }
-        Ok(ends)
+        let ends = partition_ends(&self.inner.readers, self.inner.partitions).await?;
+        Ok((0..)
+            .zip(ends)
+            .map(|(partition, end)| PartitionEnd { partition, end })
+            .collect())
     }
 
     fn consume(

@@ -55,54 +55,55 @@ impl KafkaConfig {
         }
     }
 
-    fn client_config(&self) -> ClientConfig {
+    /// The largest frame a client sends or fetches: an event plus room for headers and batch
+    /// overhead.
+    fn frame_limit(&self) -> String {
+        (self.max_message_bytes + 64 * 1024).to_string()
+    }
+
+    /// Settings shared by every client, then the role's own, then the operator's passthrough
+    /// properties, which win over both.
+    fn client_config(&self, role: &[(&str, String)]) -> ClientConfig {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", "stratos")
-            .set(
-                "message.max.bytes",
-                (self.max_message_bytes + 64 * 1024).to_string(),
-            );
+            .set("message.max.bytes", self.frame_limit());
+        for (key, value) in role {
+            config.set(*key, value);
+        }
         for (key, value) in &self.extra {
             config.set(key, value);
         }
         config
+    }
+
+    fn admin_config(&self) -> ClientConfig {
+        self.client_config(&[])
     }
 
     fn producer_config(&self) -> ClientConfig {
-        let mut config = self.client_config();
-        config
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("partitioner", "murmur2_random")
-            .set("linger.ms", "1")
-            .set(
+        self.client_config(&[
+            ("enable.idempotence", "true".into()),
+            ("acks", "all".into()),
+            ("partitioner", "murmur2_random".into()),
+            ("linger.ms", "1".into()),
+            (
                 "delivery.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),
-            );
-        for (key, value) in &self.extra {
-            config.set(key, value);
-        }
-        config
+            ),
+        ])
     }
 
     fn consumer_config(&self) -> ClientConfig {
-        let mut config = self.client_config();
-        config
-            .set("group.id", "stratos-unmanaged")
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("fetch.wait.max.ms", "5")
-            .set("fetch.min.bytes", "1")
-            .set(
-                "fetch.message.max.bytes",
-                (self.max_message_bytes + 64 * 1024).to_string(),
-            );
-        for (key, value) in &self.extra {
-            config.set(key, value);
-        }
-        config
+        self.client_config(&[
+            ("group.id", "stratos-unmanaged".into()),
+            ("enable.auto.commit", "false".into()),
+            ("enable.auto.offset.store", "false".into()),
+            ("fetch.wait.max.ms", "5".into()),
+            ("fetch.min.bytes", "1".into()),
+            ("fetch.message.max.bytes", self.frame_limit()),
+        ])
     }
 }
 
@@ -156,8 +157,8 @@ impl KafkaLog {
 
 async fn create_topic(config: &KafkaConfig) -> Result<(), LogError> {
     let admin: AdminClient<DefaultClientContext> =
-        config.client_config().create().map_err(kafka_error)?;
-    let max_bytes = (config.max_message_bytes + 64 * 1024).to_string();
+        config.admin_config().create().map_err(kafka_error)?;
+    let max_bytes = config.frame_limit();
     let topic = NewTopic::new(
         &config.topic,
         config.partitions as i32,

@@ -2,7 +2,7 @@
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Postgres, Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Sqlite, Transaction};
 use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
@@ -13,6 +13,9 @@ use crate::keys::{KeyKind, KeyStoreError, MasterKey};
 use stratos_schema::Cid;
 use stratos_schema::blocks::BlockMap;
 use stratos_schema::syntax::{SyntaxError, Tid};
+
+/// Rows per multi-row statement: well under both backends' bind-parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// An actor's current commit, as the repo projection stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -451,29 +454,40 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Stores commit and MST node blocks of an actor (existing ones are kept).
+    /// Stores commit and MST node blocks of an actor (existing ones are kept), in statements of
+    /// up to [`ROWS_PER_STATEMENT`] blocks.
     pub async fn put_blocks(&mut self, did: &str, blocks: &BlockMap) -> Result<(), StoreError> {
-        let backend = self.backend();
-        for (cid, bytes) in blocks.iter() {
-            let query = sql(
-                backend,
-                "INSERT INTO repo_block (did, cid, bytes) VALUES (?, ?, ?) \
-                 ON CONFLICT (did, cid) DO NOTHING",
-            );
+        let rows: Vec<(String, &[u8])> = blocks
+            .iter()
+            .map(|(cid, bytes)| (cid.to_string(), bytes))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
-                sqlx::query(query).bind(did).bind(cid.to_string()).bind(bytes).execute(&mut **tx).await?;
+                let mut insert = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
+                insert.push_values(chunk, |mut row, (cid, bytes)| {
+                    row.push_bind(did).push_bind(cid).push_bind(*bytes);
+                });
+                insert.push(" ON CONFLICT (did, cid) DO NOTHING");
+                insert.build().execute(&mut **tx).await?;
             });
         }
         Ok(())
     }
 
-    /// Removes blocks of an actor that are no longer reachable.
+    /// Removes blocks of an actor that are no longer reachable, in statements of up to
+    /// [`ROWS_PER_STATEMENT`] blocks.
     pub async fn delete_blocks(&mut self, did: &str, cids: &[Cid]) -> Result<(), StoreError> {
-        let backend = self.backend();
-        for cid in cids {
-            let query = sql(backend, "DELETE FROM repo_block WHERE did = ? AND cid = ?");
+        let cids: Vec<String> = cids.iter().map(Cid::to_string).collect();
+        for chunk in cids.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
-                sqlx::query(query).bind(did).bind(cid.to_string()).execute(&mut **tx).await?;
+                let mut delete = QueryBuilder::new("DELETE FROM repo_block WHERE did = ");
+                delete.push_bind(did).push(" AND cid IN (");
+                let mut list = delete.separated(", ");
+                for cid in chunk {
+                    list.push_bind(cid);
+                }
+                delete.push(")");
+                delete.build().execute(&mut **tx).await?;
             });
         }
         Ok(())
