@@ -14,6 +14,8 @@
 mod embedded;
 mod kafka;
 mod partitioner;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use self::embedded::{EmbeddedConfig, EmbeddedLog};
 pub use self::kafka::{KafkaConfig, KafkaLog};

@@ -3,19 +3,17 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-mod support;
-
 use futures::StreamExt;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
+use stratos_log::testing::Broker;
 use stratos_log::{
     AppendRecord, CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogError,
     LogRecord, Position, partition_for,
 };
-use support::Broker;
 
 const PARTITIONS: u32 = 4;
 const WAIT: Duration = Duration::from_secs(30);

@@ -9,40 +9,9 @@ use stratos_schema::events::{BoundariesEvent, EnrollmentEvent, UnenrollEvent};
 use stratos_schema::lexicon::POST_COLLECTION;
 use stratos_schema::syntax::{Datetime, Did};
 
-use crate::arbiter::{Applied, RecordChange};
+use stratos_store::PostRow;
 
-/// One `stratos_post` row.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PostRow {
-    /// `at://{did}/zone.stratos.feed.post/{rkey}`.
-    pub uri: String,
-    /// The record CID.
-    pub cid: String,
-    /// The record key.
-    pub rkey: String,
-    /// The author's DID.
-    pub creator: String,
-    /// The post text (empty when absent).
-    pub text: String,
-    /// `reply.root.uri` and `.cid`.
-    pub reply_root: Option<(String, String)>,
-    /// `reply.parent.uri` and `.cid`.
-    pub reply_parent: Option<(String, String)>,
-    /// `embed` as JSON text.
-    pub embed: Option<String>,
-    /// `facets` as JSON text.
-    pub facets: Option<String>,
-    /// `labels` as JSON text.
-    pub labels: Option<String>,
-    /// `langs`, comma-joined.
-    pub langs: Option<String>,
-    /// `tags`, comma-joined.
-    pub tags: Option<String>,
-    /// The record's `createdAt` (or the event time when missing).
-    pub created_at: String,
-    /// When the post was indexed: the event time, so a replay reproduces it.
-    pub indexed_at: String,
-}
+use crate::arbiter::RecordChange;
 
 /// A change to the AppView views.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +46,11 @@ pub enum ViewChange {
     },
 }
 
-/// The view changes of an applied `#commit` (or `#import`). Posts whose content is unavailable
-/// (purged actor) are removed rather than shown empty.
-pub fn commit_changes(did: &Did, time: &Datetime, applied: &Applied) -> Vec<ViewChange> {
+/// The view changes of the record changes of an applied `#commit` (or `#import`). Posts whose
+/// content is unavailable (purged actor) are removed rather than shown empty.
+pub fn commit_changes(did: &Did, time: &Datetime, records: &[RecordChange]) -> Vec<ViewChange> {
     let prefix = format!("{POST_COLLECTION}/");
-    applied
-        .records
+    records
         .iter()
         .filter_map(|change| match change {
             RecordChange::Put {
@@ -174,14 +142,18 @@ fn post_row(
         };
         Some((text(reference.get("uri"))?, text(reference.get("cid"))?))
     };
+    let (reply_root, reply_root_cid) = strong_ref("root").unzip();
+    let (reply_parent, reply_parent_cid) = strong_ref("parent").unzip();
     PostRow {
         uri,
         cid,
         rkey: rkey.to_string(),
         creator: did.to_string(),
         text: text(field("text")).unwrap_or_default(),
-        reply_root: strong_ref("root"),
-        reply_parent: strong_ref("parent"),
+        reply_root,
+        reply_root_cid,
+        reply_parent,
+        reply_parent_cid,
         embed: json("embed"),
         facets: json("facets"),
         labels: json("labels"),

@@ -15,7 +15,6 @@ use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{CommitEvent, OpAction};
 use stratos_schema::keys::PublicKey;
 use stratos_schema::mst::{Mst, RecordOp, diff};
-use stratos_schema::syntax::Tid;
 
 /// What the projection knows about an actor before an event.
 #[derive(Debug, Clone)]
@@ -30,16 +29,7 @@ pub struct ActorState {
     pub data_key: Option<DataKey>,
 }
 
-/// An actor's current commit.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    /// The commit's CID.
-    pub commit: Cid,
-    /// Its revision.
-    pub rev: Tid,
-    /// Its MST root.
-    pub data: Cid,
-}
+pub use stratos_store::Head;
 
 /// Why a commit was not applied. Recorded with the event's position.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,8 +65,8 @@ pub enum Rejection {
     /// The ops do not turn the head's tree into the commit's tree.
     #[error("ops do not match the commit's tree: {0}")]
     OpsMismatch(String),
-    /// A created or updated record's block is missing or does not open.
-    #[error("record {0} is missing or does not open")]
+    /// A created or updated record's sealed block is missing from the event.
+    #[error("record {0} is missing")]
     BadRecord(String),
 }
 
@@ -91,7 +81,7 @@ pub enum RecordChange {
         cid: Cid,
         /// Its qualified boundaries.
         boundaries: Vec<String>,
-        /// The record block, or `None` when the actor's data key is gone (purged).
+        /// The record block, or `None` when it does not open with the actor's data key (purged).
         block: Option<Vec<u8>>,
     },
     /// A deleted record.
@@ -112,10 +102,6 @@ pub struct Applied {
     pub new_blocks: BlockMap,
     /// Blocks no longer reachable: replaced MST nodes and the old commit.
     pub removed_blocks: Vec<Cid>,
-    /// Record blocks replaced or deleted by this commit. Records are content-addressed, so two
-    /// paths may share a block: the store deletes each of these unless a record row of the actor
-    /// still refers to it (so deleted private text does not linger, and shared text survives).
-    pub released_records: Vec<Cid>,
     /// Record rows to write or remove, in path order.
     pub records: Vec<RecordChange>,
 }
@@ -160,11 +146,13 @@ pub fn decide_commit(
         top: &slice_blocks,
         bottom: blocks,
     };
+    // The empty tree (a genesis commit's) is known without its node block.
+    let empty = Mst::new();
     let old = match &state.head {
-        Some(head) => {
+        Some(head) if head.data != empty.root_cid() => {
             Mst::load(&layered, head.data).map_err(|e| Rejection::Invalid(e.to_string()))?
         }
-        None => Mst::new(),
+        _ => empty,
     };
     let mut new = old.clone();
     for op in &event.ops {
@@ -194,9 +182,6 @@ pub fn decide_commit(
     let mut records = Vec::with_capacity(event.ops.len());
     let mut removed_blocks = changes.removed_nodes.clone();
     removed_blocks.extend(head_cid);
-    let mut released_records: Vec<Cid> = event.ops.iter().filter_map(|op| op.prev).collect();
-    released_records.sort();
-    released_records.dedup();
     for op in &event.ops {
         match (op.action, op.cid) {
             (OpAction::Delete, _) => records.push(RecordChange::Delete {
@@ -209,14 +194,12 @@ pub fn decide_commit(
                 let record = sealed
                     .get(&cid)
                     .ok_or_else(|| Rejection::BadRecord(op.path.clone()))?;
-                let block = match &state.data_key {
-                    Some(key) => Some(
-                        record
-                            .open(key, &event.did)
-                            .map_err(|_| Rejection::BadRecord(op.path.clone()))?,
-                    ),
-                    None => None,
-                };
+                // A record sealed with a key the actor no longer has (destroyed by a purge, or
+                // replaced on re-enrollment) projects without content, like a purged one.
+                let block = state
+                    .data_key
+                    .as_ref()
+                    .and_then(|key| record.open(key, &event.did).ok());
                 records.push(RecordChange::Put {
                     path: op.path.clone(),
                     cid,
@@ -244,7 +227,6 @@ pub fn decide_commit(
         },
         new_blocks,
         removed_blocks,
-        released_records,
         records,
     })
 }

@@ -4,9 +4,18 @@
 //!   state and a `#commit`, apply it (with exactly which blocks and records change) or reject it
 //!   with a reason. The log order decides between concurrent writers; the arbiter makes every
 //!   replay reach the same decisions.
+//! * [`repo`] — the repo projector: batches of a partition's events applied in one transaction
+//!   with the partition's position, announcing progress and rejections to waiters.
+//! * [`appview`] and [`views`] — the mapping from applied events to the AppView table contract
+//!   (spec §10.1) and the AppView projector that writes it, following the repo projector.
+//! * [`runner`] and [`service`] — one task per partition and projector, restarting from the
+//!   stored position after failures; replay mode stops at the log's end.
 //! * [`audit`] — an actor's history checked event by event, for `stratos audit`.
-//! * [`appview`] — the mapping from applied events to the AppView table contract (spec §10.1).
 
 pub mod appview;
 pub mod arbiter;
 pub mod audit;
+pub mod repo;
+pub mod runner;
+pub mod service;
+pub mod views;

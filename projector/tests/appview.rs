@@ -17,7 +17,7 @@ fn creates_updates_and_deletes_reach_the_views() {
 
     let first = writer.commit(&[("3l2aaaaaaaa22", Some("hello"))], &projection.blocks);
     let applied = projection.apply(&first).unwrap();
-    let changes = commit_changes(&writer.did, &time, &applied);
+    let changes = commit_changes(&writer.did, &time, &applied.records);
     let [ViewChange::UpsertPost { post, boundaries }] = changes.as_slice() else {
         panic!("one upsert: {changes:?}");
     };
@@ -34,7 +34,7 @@ fn creates_updates_and_deletes_reach_the_views() {
     let second = writer.commit(&[("3l2aaaaaaaa22", None)], &projection.blocks);
     let applied = projection.apply(&second).unwrap();
     assert_eq!(
-        commit_changes(&writer.did, &time, &applied),
+        commit_changes(&writer.did, &time, &applied.records),
         [ViewChange::DeletePost {
             uri: post.uri.clone()
         }]
@@ -50,7 +50,7 @@ fn purged_content_and_unenroll_leave_nothing_in_the_views() {
     let event = writer.commit(&[("3l2aaaaaaaa22", Some("secret"))], &projection.blocks);
     let applied = projection.apply(&event).unwrap();
     assert!(matches!(
-        commit_changes(&writer.did, &time, &applied).as_slice(),
+        commit_changes(&writer.did, &time, &applied.records).as_slice(),
         [ViewChange::DeletePost { .. }]
     ));
     let unenroll = UnenrollEvent {

@@ -5,10 +5,22 @@
 //!   key, shared by the command side and the projectors;
 //! * [`Store`] / [`StoreTx`] — connections, migrations (`migrations/postgres`,
 //!   `migrations/sqlite`) and transactions, so a projector writes its rows and its log position
-//!   together.
+//!   together; the enrollment state, purges, a digest of the projected state
+//!   (`verify-projections`) and cross-process outcome notifications (`LISTEN/NOTIFY`);
+//! * [`Views`] — the AppView table contract (spec §10.1) in a database or schema of its own.
 
+mod digest;
+mod enrollments;
 pub mod keys;
+mod notify;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
+mod views;
 
 pub use self::keys::{KeyKind, MasterKey};
-pub use self::store::{ActorEvent, Backend, Head, RecordRow, Store, StoreError, StoreTx};
+pub use self::notify::OUTCOME_CHANNEL;
+pub use self::store::{
+    ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
+};
+pub use self::views::{EnrollmentRow, PostRow, Views, ViewsTx};

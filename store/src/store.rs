@@ -1,7 +1,9 @@
 //! Connections, migrations and transactions for both backends.
 
 use sqlx::postgres::{PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Sqlite, Transaction};
 use std::borrow::Cow;
 use std::str::FromStr;
@@ -56,10 +58,55 @@ pub struct RecordRow {
     pub block: Option<Vec<u8>>,
 }
 
+/// An actor's enrollment as the repo projector last saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Enrollment {
+    /// The actor.
+    pub did: String,
+    /// The actor's repository key, as a `did:key`.
+    pub signing_key: String,
+    /// Its qualified boundaries.
+    pub boundaries: Vec<String>,
+    /// The public URL of the Stratos service holding the repository.
+    pub service_endpoint: String,
+    /// When the actor (last) enrolled.
+    pub enrolled_at: String,
+    /// When the row last changed.
+    pub updated_at: String,
+    /// `false` once the actor unenrolled.
+    pub active: bool,
+}
+
+/// An enrollment row as the database returns it.
+pub(crate) type StoredEnrollment = (String, String, String, String, String, String, bool);
+
+impl Enrollment {
+    pub(crate) fn from_stored(row: StoredEnrollment) -> Self {
+        let (did, signing_key, boundaries, service_endpoint, enrolled_at, updated_at, active) = row;
+        Self {
+            did,
+            signing_key,
+            boundaries: split_lines(&boundaries),
+            service_endpoint,
+            enrolled_at,
+            updated_at,
+            active,
+        }
+    }
+}
+
+/// Boundaries are stored newline-separated (boundary values never contain a newline).
+fn split_lines(text: &str) -> Vec<String> {
+    text.split('\n')
+        .filter(|b| !b.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 /// A record row as the database returns it: collection, rkey, CID, boundaries, block.
 type StoredRecord = (String, String, String, String, Option<Vec<u8>>);
 
-fn parse_cid(text: &str) -> Result<Cid, StoreError> {
+pub(crate) fn parse_cid(text: &str) -> Result<Cid, StoreError> {
     stratos_schema::data::parse_cid(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
@@ -93,7 +140,7 @@ pub enum Backend {
 }
 
 #[derive(Clone)]
-enum Pool {
+pub(crate) enum Pool {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -101,8 +148,8 @@ enum Pool {
 /// The projections' database and the key store.
 #[derive(Clone)]
 pub struct Store {
-    pool: Pool,
-    master: MasterKey,
+    pub(crate) pool: Pool,
+    pub(crate) master: MasterKey,
 }
 
 /// A transaction: everything written through it becomes visible together on [`StoreTx::commit`],
@@ -118,8 +165,8 @@ pub enum StoreTx {
 macro_rules! on {
     ($value:expr, $db:ident => $body:expr) => {
         match $value {
-            Pool::Postgres($db) => $body,
-            Pool::Sqlite($db) => $body,
+            $crate::store::Pool::Postgres($db) => $body,
+            $crate::store::Pool::Sqlite($db) => $body,
         }
     };
 }
@@ -127,15 +174,16 @@ macro_rules! on {
 macro_rules! on_tx {
     ($value:expr, $db:ident => $body:expr) => {
         match $value {
-            StoreTx::Postgres($db) => $body,
-            StoreTx::Sqlite($db) => $body,
+            $crate::store::StoreTx::Postgres($db) => $body,
+            $crate::store::StoreTx::Sqlite($db) => $body,
         }
     };
 }
+pub(crate) use {on, on_tx};
 
 /// SQL written with `?` placeholders, numbered for Postgres. Only ever built from the constant
 /// statements of this module, so it is safe to execute.
-fn sql(backend: Backend, text: &'static str) -> AssertSqlSafe<String> {
+pub(crate) fn sql(backend: Backend, text: &'static str) -> AssertSqlSafe<String> {
     AssertSqlSafe(numbered(backend, text).into_owned())
 }
 
@@ -160,40 +208,28 @@ fn numbered(backend: Backend, text: &'static str) -> Cow<'static, str> {
 
 impl Store {
     /// Connects to `postgres://…` or `sqlite://path` (created if missing) and runs the
-    /// migrations of that backend.
+    /// migrations of that backend. A Postgres schema is chosen with the URL's `options`
+    /// parameter (`?options=-c%20search_path%3Dstratos`).
     pub async fn connect(url: &str, master: MasterKey) -> Result<Self, StoreError> {
-        let pool = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let pool = PgPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(30))
-                .connect(url)
-                .await?;
-            sqlx::migrate!("../migrations/postgres").run(&pool).await?;
-            Pool::Postgres(pool)
-        } else if url.starts_with("sqlite:") {
-            let options = SqliteConnectOptions::from_str(url)?
-                .create_if_missing(true)
-                .journal_mode(SqliteJournalMode::Wal)
-                .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true);
-            let pool = SqlitePoolOptions::new()
-                .max_connections(4)
-                .connect_with(options)
-                .await?;
-            sqlx::migrate!("../migrations/sqlite").run(&pool).await?;
-            Pool::Sqlite(pool)
-        } else {
-            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        let pool = open_pool(url).await?;
+        // The AppView views may share the database and its migration table.
+        let mut migrator = match &pool {
+            Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
+            Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
         };
+        migrator.set_ignore_missing(true);
+        on!(&pool, db => migrator.run(db).await?);
         Ok(Self { pool, master })
     }
 
     /// The backend in use.
     pub fn backend(&self) -> Backend {
-        match self.pool {
-            Pool::Postgres(_) => Backend::Postgres,
-            Pool::Sqlite(_) => Backend::Sqlite,
-        }
+        self.pool.backend()
+    }
+
+    /// Closes every connection (waiting for those in use to be returned).
+    pub async fn close(&self) {
+        on!(&self.pool, db => db.close().await);
     }
 
     /// Stores (or replaces) a key of `did`, wrapped by the master key.
@@ -255,6 +291,39 @@ impl Store {
         Ok(on!(&self.pool, db => {
             sqlx::query(query).bind(did).execute(db).await?.rows_affected()
         }))
+    }
+
+    /// Every stored key, still wrapped: (DID, kind, wrapped bytes). For copying the key store
+    /// into a rebuilt projection.
+    pub async fn wrapped_keys(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT did, kind, wrapped FROM actor_key ORDER BY did, kind",
+        );
+        Ok(on!(&self.pool, db => sqlx::query_as(query).fetch_all(db).await?))
+    }
+
+    /// Replaces the whole key store with `keys` as [`Store::wrapped_keys`] returned them (wrapped
+    /// by the same master key), in one transaction.
+    pub async fn replace_wrapped_keys(
+        &self,
+        keys: &[(String, String, Vec<u8>)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        let clear = sql(self.backend(), "DELETE FROM actor_key");
+        let backend = self.backend();
+        on_tx!(&mut tx, db => {
+            sqlx::query(clear).execute(&mut **db).await?;
+            for (did, kind, wrapped) in keys {
+                sqlx::query(sql(backend, "INSERT INTO actor_key (did, kind, wrapped) VALUES (?, ?, ?)"))
+                    .bind(did)
+                    .bind(kind)
+                    .bind(wrapped)
+                    .execute(&mut **db)
+                    .await?;
+            }
+        });
+        tx.commit().await
     }
 
     /// The next offset `consumer` will read in `partition`, if it stored one.
@@ -335,11 +404,7 @@ impl Store {
                     collection,
                     rkey,
                     cid: parse_cid(&cid)?,
-                    boundaries: boundaries
-                        .split('\n')
-                        .filter(|b| !b.is_empty())
-                        .map(str::to_string)
-                        .collect(),
+                    boundaries: split_lines(&boundaries),
                     block,
                 })
             })
@@ -394,17 +459,129 @@ impl Store {
         }))
     }
 
+    /// The highest sequence number of `did`'s events (0 when it has none).
+    pub async fn last_seq(&self, did: &str) -> Result<u64, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT COALESCE(MAX(seq), 0) FROM actor_event WHERE did = ?",
+        );
+        let seq: i64 = on!(&self.pool, db => {
+            sqlx::query(query).bind(did).fetch_one(db).await?.get(0)
+        });
+        Ok(seq as u64)
+    }
+
+    /// Every partition's next offset for `consumer`, in partition order.
+    pub async fn positions(&self, consumer: &str) -> Result<Vec<(u32, u64)>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT partition_id, next_offset FROM consumer_position WHERE consumer = ? \
+             ORDER BY partition_id",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(consumer)
+                .fetch_all(db)
+                .await?
+                .into_iter()
+                .map(|row| (row.get::<i32, _>(0) as u32, row.get::<i64, _>(1) as u64))
+                .collect()
+        }))
+    }
+
+    /// Why the event at a log position was refused, if it was.
+    pub async fn rejection(
+        &self,
+        partition: u32,
+        offset: u64,
+    ) -> Result<Option<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT reason FROM rejected_event WHERE partition_id = ? AND log_offset = ?",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query_scalar(query)
+                .bind(partition as i32)
+                .bind(offset as i64)
+                .fetch_optional(db)
+                .await?
+        }))
+    }
+
+    /// The refused offsets of `partition` in `from..to`, in order.
+    pub async fn rejected_offsets(
+        &self,
+        partition: u32,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<u64>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT log_offset FROM rejected_event WHERE partition_id = ? AND log_offset >= ? \
+             AND log_offset < ? ORDER BY log_offset",
+        );
+        let offsets: Vec<i64> = on!(&self.pool, db => {
+            sqlx::query_scalar(query)
+                .bind(partition as i32)
+                .bind(from as i64)
+                .bind(to as i64)
+                .fetch_all(db)
+                .await?
+        });
+        Ok(offsets.into_iter().map(|o| o as u64).collect())
+    }
+
     /// Starts a transaction.
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        Ok(match &self.pool {
-            Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
-            Pool::Sqlite(db) => StoreTx::Sqlite(db.begin().await?),
-        })
+        begin_on(&self.pool).await
     }
 }
 
+impl Pool {
+    pub(crate) fn backend(&self) -> Backend {
+        match self {
+            Pool::Postgres(_) => Backend::Postgres,
+            Pool::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// Opens a pool on `postgres://…` or `sqlite://path` (the file is created if missing).
+pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(url)
+            .await?;
+        Ok(Pool::Postgres(pool))
+    } else if url.starts_with("sqlite:") {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        Ok(Pool::Sqlite(pool))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// Starts a transaction on a pool.
+pub(crate) async fn begin_on(pool: &Pool) -> Result<StoreTx, StoreError> {
+    Ok(match pool {
+        Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
+        Pool::Sqlite(db) => StoreTx::Sqlite(db.begin().await?),
+    })
+}
+
 impl StoreTx {
-    fn backend(&self) -> Backend {
+    pub(crate) fn backend(&self) -> Backend {
         match self {
             StoreTx::Postgres(_) => Backend::Postgres,
             StoreTx::Sqlite(_) => Backend::Sqlite,
@@ -533,36 +710,31 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Numbers an event of `did` with the actor's next sequence number and stores it.
-    pub async fn append_actor_event(
+    /// Stores event number `seq` of `did` (the projector numbers an actor's events 1, 2, … in
+    /// log order).
+    pub async fn put_actor_event(
         &mut self,
         did: &str,
+        seq: u64,
         event_type: &str,
         rev: Option<&str>,
         body: &[u8],
-    ) -> Result<u64, StoreError> {
-        let backend = self.backend();
-        let next = sql(
-            backend,
-            "SELECT COALESCE(MAX(seq), 0) + 1 FROM actor_event WHERE did = ?",
-        );
+    ) -> Result<(), StoreError> {
         let insert = sql(
-            backend,
+            self.backend(),
             "INSERT INTO actor_event (did, seq, event_type, rev, body) VALUES (?, ?, ?, ?, ?)",
         );
-        let seq: i64 = on_tx!(&mut *self, tx => {
-            let seq: i64 = sqlx::query(next).bind(did).fetch_one(&mut **tx).await?.get(0);
+        on_tx!(self, tx => {
             sqlx::query(insert)
                 .bind(did)
-                .bind(seq)
+                .bind(seq as i64)
                 .bind(event_type)
                 .bind(rev)
                 .bind(body)
                 .execute(&mut **tx)
                 .await?;
-            seq
         });
-        Ok(seq as u64)
+        Ok(())
     }
 
     /// Records that the event at a log position was refused, and why. Recording the same

@@ -2,78 +2,14 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use sqlx::Connection;
+use futures::StreamExt;
 use stratos_schema::events::seal::DataKey;
-use stratos_store::{KeyKind, MasterKey, Store, StoreError};
+use stratos_store::testing::TestDatabase;
+use stratos_store::{
+    Enrollment, EnrollmentRow, KeyKind, MasterKey, PostRow, RecordRow, Store, StoreError, Views,
+};
 
-/// The server tests create their databases on: `DATABASE_URL`, or the local PostgreSQL.
-fn postgres_server() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-/// A fresh, empty database of the given kind, and what keeps it alive.
-struct Fixture {
-    kind: &'static str,
-    url: String,
-    name: Option<String>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Fixture {
-    /// Drops the test's Postgres database (a failed test leaves it for inspection).
-    async fn cleanup(self) {
-        if let Some(name) = &self.name {
-            let mut admin = sqlx::PgConnection::connect(&postgres_server())
-                .await
-                .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP DATABASE {name} WITH (FORCE)"
-            )))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        }
-    }
-}
-
-async fn fixture(kind: &'static str) -> Fixture {
-    match kind {
-        "sqlite" => {
-            let dir = tempfile::tempdir().unwrap();
-            let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
-            Fixture {
-                kind,
-                url,
-                name: None,
-                _dir: Some(dir),
-            }
-        }
-        _ => {
-            let server = postgres_server();
-            let name = format!("stratos_test_{:016x}", rand_suffix());
-            let mut admin = sqlx::PgConnection::connect(&server).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let base = server
-                .rsplit_once('/')
-                .map_or(server.as_str(), |(base, _)| base);
-            Fixture {
-                kind,
-                url: format!("{base}/{name}"),
-                name: Some(name),
-                _dir: None,
-            }
-        }
-    }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::SystemTime::now())
-}
+type Fixture = TestDatabase;
 
 async fn migrations_are_idempotent(fixture: &Fixture) {
     let master = MasterKey::generate();
@@ -241,24 +177,15 @@ async fn sequences_and_rejections(fixture: &Fixture) {
         .await
         .unwrap();
     let mut tx = store.begin().await.unwrap();
-    assert_eq!(
-        tx.append_actor_event("did:plc:a", "#commit", Some("3l2aaaaaaaa22"), b"one")
-            .await
-            .unwrap(),
-        1
-    );
-    assert_eq!(
-        tx.append_actor_event("did:plc:a", "#commit", Some("3l2aaaaaaaa23"), b"two")
-            .await
-            .unwrap(),
-        2
-    );
-    assert_eq!(
-        tx.append_actor_event("did:plc:b", "#enrollment", None, b"b")
-            .await
-            .unwrap(),
-        1
-    );
+    tx.put_actor_event("did:plc:a", 1, "#commit", Some("3l2aaaaaaaa22"), b"one")
+        .await
+        .unwrap();
+    tx.put_actor_event("did:plc:a", 2, "#commit", Some("3l2aaaaaaaa23"), b"two")
+        .await
+        .unwrap();
+    tx.put_actor_event("did:plc:b", 1, "#enrollment", None, b"b")
+        .await
+        .unwrap();
     tx.record_rejection(2, 17, "did:plc:a", "not on the head")
         .await
         .unwrap();
@@ -288,6 +215,245 @@ async fn sequences_and_rejections(fixture: &Fixture) {
         vec![(2, 17, "not on the head".to_string())]
     );
     assert!(store.rejections("did:plc:b").await.unwrap().is_empty());
+    assert_eq!(
+        store.rejection(2, 17).await.unwrap().as_deref(),
+        Some("not on the head")
+    );
+    assert_eq!(store.rejection(2, 18).await.unwrap(), None);
+    assert_eq!(
+        store.rejected_offsets(2, 0, 17).await.unwrap(),
+        [] as [u64; 0]
+    );
+    assert_eq!(store.rejected_offsets(2, 17, 18).await.unwrap(), [17]);
+    assert_eq!(store.last_seq("did:plc:a").await.unwrap(), 2);
+    assert_eq!(store.last_seq("did:plc:z").await.unwrap(), 0);
+
+    // A number is given once per actor.
+    let mut tx = store.begin().await.unwrap();
+    assert!(
+        tx.put_actor_event("did:plc:b", 1, "#commit", None, b"again")
+            .await
+            .is_err()
+    );
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        store.actor_events("did:plc:b", 0, 10).await.unwrap().len(),
+        1
+    );
+}
+
+fn enrollment(did: &str, active: bool, boundaries: &[&str]) -> Enrollment {
+    Enrollment {
+        did: did.into(),
+        signing_key: "did:key:zDnaeTiq1PdzvZXUaMdezchcMJQpBdH2VN4pgrrEhMCCbmwSb".into(),
+        boundaries: boundaries.iter().map(|b| b.to_string()).collect(),
+        service_endpoint: "https://stratos.example.com".into(),
+        enrolled_at: "2026-11-23T12:00:00.000Z".into(),
+        updated_at: "2026-11-23T12:00:00.000Z".into(),
+        active,
+    }
+}
+
+async fn enrollments_and_purge(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for did in ["did:plc:c", "did:plc:a", "did:plc:b"] {
+        tx.put_enrollment(&enrollment(did, did != "did:plc:b", &["x/1", "x/2"]))
+            .await
+            .unwrap();
+    }
+    tx.put_record(
+        "did:plc:a",
+        &RecordRow {
+            collection: "zone.stratos.feed.post".into(),
+            rkey: "3l2aaaaaaaa22".into(),
+            cid: stratos_schema::data::cid_for_dag_cbor(b"\xa0"),
+            boundaries: vec!["x/1".into()],
+            block: Some(b"\xa0".to_vec()),
+        },
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        store.enrollment("did:plc:a").await.unwrap(),
+        Some(enrollment("did:plc:a", true, &["x/1", "x/2"]))
+    );
+    assert!(store.enrollment("did:plc:z").await.unwrap().is_none());
+    // Keyset pages of active enrollments, in DID order.
+    let first: Vec<String> = store
+        .active_enrollments("", 1)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.did)
+        .collect();
+    assert_eq!(first, ["did:plc:a"]);
+    let rest: Vec<String> = store
+        .active_enrollments("did:plc:a", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.did)
+        .collect();
+    assert_eq!(rest, ["did:plc:c"]);
+
+    let mut tx = store.begin().await.unwrap();
+    tx.purge_content("did:plc:a").await.unwrap();
+    tx.commit().await.unwrap();
+    let records = store.records("did:plc:a").await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].block, None);
+}
+
+fn post(did: &str, rkey: &str, text: &str, created_at: &str) -> PostRow {
+    PostRow {
+        uri: format!("at://{did}/zone.stratos.feed.post/{rkey}"),
+        cid: "bafyreib2rxk3rybk3aobmv5cjuql3bm2twh4jo5uxgf5ekqnvoxgbv2rye".into(),
+        rkey: rkey.into(),
+        creator: did.into(),
+        text: text.into(),
+        reply_root: None,
+        reply_root_cid: None,
+        reply_parent: Some("at://did:plc:x/zone.stratos.feed.post/3l2".into()),
+        reply_parent_cid: Some("bafyparent".into()),
+        embed: None,
+        facets: Some("[]".into()),
+        labels: None,
+        langs: Some("en,de".into()),
+        tags: None,
+        created_at: created_at.into(),
+        indexed_at: "2026-11-23T12:00:00.000Z".into(),
+    }
+}
+
+async fn views_round_trip(fixture: &Fixture) {
+    let views = Views::connect(&fixture.url).await.unwrap();
+    Views::connect(&fixture.url).await.unwrap(); // migrations are idempotent
+    let first = post("did:plc:a", "3l2a", "hello", "2026-11-23T11:00:00.000Z");
+    let second = post("did:plc:a", "3l2b", "later", "2026-11-23T11:30:00.000Z");
+    let other = post("did:plc:b", "3l2c", "other", "2026-11-23T11:10:00.000Z");
+    let mut tx = views.begin().await.unwrap();
+    tx.upsert_post(&first, &["x/1".into(), "x/2".into()])
+        .await
+        .unwrap();
+    tx.upsert_post(&second, &["x/1".into()]).await.unwrap();
+    tx.upsert_post(&other, &["x/1".into()]).await.unwrap();
+    tx.upsert_enrollment(&EnrollmentRow {
+        did: "did:plc:a".into(),
+        service_url: Some("https://stratos.example.com".into()),
+        enrolled_at: Some("2026-11-23T10:00:00.000Z".into()),
+        boundaries: vec!["x/1".into()],
+    })
+    .await
+    .unwrap();
+    tx.set_position(3, 42).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(views.position(3).await.unwrap(), Some(42));
+    assert_eq!(views.post(&first.uri).await.unwrap(), Some(first.clone()));
+    assert_eq!(
+        views.post_uris_by("did:plc:a").await.unwrap(),
+        [second.uri.clone(), first.uri.clone()]
+    );
+
+    // An update replaces the boundary rows; a boundary change keeps URL and enrollment time.
+    let mut edited = first.clone();
+    edited.text = "edited".into();
+    let mut tx = views.begin().await.unwrap();
+    tx.upsert_post(&edited, &["x/3".into()]).await.unwrap();
+    tx.upsert_enrollment(&EnrollmentRow {
+        did: "did:plc:a".into(),
+        service_url: None,
+        enrolled_at: None,
+        boundaries: vec!["x/1".into(), "x/3".into()],
+    })
+    .await
+    .unwrap();
+    tx.delete_post(&second.uri).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        views.post(&first.uri).await.unwrap().unwrap().text,
+        "edited"
+    );
+    assert_eq!(views.post_boundaries(&first.uri).await.unwrap(), ["x/3"]);
+    assert!(views.post(&second.uri).await.unwrap().is_none());
+    assert!(views.post_boundaries(&second.uri).await.unwrap().is_empty());
+    let enrolled = views.enrollment("did:plc:a").await.unwrap().unwrap();
+    assert_eq!(
+        enrolled.service_url.as_deref(),
+        Some("https://stratos.example.com")
+    );
+    assert_eq!(enrolled.boundaries, ["x/1", "x/3"]);
+
+    // Unenroll removes the actor from every view, and only that actor.
+    let mut tx = views.begin().await.unwrap();
+    tx.remove_actor("did:plc:a").await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(views.post_uris_by("did:plc:a").await.unwrap().is_empty());
+    assert!(views.post_boundaries(&first.uri).await.unwrap().is_empty());
+    assert!(views.enrollment("did:plc:a").await.unwrap().is_none());
+    assert_eq!(views.post_uris_by("did:plc:b").await.unwrap(), [other.uri]);
+}
+
+async fn digest_follows_content(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let views = Views::connect(&fixture.url).await.unwrap();
+    let empty = (store.digest().await.unwrap(), views.digest().await.unwrap());
+    let mut tx = store.begin().await.unwrap();
+    tx.put_enrollment(&enrollment("did:plc:a", true, &["x/1"]))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = views.begin().await.unwrap();
+    tx.upsert_post(
+        &post("did:plc:a", "3l2a", "hi", "2026-11-23T11:00:00.000Z"),
+        &[],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let filled = (store.digest().await.unwrap(), views.digest().await.unwrap());
+    assert_ne!(empty.0, filled.0);
+    assert_ne!(empty.1, filled.1);
+    // Positions are not content.
+    let mut tx = store.begin().await.unwrap();
+    tx.set_position("repo", 0, 99).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.digest().await.unwrap(), filled.0);
+}
+
+async fn views_share_a_database_with_the_store(fixture: &Fixture) {
+    // Either may migrate first, and both again, with one migration table.
+    let views = Views::connect(&fixture.url).await.unwrap();
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    Views::connect(&fixture.url).await.unwrap();
+    Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    assert!(views.position(0).await.unwrap().is_none());
+    assert!(store.position("repo", 0).await.unwrap().is_none());
+
+    // Notifications reach listeners only on Postgres, and only once committed.
+    if let Some(mut listener) = store.listen().await.unwrap() {
+        let mut tx = store.begin().await.unwrap();
+        tx.notify("dropped").await.unwrap();
+        tx.rollback().await.unwrap();
+        let mut tx = store.begin().await.unwrap();
+        tx.notify("kept").await.unwrap();
+        tx.commit().await.unwrap();
+        let heard = tokio::time::timeout(std::time::Duration::from_secs(10), listener.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(heard, "kept");
+    }
 }
 
 macro_rules! suite {
@@ -296,9 +462,9 @@ macro_rules! suite {
             $(
                 #[tokio::test]
                 async fn $test() {
-                    let fixture = super::fixture($kind).await;
+                    let fixture = super::TestDatabase::create($kind).await.unwrap();
                     super::$test(&fixture).await;
-                    fixture.cleanup().await;
+                    fixture.drop_database().await.unwrap();
                 }
             )*
         }
@@ -313,6 +479,10 @@ suite!(
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     sequences_and_rejections,
+    enrollments_and_purge,
+    views_round_trip,
+    digest_follows_content,
+    views_share_a_database_with_the_store,
 );
 suite!(
     sqlite,
@@ -322,4 +492,8 @@ suite!(
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     sequences_and_rejections,
+    enrollments_and_purge,
+    views_round_trip,
+    digest_follows_content,
+    views_share_a_database_with_the_store,
 );

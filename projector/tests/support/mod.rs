@@ -6,11 +6,14 @@
 
 use stratos_projector::arbiter::{ActorState, Applied, Head, Rejection, decide_commit};
 use stratos_schema::Cid;
+use stratos_schema::attestation::sign_attestation;
 use stratos_schema::blocks::BlockMap;
 use stratos_schema::commit::UnsignedCommit;
 use stratos_schema::data::to_dag_cbor;
 use stratos_schema::events::seal::DataKey;
-use stratos_schema::events::{CommitEvent, CommitSlice, OpAction, RepoOp, SealedRecord};
+use stratos_schema::events::{
+    CommitEvent, CommitSlice, EnrollmentEvent, OpAction, RepoOp, SealedRecord,
+};
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::{Mst, RecordOp, diff};
 use stratos_schema::syntax::{Datetime, Did, Tid};
@@ -26,6 +29,8 @@ pub struct Writer {
     pub tree: Mst,
     pub head: Option<Head>,
     pub micros: u64,
+    /// Every MST node the writer built, for [`Writer::next`].
+    pub blocks: BlockMap,
 }
 
 impl Writer {
@@ -37,7 +42,58 @@ impl Writer {
             tree: Mst::new(),
             head: None,
             micros: 1_732_000_000_000_000,
+            blocks: BlockMap::new(),
         }
+    }
+
+    /// A writer for another actor.
+    pub fn for_did(did: &str) -> Self {
+        Writer {
+            did: did.parse().unwrap(),
+            ..Writer::new()
+        }
+    }
+
+    /// The actor's first `#enrollment`, with the genesis commit (an empty tree).
+    pub fn enrollment(&mut self, service_key: &Keypair) -> EnrollmentEvent {
+        self.micros += 1;
+        let rev = Tid::from_parts(self.micros, 1);
+        let empty = Mst::new();
+        let commit =
+            UnsignedCommit::new(self.did.clone(), empty.root_cid(), rev.clone()).sign(&self.key);
+        let genesis = CommitSlice::new(&commit, &empty.new_nodes());
+        self.blocks.extend(empty.new_nodes());
+        self.head = Some(Head {
+            commit: genesis.commit,
+            rev,
+            data: empty.root_cid(),
+        });
+        self.tree = empty;
+        let signing_key = self.key.did_key();
+        let boundaries = vec![BOUNDARY.to_string()];
+        EnrollmentEvent {
+            did: self.did.clone(),
+            time: "2026-11-23T11:00:00.000Z".parse().unwrap(),
+            attestation: sign_attestation(
+                service_key,
+                self.did.as_str(),
+                &boundaries,
+                &signing_key,
+            ),
+            signing_key,
+            boundaries,
+            service_endpoint: "https://stratos.example.com".into(),
+            genesis: Some(genesis),
+        }
+    }
+
+    /// The next commit on the writer's own head and blocks.
+    pub fn next(&mut self, writes: &[(&str, Option<&str>)]) -> CommitEvent {
+        let blocks = std::mem::take(&mut self.blocks);
+        let event = self.commit(writes, &blocks);
+        self.blocks = blocks;
+        self.blocks.extend(self.tree.new_nodes());
+        event
     }
 
     /// A commit of `writes` (`Some(text)` to put a post, `None` to delete) on the writer's head.

@@ -177,6 +177,36 @@ pub struct CommitEvent {
     pub records: Vec<SealedRecord>,
 }
 
+/// A commit as the actor stream (`subscribeRecords`) sequences it: the body of a `#commit` frame
+/// without `seq` and without record contents, which the query service adds when it sends the
+/// frame (so content deleted or purged later is not kept in the stream's history). Delete ops
+/// keep the boundaries the record had, so filtered consumers see deletes too.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SequencedCommit {
+    /// The actor.
+    pub did: Did,
+    /// When the commit was created.
+    pub time: Datetime,
+    /// The commit revision.
+    pub rev: Tid,
+    /// The commit CID.
+    pub commit: Cid,
+    /// The record operations.
+    pub ops: Vec<RepoOp>,
+}
+
+impl SequencedCommit {
+    /// DAG-CBOR bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        to_dag_cbor(self).expect("a sequenced commit always encodes")
+    }
+
+    /// Decodes DAG-CBOR bytes.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EventError> {
+        Ok(from_dag_cbor(bytes)?)
+    }
+}
+
 /// One record operation of a commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

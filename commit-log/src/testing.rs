@@ -1,4 +1,4 @@
-//! Real parts for the commit-log tests: a Kafka-API broker (tansu) on a free loopback port.
+//! Real parts for tests (feature `testing`): a Kafka-API broker (tansu) on a free loopback port.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;

@@ -1,0 +1,486 @@
+//! The repo projector: applies the log, partition by partition, to the repo projection.
+//!
+//! Each batch of events is written in **one transaction** together with the partition's next
+//! offset, so a crash loses at most an uncommitted batch and a redelivered event is never applied
+//! twice. Decisions come from the [`arbiter`](crate::arbiter), which reads only the event and the
+//! actor's projected state, so a replay reaches the same state and the same per-actor sequence
+//! numbers. After each batch, waiters hear which offsets are done and which were rejected.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use stratos_log::LogRecord;
+use stratos_schema::blocks::BlockMap;
+use stratos_schema::events::{
+    BoundariesEvent, CommitEvent, EnrollmentEvent, Event, ImportEvent, OpAction, SequencedCommit,
+    UnenrollEvent,
+};
+use stratos_schema::keys::PublicKey;
+use stratos_schema::mst::Mst;
+use stratos_store::{Enrollment, RecordRow, Store, StoreError, StoreTx};
+use tokio::sync::broadcast;
+
+use crate::arbiter::{ActorState, Applied, Head, RecordChange, Rejection, decide_commit};
+
+/// The consumer name the repo projector stores its positions under.
+pub const CONSUMER: &str = "repo";
+
+/// How many actors a partition worker keeps in memory before it starts over.
+const CACHED_ACTORS: usize = 4_096;
+
+/// A Postgres notification payload stays under this size (the server's limit is 8000 bytes).
+const MAX_PAYLOAD: usize = 7_000;
+
+/// What a batch did to a partition: every offset before `next_offset` is decided, and these
+/// were rejected. Sent to in-process waiters and, on Postgres, to every process (`NOTIFY`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// The partition.
+    #[serde(rename = "p")]
+    pub partition: u32,
+    /// Offsets below this one are decided.
+    #[serde(rename = "n")]
+    pub next_offset: u64,
+    /// The rejected offsets of the batch with their reasons.
+    #[serde(rename = "r")]
+    pub rejected: Vec<(u64, String)>,
+    /// `true` when `rejected` was left out to fit a notification: ask the store instead.
+    #[serde(rename = "t", default)]
+    pub truncated: bool,
+}
+
+impl Progress {
+    /// The notification payload (JSON, shortened to fit).
+    pub fn to_payload(&self) -> String {
+        let full = serde_json::to_string(self).unwrap_or_default();
+        if full.len() <= MAX_PAYLOAD {
+            return full;
+        }
+        serde_json::to_string(&Progress {
+            rejected: Vec::new(),
+            truncated: true,
+            ..self.clone()
+        })
+        .unwrap_or_default()
+    }
+
+    /// Reads a notification payload.
+    pub fn from_payload(payload: &str) -> Option<Self> {
+        serde_json::from_str(payload).ok()
+    }
+}
+
+/// Why the projector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// The store failed; the batch was not applied and will be read again.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] stratos_log::LogError),
+}
+
+/// An actor as the worker knows it between events.
+struct CachedActor {
+    state: ActorState,
+    /// The nodes of the head's MST (and the head commit).
+    blocks: BlockMap,
+    enrollment: Enrollment,
+    last_seq: u64,
+}
+
+/// Applies one partition's events. Owns its actors' cached state: a partition has one worker.
+pub struct PartitionProjector {
+    store: Store,
+    partition: u32,
+    progress: broadcast::Sender<Progress>,
+    actors: HashMap<String, CachedActor>,
+}
+
+/// The outcome of one event inside a batch.
+type Decision = Result<(), String>;
+
+impl PartitionProjector {
+    /// A worker for `partition` that announces its progress on `progress`.
+    pub fn new(store: Store, partition: u32, progress: broadcast::Sender<Progress>) -> Self {
+        Self {
+            store,
+            partition,
+            progress,
+            actors: HashMap::new(),
+        }
+    }
+
+    /// Where this partition's projection will read next (0 on a fresh projection).
+    pub async fn position(&self) -> Result<u64, StoreError> {
+        Ok(self
+            .store
+            .position(CONSUMER, self.partition)
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Applies a batch of consecutive records of the partition in one transaction. Records
+    /// below the stored position (redelivery) are skipped.
+    pub async fn apply_batch(&mut self, records: &[LogRecord]) -> Result<Progress, ProjectorError> {
+        let start = self.position().await?;
+        let fresh: Vec<&LogRecord> = records
+            .iter()
+            .filter(|r| r.position.offset >= start)
+            .collect();
+        let Some(last) = fresh.last() else {
+            return Ok(Progress {
+                partition: self.partition,
+                next_offset: start,
+                rejected: Vec::new(),
+                truncated: false,
+            });
+        };
+        let next_offset = last.position.offset + 1;
+        let mut touched = Vec::new();
+        let result = self.write_batch(&fresh, next_offset, &mut touched).await;
+        match result {
+            Ok(progress) => {
+                // Nobody may be listening; that is fine.
+                let _ = self.progress.send(progress.clone());
+                Ok(progress)
+            }
+            Err(error) => {
+                // The transaction rolled back: forget what the batch did to the cache.
+                for did in touched {
+                    self.actors.remove(&did);
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn write_batch(
+        &mut self,
+        records: &[&LogRecord],
+        next_offset: u64,
+        touched: &mut Vec<String>,
+    ) -> Result<Progress, ProjectorError> {
+        if self.actors.len() > CACHED_ACTORS {
+            self.actors.clear();
+        }
+        let mut tx = self.store.begin().await?;
+        let mut rejected = Vec::new();
+        for record in records {
+            touched.push(record.key.clone());
+            if let Err(reason) = self.apply_one(&mut tx, record).await? {
+                tx.record_rejection(self.partition, record.position.offset, &record.key, &reason)
+                    .await?;
+                rejected.push((record.position.offset, reason));
+            }
+        }
+        tx.set_position(CONSUMER, self.partition, next_offset)
+            .await?;
+        let progress = Progress {
+            partition: self.partition,
+            next_offset,
+            rejected,
+            truncated: false,
+        };
+        tx.notify(&progress.to_payload()).await?;
+        tx.commit().await?;
+        Ok(progress)
+    }
+
+    async fn apply_one(
+        &mut self,
+        tx: &mut StoreTx,
+        record: &LogRecord,
+    ) -> Result<Decision, StoreError> {
+        let event = match Event::decode(&record.payload) {
+            Ok(event) => event,
+            Err(error) => return Ok(Err(format!("undecodable event: {error}"))),
+        };
+        if event.did().as_str() != record.key {
+            return Ok(Err(format!(
+                "event of {} appended under the key {}",
+                event.did(),
+                record.key
+            )));
+        }
+        match event {
+            Event::Enrollment(event) => self.enroll(tx, event).await,
+            Event::Commit(event) => self.commit(tx, &event).await,
+            Event::Import(event) => self.import(tx, event).await,
+            Event::Unenroll(event) => self.unenroll(tx, &event).await,
+            Event::Boundaries(event) => self.set_boundaries(tx, &event).await,
+        }
+    }
+
+    /// The actor's cached state, loaded from the store on first use; `None` if never enrolled.
+    async fn actor(&mut self, did: &str) -> Result<Option<&mut CachedActor>, StoreError> {
+        if !self.actors.contains_key(did) {
+            let Some(enrollment) = self.store.enrollment(did).await? else {
+                return Ok(None);
+            };
+            let Ok(signing_key) = PublicKey::from_did_key(&enrollment.signing_key) else {
+                return Err(StoreError::Corrupt(format!("signing key of {did}")));
+            };
+            let head = self.store.head(did).await?;
+            let blocks = if head.is_some() {
+                self.store.blocks(did).await?
+            } else {
+                BlockMap::new()
+            };
+            let actor = CachedActor {
+                state: ActorState {
+                    enrolled: enrollment.active,
+                    signing_key,
+                    head,
+                    data_key: self.store.data_key(did).await?,
+                },
+                blocks,
+                last_seq: self.store.last_seq(did).await?,
+                enrollment,
+            };
+            self.actors.insert(did.to_string(), actor);
+        }
+        Ok(self.actors.get_mut(did))
+    }
+
+    async fn enroll(
+        &mut self,
+        tx: &mut StoreTx,
+        event: EnrollmentEvent,
+    ) -> Result<Decision, StoreError> {
+        let did = event.did.to_string();
+        let signing_key = match PublicKey::from_did_key(&event.signing_key) {
+            Ok(key) => key,
+            Err(error) => return Ok(Err(format!("signing key: {error}"))),
+        };
+        let data_key = self.store.data_key(&did).await?;
+        let existing = self.actor(&did).await?;
+        let enrolled_at = event.time.to_string();
+        let enrollment = Enrollment {
+            did: did.clone(),
+            signing_key: event.signing_key.clone(),
+            boundaries: event.boundaries.clone(),
+            service_endpoint: event.service_endpoint.clone(),
+            enrolled_at: enrolled_at.clone(),
+            updated_at: enrolled_at,
+            active: true,
+        };
+        if let Some(actor) = existing
+            && actor.state.head.is_some()
+        {
+            // A re-enrollment keeps the repository.
+            tx.put_enrollment(&enrollment).await?;
+            actor.state.enrolled = true;
+            actor.state.signing_key = signing_key;
+            actor.state.data_key = data_key;
+            actor.enrollment = enrollment;
+            return Ok(Ok(()));
+        }
+        let Some(genesis) = &event.genesis else {
+            return Ok(Err(
+                "a first enrollment must carry the genesis commit".into()
+            ));
+        };
+        let (commit, blocks) = match genesis.open(&event.did) {
+            Ok(opened) => opened,
+            Err(error) => return Ok(Err(format!("genesis commit: {error}"))),
+        };
+        if commit.verify(&signing_key).is_err() {
+            return Ok(Err(Rejection::BadSignature.to_string()));
+        }
+        if commit.data != Mst::new().root_cid() {
+            return Ok(Err("the genesis commit must hold an empty tree".into()));
+        }
+        let head = Head {
+            commit: genesis.commit,
+            rev: commit.rev.clone(),
+            data: commit.data,
+        };
+        tx.put_enrollment(&enrollment).await?;
+        tx.put_blocks(&did, &blocks).await?;
+        tx.set_head(&did, &head).await?;
+        let last_seq = self.store.last_seq(&did).await?;
+        self.actors.insert(
+            did,
+            CachedActor {
+                state: ActorState {
+                    enrolled: true,
+                    signing_key,
+                    head: Some(head),
+                    data_key,
+                },
+                blocks,
+                enrollment,
+                last_seq,
+            },
+        );
+        Ok(Ok(()))
+    }
+
+    async fn commit(
+        &mut self,
+        tx: &mut StoreTx,
+        event: &CommitEvent,
+    ) -> Result<Decision, StoreError> {
+        let did = event.did.to_string();
+        let Some(actor) = self.actor(&did).await? else {
+            return Ok(Err(Rejection::UnknownActor.to_string()));
+        };
+        let applied = match decide_commit(Some(&actor.state), event, &actor.blocks) {
+            Ok(applied) => applied,
+            Err(rejection) => return Ok(Err(rejection.to_string())),
+        };
+        write_applied(tx, actor, event, &applied).await?;
+        Ok(Ok(()))
+    }
+
+    async fn import(
+        &mut self,
+        tx: &mut StoreTx,
+        event: ImportEvent,
+    ) -> Result<Decision, StoreError> {
+        let did = event.did.to_string();
+        let Some(actor) = self.actor(&did).await? else {
+            return Ok(Err(Rejection::UnknownActor.to_string()));
+        };
+        if actor
+            .state
+            .head
+            .as_ref()
+            .is_some_and(|head| head.data != Mst::new().root_cid())
+        {
+            return Ok(Err("the repository already has records".into()));
+        }
+        // An import is a commit creating every entry on the empty tree.
+        let commit = CommitEvent {
+            did: event.did,
+            time: event.time,
+            since: actor.state.head.as_ref().map(|h| h.rev.clone()),
+            slice: event.slice,
+            prev_commit: event.prev_commit,
+            ops: event.entries,
+            records: event.records,
+        };
+        if commit.ops.iter().any(|op| op.action != OpAction::Create) {
+            return Ok(Err("an import may only create records".into()));
+        }
+        let applied = match decide_commit(Some(&actor.state), &commit, &actor.blocks) {
+            Ok(applied) => applied,
+            Err(rejection) => return Ok(Err(rejection.to_string())),
+        };
+        write_applied(tx, actor, &commit, &applied).await?;
+        Ok(Ok(()))
+    }
+
+    async fn unenroll(
+        &mut self,
+        tx: &mut StoreTx,
+        event: &UnenrollEvent,
+    ) -> Result<Decision, StoreError> {
+        let did = event.did.to_string();
+        let Some(actor) = self.actor(&did).await? else {
+            return Ok(Err(Rejection::UnknownActor.to_string()));
+        };
+        actor.state.enrolled = false;
+        actor.enrollment.active = false;
+        actor.enrollment.updated_at = event.time.to_string();
+        tx.put_enrollment(&actor.enrollment).await?;
+        if event.purge {
+            actor.state.data_key = None;
+            tx.purge_content(&did).await?;
+        }
+        Ok(Ok(()))
+    }
+
+    async fn set_boundaries(
+        &mut self,
+        tx: &mut StoreTx,
+        event: &BoundariesEvent,
+    ) -> Result<Decision, StoreError> {
+        let did = event.did.to_string();
+        let Some(actor) = self.actor(&did).await? else {
+            return Ok(Err(Rejection::UnknownActor.to_string()));
+        };
+        if !actor.state.enrolled {
+            return Ok(Err(Rejection::NotEnrolled.to_string()));
+        }
+        actor.enrollment.boundaries = event.boundaries.clone();
+        actor.enrollment.updated_at = event.time.to_string();
+        tx.put_enrollment(&actor.enrollment).await?;
+        Ok(Ok(()))
+    }
+}
+
+impl crate::runner::Applier for PartitionProjector {
+    async fn position(&mut self) -> Result<u64, ProjectorError> {
+        Ok(PartitionProjector::position(self).await?)
+    }
+
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
+        Ok(self.apply_batch(records).await?.next_offset)
+    }
+}
+
+/// Writes an applied commit: blocks, records, head and the actor's next sequenced event.
+async fn write_applied(
+    tx: &mut StoreTx,
+    actor: &mut CachedActor,
+    event: &CommitEvent,
+    applied: &Applied,
+) -> Result<(), StoreError> {
+    let did = event.did.as_str();
+    tx.put_blocks(did, &applied.new_blocks).await?;
+    tx.delete_blocks(did, &applied.removed_blocks).await?;
+    for change in &applied.records {
+        match change {
+            RecordChange::Put {
+                path,
+                cid,
+                boundaries,
+                block,
+            } => {
+                let (collection, rkey) = split_path(path);
+                tx.put_record(
+                    did,
+                    &RecordRow {
+                        collection: collection.to_string(),
+                        rkey: rkey.to_string(),
+                        cid: *cid,
+                        boundaries: boundaries.clone(),
+                        block: block.clone(),
+                    },
+                )
+                .await?;
+            }
+            RecordChange::Delete { path, .. } => {
+                let (collection, rkey) = split_path(path);
+                tx.delete_record(did, collection, rkey).await?;
+            }
+        }
+    }
+    tx.set_head(did, &applied.head).await?;
+    let seq = actor.last_seq + 1;
+    let body = SequencedCommit {
+        did: event.did.clone(),
+        time: event.time.clone(),
+        rev: applied.head.rev.clone(),
+        commit: applied.head.commit,
+        ops: event.ops.clone(),
+    }
+    .encode();
+    tx.put_actor_event(did, seq, "#commit", Some(applied.head.rev.as_str()), &body)
+        .await?;
+
+    actor.last_seq = seq;
+    for cid in &applied.removed_blocks {
+        actor.blocks.remove(cid);
+    }
+    actor.blocks.extend(applied.new_blocks.clone());
+    actor.state.head = Some(applied.head.clone());
+    Ok(())
+}
+
+fn split_path(path: &str) -> (&str, &str) {
+    path.split_once('/').unwrap_or((path, ""))
+}

@@ -1,0 +1,118 @@
+//! Runs the projectors of a deployment: for every partition of the log, a repo projector worker
+//! and (when views are configured) an AppView projector worker, until shutdown.
+
+use std::sync::Arc;
+
+use stratos_log::CommitLog;
+use stratos_store::{Store, Views};
+use tokio::sync::{broadcast, watch};
+use tokio::task::JoinSet;
+
+use crate::repo::{PartitionProjector, Progress, ProjectorError};
+use crate::runner::{DriveOptions, drive};
+use crate::views::ViewProjector;
+
+/// Default records per transaction.
+pub const DEFAULT_BATCH_SIZE: usize = 500;
+
+/// Settings of [`start`].
+#[derive(Debug, Clone, Copy)]
+pub struct ProjectorOptions {
+    /// At most this many records per transaction.
+    pub batch_size: usize,
+    /// Stop each partition at the offsets the log had when started (a rebuild) instead of
+    /// following it.
+    pub stop_at_end: bool,
+}
+
+impl Default for ProjectorOptions {
+    fn default() -> Self {
+        Self {
+            batch_size: DEFAULT_BATCH_SIZE,
+            stop_at_end: false,
+        }
+    }
+}
+
+/// Running projectors: their tasks and the repo projector's progress announcements.
+pub struct Projectors {
+    tasks: JoinSet<()>,
+    progress: broadcast::Sender<Progress>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Projectors {
+    /// The repo projector's announcements from now on (for waiting on a write's outcome).
+    pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Asks every worker to stop after its current batch, and waits for them.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    /// Waits until every worker finished (with `stop_at_end`, once the log's end is reached).
+    pub async fn finished(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts a repo projector worker (and an AppView one if `views` is given) for every partition.
+/// `on_batch(records)` is called after each repo projector batch (for progress bars).
+pub async fn start(
+    log: Arc<dyn CommitLog>,
+    store: Store,
+    views: Option<Views>,
+    options: ProjectorOptions,
+    on_batch: impl Fn(usize) + Clone + Send + Sync + 'static,
+) -> Result<Projectors, ProjectorError> {
+    let (progress, _) = broadcast::channel(1_024);
+    let (shutdown, stop) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    for end in log.partitions().await? {
+        let drive_options = DriveOptions {
+            batch_size: options.batch_size,
+            until: options.stop_at_end.then_some(end.end),
+        };
+        let mut repo = PartitionProjector::new(store.clone(), end.partition, progress.clone());
+        let (log_for_repo, stop_repo, count) = (log.clone(), stop.clone(), on_batch.clone());
+        tasks.spawn(async move {
+            drive(
+                &mut repo,
+                log_for_repo,
+                end.partition,
+                drive_options,
+                stop_repo,
+                count,
+            )
+            .await;
+        });
+        if let Some(views) = &views {
+            let mut view = ViewProjector::new(
+                store.clone(),
+                views.clone(),
+                end.partition,
+                progress.subscribe(),
+            );
+            let (log_for_view, stop_view) = (log.clone(), stop.clone());
+            tasks.spawn(async move {
+                drive(
+                    &mut view,
+                    log_for_view,
+                    end.partition,
+                    drive_options,
+                    stop_view,
+                    |_| {},
+                )
+                .await;
+            });
+        }
+    }
+    Ok(Projectors {
+        tasks,
+        progress,
+        shutdown,
+    })
+}

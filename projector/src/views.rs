@@ -1,0 +1,201 @@
+//! The AppView projector: keeps the AppView views (spec §10.1) in step with the log.
+//!
+//! It follows the repo projector rather than judging events itself: a batch is applied only once
+//! the repo projector has decided every event in it, and events the repo projector rejected are
+//! skipped. Record contents come from the event's sealed blocks, opened with the actor's data
+//! key (none after a purge: the post is removed instead of shown empty). Rows and the views'
+//! position are written in one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use stratos_log::LogRecord;
+use stratos_schema::events::seal::DataKey;
+use stratos_schema::events::{Event, OpAction, RepoOp, SealedRecord};
+use stratos_schema::syntax::Did;
+use stratos_store::{EnrollmentRow, Store, StoreError, Views, ViewsTx};
+use tokio::sync::broadcast;
+
+use crate::appview::{
+    ViewChange, boundaries_change, commit_changes, enrollment_change, unenroll_change,
+};
+use crate::arbiter::RecordChange;
+use crate::repo::{CONSUMER, Progress, ProjectorError};
+use crate::runner::Applier;
+
+/// How long to wait for the repo projector before looking again without a notification.
+const REPO_POLL: Duration = Duration::from_millis(200);
+
+/// Applies one partition's events to the views.
+pub struct ViewProjector {
+    store: Store,
+    views: Views,
+    partition: u32,
+    repo_progress: broadcast::Receiver<Progress>,
+    data_keys: HashMap<String, Option<DataKey>>,
+}
+
+impl ViewProjector {
+    /// A worker for `partition`; `repo_progress` announces the repo projector's batches.
+    pub fn new(
+        store: Store,
+        views: Views,
+        partition: u32,
+        repo_progress: broadcast::Receiver<Progress>,
+    ) -> Self {
+        Self {
+            store,
+            views,
+            partition,
+            repo_progress,
+            data_keys: HashMap::new(),
+        }
+    }
+
+    /// Waits until the repo projector has decided every offset below `offset`.
+    async fn repo_reached(&mut self, offset: u64) -> Result<(), StoreError> {
+        loop {
+            let position = self
+                .store
+                .position(CONSUMER, self.partition)
+                .await?
+                .unwrap_or(0);
+            if position >= offset {
+                return Ok(());
+            }
+            // A notification or the poll interval, whichever comes first.
+            let _ = tokio::time::timeout(REPO_POLL, self.repo_progress.recv()).await;
+        }
+    }
+
+    async fn data_key(&mut self, did: &str) -> Result<Option<DataKey>, StoreError> {
+        if let Some(key) = self.data_keys.get(did) {
+            return Ok(key.clone());
+        }
+        let key = self.store.data_key(did).await?;
+        self.data_keys.insert(did.to_string(), key.clone());
+        Ok(key)
+    }
+
+    async fn changes(&mut self, event: Event) -> Result<Vec<ViewChange>, StoreError> {
+        Ok(match event {
+            Event::Enrollment(event) => {
+                // A re-enrollment may come with a new data key.
+                self.data_keys.remove(event.did.as_str());
+                vec![enrollment_change(&event)]
+            }
+            Event::Boundaries(event) => vec![boundaries_change(&event)],
+            Event::Unenroll(event) => {
+                if event.purge {
+                    self.data_keys.insert(event.did.to_string(), None);
+                }
+                vec![unenroll_change(&event)]
+            }
+            Event::Commit(event) => {
+                let key = self.data_key(event.did.as_str()).await?;
+                let records = record_changes(&event.did, &event.ops, &event.records, &key);
+                commit_changes(&event.did, &event.time, &records)
+            }
+            Event::Import(event) => {
+                let key = self.data_key(event.did.as_str()).await?;
+                let records = record_changes(&event.did, &event.entries, &event.records, &key);
+                commit_changes(&event.did, &event.time, &records)
+            }
+        })
+    }
+}
+
+impl Applier for ViewProjector {
+    async fn position(&mut self) -> Result<u64, ProjectorError> {
+        Ok(self.views.position(self.partition).await?.unwrap_or(0))
+    }
+
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
+        let start = self.position().await?;
+        let records: Vec<&LogRecord> = records
+            .iter()
+            .filter(|r| r.position.offset >= start)
+            .collect();
+        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+            return Ok(start);
+        };
+        let next_offset = last.position.offset + 1;
+        self.repo_reached(next_offset).await?;
+        let rejected: HashSet<u64> = self
+            .store
+            .rejected_offsets(self.partition, first.position.offset, next_offset)
+            .await?
+            .into_iter()
+            .collect();
+        let mut tx = self.views.begin().await?;
+        for record in records {
+            if rejected.contains(&record.position.offset) {
+                continue;
+            }
+            // The repo projector accepted it, so it decodes.
+            let Ok(event) = Event::decode(&record.payload) else {
+                continue;
+            };
+            for change in self.changes(event).await? {
+                write_change(&mut tx, &change).await?;
+            }
+        }
+        tx.set_position(self.partition, next_offset).await?;
+        tx.commit().await?;
+        Ok(next_offset)
+    }
+}
+
+/// The record changes of accepted ops, with contents opened where the key allows.
+fn record_changes(
+    did: &Did,
+    ops: &[RepoOp],
+    sealed: &[SealedRecord],
+    key: &Option<DataKey>,
+) -> Vec<RecordChange> {
+    ops.iter()
+        .filter_map(|op| match (op.action, op.cid, op.prev) {
+            (OpAction::Delete, _, Some(prev)) => Some(RecordChange::Delete {
+                path: op.path.clone(),
+                prev,
+            }),
+            (OpAction::Create | OpAction::Update, Some(cid), _) => {
+                let block = key.as_ref().and_then(|key| {
+                    sealed
+                        .iter()
+                        .find(|r| r.cid == cid)
+                        .and_then(|r| r.open(key, did).ok())
+                });
+                Some(RecordChange::Put {
+                    path: op.path.clone(),
+                    cid,
+                    boundaries: op.boundaries.clone(),
+                    block,
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+async fn write_change(tx: &mut ViewsTx, change: &ViewChange) -> Result<(), StoreError> {
+    match change {
+        ViewChange::UpsertPost { post, boundaries } => tx.upsert_post(post, boundaries).await,
+        ViewChange::DeletePost { uri } => tx.delete_post(uri).await,
+        ViewChange::UpsertEnrollment {
+            did,
+            service_url,
+            enrolled_at,
+            boundaries,
+        } => {
+            tx.upsert_enrollment(&EnrollmentRow {
+                did: did.clone(),
+                service_url: service_url.clone(),
+                enrolled_at: enrolled_at.clone(),
+                boundaries: boundaries.clone(),
+            })
+            .await
+        }
+        ViewChange::RemoveActor { did } => tx.remove_actor(did).await,
+    }
+}

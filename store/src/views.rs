@@ -1,0 +1,367 @@
+//! The AppView views: the table contract of spec §10.1 (`stratos_post`, `stratos_post_boundary`,
+//! `stratos_enrollment`, `stratos_sync_cursor`), in a database of their own or beside the repo
+//! projection (`migrations/appview-postgres`, `migrations/appview-sqlite`). A Postgres schema is
+//! chosen with the URL, e.g. `postgres://…/db?options=-c%20search_path%3Dappview`.
+
+use sqlx::Row;
+
+use crate::digest::hex;
+use crate::store::{Pool, StoreError, StoreTx, on, on_tx, sql};
+use sha2::{Digest, Sha256};
+
+/// One `stratos_post` row.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PostRow {
+    /// `at://{did}/zone.stratos.feed.post/{rkey}`.
+    pub uri: String,
+    /// The record CID.
+    pub cid: String,
+    /// The record key.
+    pub rkey: String,
+    /// The author's DID.
+    pub creator: String,
+    /// The post text (empty when absent).
+    pub text: String,
+    /// `reply.root.uri`.
+    #[sqlx(rename = "replyRoot")]
+    pub reply_root: Option<String>,
+    /// `reply.root.cid`.
+    #[sqlx(rename = "replyRootCid")]
+    pub reply_root_cid: Option<String>,
+    /// `reply.parent.uri`.
+    #[sqlx(rename = "replyParent")]
+    pub reply_parent: Option<String>,
+    /// `reply.parent.cid`.
+    #[sqlx(rename = "replyParentCid")]
+    pub reply_parent_cid: Option<String>,
+    /// `embed` as JSON text.
+    pub embed: Option<String>,
+    /// `facets` as JSON text.
+    pub facets: Option<String>,
+    /// `labels` as JSON text.
+    pub labels: Option<String>,
+    /// `langs`, comma-joined.
+    pub langs: Option<String>,
+    /// `tags`, comma-joined.
+    pub tags: Option<String>,
+    /// The record's `createdAt` (or the event time when missing).
+    #[sqlx(rename = "createdAt")]
+    pub created_at: String,
+    /// When the post was indexed: the event time, so a replay reproduces it.
+    #[sqlx(rename = "indexedAt")]
+    pub indexed_at: String,
+}
+
+/// One `stratos_enrollment` row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrollmentRow {
+    /// The actor.
+    pub did: String,
+    /// The Stratos service URL.
+    pub service_url: Option<String>,
+    /// When the actor enrolled.
+    pub enrolled_at: Option<String>,
+    /// The actor's qualified boundaries.
+    pub boundaries: Vec<String>,
+}
+
+/// A `stratos_enrollment` row as the database returns it.
+type StoredEnrollmentRow = (String, Option<String>, Option<String>, Option<String>);
+
+/// The AppView views' database.
+#[derive(Clone)]
+pub struct Views {
+    pool: Pool,
+}
+
+/// A transaction on the views: rows and the projector's position become visible together.
+pub struct ViewsTx(StoreTx);
+
+impl Views {
+    /// Connects to `postgres://…` or `sqlite://path` and runs the views' migrations (they share
+    /// the migration table with the repo projection when both live in one database).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let pool = crate::store::open_pool(url).await?;
+        let mut migrator = match &pool {
+            Pool::Postgres(_) => sqlx::migrate!("../migrations/appview-postgres"),
+            Pool::Sqlite(_) => sqlx::migrate!("../migrations/appview-sqlite"),
+        };
+        migrator.set_ignore_missing(true);
+        on!(&pool, db => migrator.run(db).await?);
+        Ok(Self { pool })
+    }
+
+    fn backend(&self) -> crate::Backend {
+        self.pool.backend()
+    }
+
+    /// Where the AppView projector will read next in `partition`.
+    pub async fn position(&self, partition: u32) -> Result<Option<u64>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT next_offset FROM stratos_view_position WHERE partition_id = ?",
+        );
+        let offset: Option<i64> = on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(partition as i32)
+                .fetch_optional(db)
+                .await?
+                .map(|row| row.get(0))
+        });
+        Ok(offset.map(|o| o as u64))
+    }
+
+    /// A post by URI.
+    pub async fn post(&self, uri: &str) -> Result<Option<PostRow>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT uri, cid, rkey, creator, text, \"replyRoot\", \"replyRootCid\", \
+             \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, tags, \
+             \"createdAt\", \"indexedAt\" FROM stratos_post WHERE uri = ?",
+        );
+        Ok(on!(&self.pool, db => sqlx::query_as(query).bind(uri).fetch_optional(db).await?))
+    }
+
+    /// The URIs of an author's posts, newest first.
+    pub async fn post_uris_by(&self, creator: &str) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT uri FROM stratos_post WHERE creator = ? ORDER BY \"sortAt\" DESC, uri",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query_scalar(query).bind(creator).fetch_all(db).await?
+        }))
+    }
+
+    /// A post's boundaries, sorted.
+    pub async fn post_boundaries(&self, uri: &str) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT boundary FROM stratos_post_boundary WHERE uri = ? ORDER BY boundary",
+        );
+        Ok(on!(&self.pool, db => sqlx::query_scalar(query).bind(uri).fetch_all(db).await?))
+    }
+
+    /// An actor's enrollment row.
+    pub async fn enrollment(&self, did: &str) -> Result<Option<EnrollmentRow>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT did, \"serviceUrl\", \"enrolledAt\", boundaries FROM stratos_enrollment \
+             WHERE did = ?",
+        );
+        let row: Option<StoredEnrollmentRow> =
+            on!(&self.pool, db => sqlx::query_as(query).bind(did).fetch_optional(db).await?);
+        Ok(row.map(
+            |(did, service_url, enrolled_at, boundaries)| EnrollmentRow {
+                did,
+                service_url,
+                enrolled_at,
+                boundaries: boundaries
+                    .and_then(|json| serde_json::from_str(&json).ok())
+                    .unwrap_or_default(),
+            },
+        ))
+    }
+
+    /// SHA-256 over every post, boundary and enrollment row in key order, as lowercase hex.
+    pub async fn digest(&self) -> Result<String, StoreError> {
+        let posts = sql(
+            self.backend(),
+            "SELECT uri, cid, rkey, creator, text, \"replyRoot\", \"replyRootCid\", \
+             \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, tags, \
+             \"createdAt\", \"indexedAt\" FROM stratos_post ORDER BY uri",
+        );
+        let boundaries = sql(
+            self.backend(),
+            "SELECT uri, boundary, \"sortAt\" FROM stratos_post_boundary ORDER BY uri, boundary",
+        );
+        let enrollments = sql(
+            self.backend(),
+            "SELECT did, \"serviceUrl\", \"enrolledAt\", boundaries FROM stratos_enrollment \
+             ORDER BY did",
+        );
+        let mut hasher = Sha256::new();
+        for query in [posts, boundaries, enrollments] {
+            let rows: Vec<Vec<Option<String>>> = on!(&self.pool, db => {
+                sqlx::query(query)
+                    .fetch_all(db)
+                    .await?
+                    .iter()
+                    .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
+                    .collect()
+            });
+            hasher.update((rows.len() as u64).to_be_bytes());
+            for value in rows.iter().flatten() {
+                match value {
+                    None => hasher.update([0u8]),
+                    Some(text) => {
+                        hasher.update([1u8]);
+                        hasher.update((text.len() as u64).to_be_bytes());
+                        hasher.update(text.as_bytes());
+                    }
+                }
+            }
+        }
+        Ok(hex(&hasher.finalize()))
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<ViewsTx, StoreError> {
+        Ok(ViewsTx(crate::store::begin_on(&self.pool).await?))
+    }
+}
+
+impl ViewsTx {
+    /// Inserts or replaces a post and replaces its boundary rows.
+    pub async fn upsert_post(
+        &mut self,
+        post: &PostRow,
+        boundaries: &[String],
+    ) -> Result<(), StoreError> {
+        let backend = self.0.backend();
+        let upsert = sql(
+            backend,
+            "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
+             \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
+             tags, \"createdAt\", \"indexedAt\") \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
+             creator = excluded.creator, text = excluded.text, \
+             \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
+             \"replyParent\" = excluded.\"replyParent\", \
+             \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
+             facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
+             tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
+             \"indexedAt\" = excluded.\"indexedAt\"",
+        );
+        let sort_at = std::cmp::min(&post.created_at, &post.indexed_at);
+        on_tx!(&mut self.0, tx => {
+            sqlx::query(upsert)
+                .bind(&post.uri)
+                .bind(&post.cid)
+                .bind(&post.rkey)
+                .bind(&post.creator)
+                .bind(&post.text)
+                .bind(&post.reply_root)
+                .bind(&post.reply_root_cid)
+                .bind(&post.reply_parent)
+                .bind(&post.reply_parent_cid)
+                .bind(&post.embed)
+                .bind(&post.facets)
+                .bind(&post.labels)
+                .bind(&post.langs)
+                .bind(&post.tags)
+                .bind(&post.created_at)
+                .bind(&post.indexed_at)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(sql(backend, "DELETE FROM stratos_post_boundary WHERE uri = ?"))
+                .bind(&post.uri)
+                .execute(&mut **tx)
+                .await?;
+            for boundary in boundaries {
+                sqlx::query(sql(
+                    backend,
+                    "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") \
+                     VALUES (?, ?, ?) ON CONFLICT (uri, boundary) DO NOTHING",
+                ))
+                .bind(&post.uri)
+                .bind(boundary)
+                .bind(sort_at)
+                .execute(&mut **tx)
+                .await?;
+            }
+        });
+        Ok(())
+    }
+
+    /// Removes a post and its boundary rows.
+    pub async fn delete_post(&mut self, uri: &str) -> Result<(), StoreError> {
+        let backend = self.0.backend();
+        on_tx!(&mut self.0, tx => {
+            sqlx::query(sql(backend, "DELETE FROM stratos_post_boundary WHERE uri = ?"))
+                .bind(uri)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(sql(backend, "DELETE FROM stratos_post WHERE uri = ?"))
+                .bind(uri)
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Inserts or updates an enrollment row; `None` fields keep their stored values.
+    pub async fn upsert_enrollment(&mut self, row: &EnrollmentRow) -> Result<(), StoreError> {
+        let backend = self.0.backend();
+        let boundaries = serde_json::to_string(&row.boundaries)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_tx!(&mut self.0, tx => {
+            sqlx::query(sql(
+                backend,
+                "INSERT INTO stratos_enrollment (did, \"serviceUrl\", \"enrolledAt\", boundaries) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (did) DO UPDATE SET \
+                 \"serviceUrl\" = COALESCE(excluded.\"serviceUrl\", stratos_enrollment.\"serviceUrl\"), \
+                 \"enrolledAt\" = COALESCE(excluded.\"enrolledAt\", stratos_enrollment.\"enrolledAt\"), \
+                 boundaries = excluded.boundaries",
+            ))
+            .bind(&row.did)
+            .bind(&row.service_url)
+            .bind(&row.enrolled_at)
+            .bind(boundaries)
+            .execute(&mut **tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Removes an actor's enrollment row and every one of its posts with their boundary rows.
+    pub async fn remove_actor(&mut self, did: &str) -> Result<(), StoreError> {
+        let backend = self.0.backend();
+        on_tx!(&mut self.0, tx => {
+            sqlx::query(sql(
+                backend,
+                "DELETE FROM stratos_post_boundary WHERE uri IN \
+                 (SELECT uri FROM stratos_post WHERE creator = ?)",
+            ))
+            .bind(did)
+            .execute(&mut **tx)
+            .await?;
+            sqlx::query(sql(backend, "DELETE FROM stratos_post WHERE creator = ?"))
+                .bind(did)
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query(sql(backend, "DELETE FROM stratos_enrollment WHERE did = ?"))
+                .bind(did)
+                .execute(&mut **tx)
+                .await?;
+        });
+        Ok(())
+    }
+
+    /// Records that the AppView projector will next read `next_offset` of `partition`.
+    pub async fn set_position(
+        &mut self,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StoreError> {
+        let backend = self.0.backend();
+        on_tx!(&mut self.0, tx => {
+            sqlx::query(sql(
+                backend,
+                "INSERT INTO stratos_view_position (partition_id, next_offset) VALUES (?, ?) \
+                 ON CONFLICT (partition_id) DO UPDATE SET next_offset = excluded.next_offset",
+            ))
+            .bind(partition as i32)
+            .bind(next_offset as i64)
+            .execute(&mut **tx)
+            .await?;
+        });
+        Ok(())
+    }
+
+    /// Makes everything written visible.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.0.commit().await
+    }
+}
