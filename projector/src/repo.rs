@@ -17,7 +17,7 @@ use stratos_schema::events::{
 };
 use stratos_schema::keys::PublicKey;
 use stratos_schema::mst::Mst;
-use stratos_store::{Enrollment, RecordRow, Store, StoreError, StoreTx};
+use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError};
 use tokio::sync::broadcast;
 
 use crate::arbiter::{ActorState, Applied, Head, RecordChange, Rejection, decide_commit};
@@ -165,24 +165,27 @@ impl PartitionProjector {
         if self.actors.len() > CACHED_ACTORS {
             self.actors.clear();
         }
-        let mut tx = self.store.begin().await?;
+        // Decide every event first (reading, verifying, building), then write the net changes
+        // in one short transaction.
+        let mut batch = ProjectionBatch::new();
         let mut rejected = Vec::new();
         for record in records {
             touched.push(record.key.clone());
-            if let Err(reason) = self.apply_one(&mut tx, record).await? {
-                tx.record_rejection(self.partition, record.position.offset, &record.key, &reason)
-                    .await?;
+            if let Err(reason) = self.apply_one(&mut batch, record).await? {
+                batch.reject(self.partition, record.position.offset, &record.key, &reason);
                 rejected.push((record.position.offset, reason));
             }
         }
-        tx.set_position(CONSUMER, self.partition, next_offset)
-            .await?;
         let progress = Progress {
             partition: self.partition,
             next_offset,
             rejected,
             truncated: false,
         };
+        let mut tx = self.store.begin().await?;
+        tx.write(&batch).await?;
+        tx.set_position(CONSUMER, self.partition, next_offset)
+            .await?;
         tx.notify(&progress.to_payload()).await?;
         tx.commit().await?;
         Ok(progress)
@@ -190,7 +193,7 @@ impl PartitionProjector {
 
     async fn apply_one(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         record: &LogRecord,
     ) -> Result<Decision, StoreError> {
         let event = match Event::decode(&record.payload) {
@@ -205,11 +208,11 @@ impl PartitionProjector {
             )));
         }
         match event {
-            Event::Enrollment(event) => self.enroll(tx, event).await,
-            Event::Commit(event) => self.commit(tx, &event).await,
-            Event::Import(event) => self.import(tx, event).await,
-            Event::Unenroll(event) => self.unenroll(tx, &event).await,
-            Event::Boundaries(event) => self.set_boundaries(tx, &event).await,
+            Event::Enrollment(event) => self.enroll(batch, event).await,
+            Event::Commit(event) => self.commit(batch, &event).await,
+            Event::Import(event) => self.import(batch, event).await,
+            Event::Unenroll(event) => self.unenroll(batch, &event).await,
+            Event::Boundaries(event) => self.set_boundaries(batch, &event).await,
         }
     }
 
@@ -246,7 +249,7 @@ impl PartitionProjector {
 
     async fn enroll(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         event: EnrollmentEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
@@ -270,7 +273,7 @@ impl PartitionProjector {
             && actor.state.head.is_some()
         {
             // A re-enrollment keeps the repository.
-            tx.put_enrollment(&enrollment).await?;
+            batch.put_enrollment(enrollment.clone());
             actor.state.enrolled = true;
             actor.state.signing_key = signing_key;
             actor.state.data_key = data_key;
@@ -297,9 +300,11 @@ impl PartitionProjector {
             rev: commit.rev.clone(),
             data: commit.data,
         };
-        tx.put_enrollment(&enrollment).await?;
-        tx.put_blocks(&did, &blocks).await?;
-        tx.set_head(&did, &head).await?;
+        batch.put_enrollment(enrollment.clone());
+        for (cid, bytes) in blocks.iter() {
+            batch.put_block(&did, *cid, bytes.to_vec());
+        }
+        batch.set_head(&did, head.clone());
         let last_seq = self.store.last_seq(&did).await?;
         self.actors.insert(
             did,
@@ -320,7 +325,7 @@ impl PartitionProjector {
 
     async fn commit(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         event: &CommitEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
@@ -331,13 +336,13 @@ impl PartitionProjector {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
-        write_applied(tx, actor, event, &applied).await?;
+        record_applied(batch, actor, event, &applied);
         Ok(Ok(()))
     }
 
     async fn import(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         event: ImportEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
@@ -369,13 +374,13 @@ impl PartitionProjector {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
-        write_applied(tx, actor, &commit, &applied).await?;
+        record_applied(batch, actor, &commit, &applied);
         Ok(Ok(()))
     }
 
     async fn unenroll(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         event: &UnenrollEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
@@ -385,17 +390,17 @@ impl PartitionProjector {
         actor.state.enrolled = false;
         actor.enrollment.active = false;
         actor.enrollment.updated_at = event.time.to_string();
-        tx.put_enrollment(&actor.enrollment).await?;
+        batch.put_enrollment(actor.enrollment.clone());
         if event.purge {
             actor.state.data_key = None;
-            tx.purge_content(&did).await?;
+            batch.purge_content(&did);
         }
         Ok(Ok(()))
     }
 
     async fn set_boundaries(
         &mut self,
-        tx: &mut StoreTx,
+        batch: &mut ProjectionBatch,
         event: &BoundariesEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
@@ -407,7 +412,7 @@ impl PartitionProjector {
         }
         actor.enrollment.boundaries = event.boundaries.clone();
         actor.enrollment.updated_at = event.time.to_string();
-        tx.put_enrollment(&actor.enrollment).await?;
+        batch.put_enrollment(actor.enrollment.clone());
         Ok(Ok(()))
     }
 }
@@ -422,16 +427,21 @@ impl crate::runner::Applier for PartitionProjector {
     }
 }
 
-/// Writes an applied commit: blocks, records, head and the actor's next sequenced event.
-async fn write_applied(
-    tx: &mut StoreTx,
+/// Adds an applied commit to the batch (blocks, records, head and the actor's next sequenced
+/// event) and moves the cached actor forward.
+fn record_applied(
+    batch: &mut ProjectionBatch,
     actor: &mut CachedActor,
     event: &CommitEvent,
     applied: &Applied,
-) -> Result<(), StoreError> {
+) {
     let did = event.did.as_str();
-    tx.put_blocks(did, &applied.new_blocks).await?;
-    tx.delete_blocks(did, &applied.removed_blocks).await?;
+    for cid in &applied.removed_blocks {
+        batch.delete_block(did, *cid);
+    }
+    for (cid, bytes) in applied.new_blocks.iter() {
+        batch.put_block(did, *cid, bytes.to_vec());
+    }
     for change in &applied.records {
         match change {
             RecordChange::Put {
@@ -441,25 +451,24 @@ async fn write_applied(
                 block,
             } => {
                 let (collection, rkey) = split_path(path);
-                tx.put_record(
+                batch.put_record(
                     did,
-                    &RecordRow {
+                    RecordRow {
                         collection: collection.to_string(),
                         rkey: rkey.to_string(),
                         cid: *cid,
                         boundaries: boundaries.clone(),
                         block: block.clone(),
                     },
-                )
-                .await?;
+                );
             }
             RecordChange::Delete { path, .. } => {
                 let (collection, rkey) = split_path(path);
-                tx.delete_record(did, collection, rkey).await?;
+                batch.delete_record(did, collection, rkey);
             }
         }
     }
-    tx.set_head(did, &applied.head).await?;
+    batch.set_head(did, applied.head.clone());
     let seq = actor.last_seq + 1;
     let body = SequencedCommit {
         did: event.did.clone(),
@@ -469,8 +478,7 @@ async fn write_applied(
         ops: event.ops.clone(),
     }
     .encode();
-    tx.put_actor_event(did, seq, "#commit", Some(applied.head.rev.as_str()), &body)
-        .await?;
+    batch.add_actor_event(did, seq, "#commit", Some(applied.head.rev.as_str()), body);
 
     actor.last_seq = seq;
     for cid in &applied.removed_blocks {
@@ -478,7 +486,6 @@ async fn write_applied(
     }
     actor.blocks.extend(applied.new_blocks.clone());
     actor.state.head = Some(applied.head.clone());
-    Ok(())
 }
 
 fn split_path(path: &str) -> (&str, &str) {

@@ -42,7 +42,10 @@ impl Store {
 
 impl StoreTx {
     /// Writes an actor's enrollment (insert or replace).
-    pub async fn put_enrollment(&mut self, enrollment: &Enrollment) -> Result<(), StoreError> {
+    pub(crate) async fn put_enrollment(
+        &mut self,
+        enrollment: &Enrollment,
+    ) -> Result<(), StoreError> {
         let query = sql(
             self.backend(),
             "INSERT INTO enrollment (did, signing_key, boundaries, service_endpoint, \
@@ -70,7 +73,7 @@ impl StoreTx {
 
     /// Removes the content of every record of `did` (purge): rows, CIDs and boundaries stay so
     /// the repository still verifies; the private text is gone.
-    pub async fn purge_content(&mut self, did: &str) -> Result<(), StoreError> {
+    pub(crate) async fn purge_content(&mut self, did: &str) -> Result<(), StoreError> {
         let query = sql(
             self.backend(),
             "UPDATE record SET block = NULL WHERE did = ? AND block IS NOT NULL",

@@ -7,19 +7,25 @@
 //!   `migrations/sqlite`) and transactions, so a projector writes its rows and its log position
 //!   together; the enrollment state, purges, a digest of the projected state
 //!   (`verify-projections`) and cross-process outcome notifications (`LISTEN/NOTIFY`);
+//! * [`RebuildTarget`] — a fresh place beside the live projections to rebuild them into, and the
+//!   switch-over;
 //! * [`Views`] — the AppView table contract (spec §10.1) in a database or schema of its own.
 
+mod batch;
 mod digest;
 mod enrollments;
 pub mod keys;
 mod notify;
+mod rebuild;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod views;
 
+pub use self::batch::ProjectionBatch;
 pub use self::keys::{KeyKind, MasterKey};
 pub use self::notify::OUTCOME_CHANNEL;
+pub use self::rebuild::RebuildTarget;
 pub use self::store::{
     ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
 };

@@ -4,9 +4,11 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder, Row, Sqlite, Transaction};
+use sqlx::{AssertSqlSafe, Postgres, Row, Sqlite, Transaction};
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use stratos_schema::events::seal::DataKey;
 use zeroize::Zeroizing;
@@ -17,7 +19,7 @@ use stratos_schema::blocks::BlockMap;
 use stratos_schema::syntax::{SyntaxError, Tid};
 
 /// Rows per multi-row statement: well under both backends' bind-parameter limits.
-const ROWS_PER_STATEMENT: usize = 500;
+pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
 /// An actor's current commit, as the repo projection stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,7 +144,24 @@ pub enum Backend {
 #[derive(Clone)]
 pub(crate) enum Pool {
     Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Sqlite(SqlitePool, WriteLock),
+}
+
+/// One writer at a time per SQLite file, queued in process: SQLite allows a single writer, and
+/// waiting here is fairer and faster than its busy-retry loop.
+pub(crate) type WriteLock = Arc<tokio::sync::Mutex<()>>;
+
+/// The write lock of a SQLite file, shared by every pool on it in this process.
+fn write_lock(url: &str) -> WriteLock {
+    static LOCKS: OnceLock<std::sync::Mutex<HashMap<String, WriteLock>>> = OnceLock::new();
+    let key = url.split('?').next().unwrap_or(url).to_string();
+    LOCKS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .entry(key)
+        .or_default()
+        .clone()
 }
 
 /// The projections' database and the key store.
@@ -157,8 +176,11 @@ pub struct Store {
 pub enum StoreTx {
     /// On Postgres.
     Postgres(Transaction<'static, Postgres>),
-    /// On SQLite.
-    Sqlite(Transaction<'static, Sqlite>),
+    /// On SQLite, holding the file's write lock.
+    Sqlite(
+        Transaction<'static, Sqlite>,
+        tokio::sync::OwnedMutexGuard<()>,
+    ),
 }
 
 /// Runs the same code on whichever pool or transaction is behind a value.
@@ -166,7 +188,7 @@ macro_rules! on {
     ($value:expr, $db:ident => $body:expr) => {
         match $value {
             $crate::store::Pool::Postgres($db) => $body,
-            $crate::store::Pool::Sqlite($db) => $body,
+            $crate::store::Pool::Sqlite($db, _) => $body,
         }
     };
 }
@@ -175,7 +197,7 @@ macro_rules! on_tx {
     ($value:expr, $db:ident => $body:expr) => {
         match $value {
             $crate::store::StoreTx::Postgres($db) => $body,
-            $crate::store::StoreTx::Sqlite($db) => $body,
+            $crate::store::StoreTx::Sqlite($db, _) => $body,
         }
     };
 }
@@ -215,7 +237,7 @@ impl Store {
         // The AppView views may share the database and its migration table.
         let mut migrator = match &pool {
             Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
-            Pool::Sqlite(_) => sqlx::migrate!("../migrations/sqlite"),
+            Pool::Sqlite(..) => sqlx::migrate!("../migrations/sqlite"),
         };
         migrator.set_ignore_missing(true);
         on!(&pool, db => migrator.run(db).await?);
@@ -489,6 +511,13 @@ impl Store {
         }))
     }
 
+    /// How many events were refused, in all.
+    pub async fn rejection_count(&self) -> Result<u64, StoreError> {
+        let query = sql(self.backend(), "SELECT COUNT(*) FROM rejected_event");
+        let count: i64 = on!(&self.pool, db => sqlx::query_scalar(query).fetch_one(db).await?);
+        Ok(count as u64)
+    }
+
     /// Why the event at a log position was refused, if it was.
     pub async fn rejection(
         &self,
@@ -541,7 +570,7 @@ impl Pool {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             Pool::Postgres(_) => Backend::Postgres,
-            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Sqlite(..) => Backend::Sqlite,
         }
     }
 }
@@ -566,7 +595,7 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             .max_connections(4)
             .connect_with(options)
             .await?;
-        Ok(Pool::Sqlite(pool))
+        Ok(Pool::Sqlite(pool, write_lock(url)))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
@@ -576,7 +605,10 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
 pub(crate) async fn begin_on(pool: &Pool) -> Result<StoreTx, StoreError> {
     Ok(match pool {
         Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
-        Pool::Sqlite(db) => StoreTx::Sqlite(db.begin().await?),
+        Pool::Sqlite(db, lock) => {
+            let guard = lock.clone().lock_owned().await;
+            StoreTx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await?, guard)
+        }
     })
 }
 
@@ -584,7 +616,7 @@ impl StoreTx {
     pub(crate) fn backend(&self) -> Backend {
         match self {
             StoreTx::Postgres(_) => Backend::Postgres,
-            StoreTx::Sqlite(_) => Backend::Sqlite,
+            StoreTx::Sqlite(..) => Backend::Sqlite,
         }
     }
 
@@ -611,135 +643,9 @@ impl StoreTx {
         Ok(())
     }
 
-    /// Sets an actor's head.
-    pub async fn set_head(&mut self, did: &str, head: &Head) -> Result<(), StoreError> {
-        let query = sql(
-            self.backend(),
-            "INSERT INTO actor_head (did, commit_cid, rev, data_cid) VALUES (?, ?, ?, ?) \
-             ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-             rev = excluded.rev, data_cid = excluded.data_cid",
-        );
-        on_tx!(self, tx => {
-            sqlx::query(query)
-                .bind(did)
-                .bind(head.commit.to_string())
-                .bind(head.rev.as_str())
-                .bind(head.data.to_string())
-                .execute(&mut **tx)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// Stores commit and MST node blocks of an actor (existing ones are kept), in statements of
-    /// up to [`ROWS_PER_STATEMENT`] blocks.
-    pub async fn put_blocks(&mut self, did: &str, blocks: &BlockMap) -> Result<(), StoreError> {
-        let rows: Vec<(String, &[u8])> = blocks
-            .iter()
-            .map(|(cid, bytes)| (cid.to_string(), bytes))
-            .collect();
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut insert = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
-                insert.push_values(chunk, |mut row, (cid, bytes)| {
-                    row.push_bind(did).push_bind(cid).push_bind(*bytes);
-                });
-                insert.push(" ON CONFLICT (did, cid) DO NOTHING");
-                insert.build().execute(&mut **tx).await?;
-            });
-        }
-        Ok(())
-    }
-
-    /// Removes blocks of an actor that are no longer reachable, in statements of up to
-    /// [`ROWS_PER_STATEMENT`] blocks.
-    pub async fn delete_blocks(&mut self, did: &str, cids: &[Cid]) -> Result<(), StoreError> {
-        let cids: Vec<String> = cids.iter().map(Cid::to_string).collect();
-        for chunk in cids.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut delete = QueryBuilder::new("DELETE FROM repo_block WHERE did = ");
-                delete.push_bind(did).push(" AND cid IN (");
-                let mut list = delete.separated(", ");
-                for cid in chunk {
-                    list.push_bind(cid);
-                }
-                delete.push(")");
-                delete.build().execute(&mut **tx).await?;
-            });
-        }
-        Ok(())
-    }
-
-    /// Writes a record row (insert or replace).
-    pub async fn put_record(&mut self, did: &str, record: &RecordRow) -> Result<(), StoreError> {
-        let query = sql(
-            self.backend(),
-            "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
-             VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (did, collection, rkey) DO UPDATE SET \
-             cid = excluded.cid, boundaries = excluded.boundaries, block = excluded.block",
-        );
-        let boundaries = record.boundaries.join("\n");
-        on_tx!(self, tx => {
-            sqlx::query(query)
-                .bind(did)
-                .bind(&record.collection)
-                .bind(&record.rkey)
-                .bind(record.cid.to_string())
-                .bind(boundaries)
-                .bind(record.block.as_deref())
-                .execute(&mut **tx)
-                .await?;
-        });
-        Ok(())
-    }
-
-    /// Removes a record row.
-    pub async fn delete_record(
-        &mut self,
-        did: &str,
-        collection: &str,
-        rkey: &str,
-    ) -> Result<(), StoreError> {
-        let query = sql(
-            self.backend(),
-            "DELETE FROM record WHERE did = ? AND collection = ? AND rkey = ?",
-        );
-        on_tx!(self, tx => {
-            sqlx::query(query).bind(did).bind(collection).bind(rkey).execute(&mut **tx).await?;
-        });
-        Ok(())
-    }
-
-    /// Stores event number `seq` of `did` (the projector numbers an actor's events 1, 2, … in
-    /// log order).
-    pub async fn put_actor_event(
-        &mut self,
-        did: &str,
-        seq: u64,
-        event_type: &str,
-        rev: Option<&str>,
-        body: &[u8],
-    ) -> Result<(), StoreError> {
-        let insert = sql(
-            self.backend(),
-            "INSERT INTO actor_event (did, seq, event_type, rev, body) VALUES (?, ?, ?, ?, ?)",
-        );
-        on_tx!(self, tx => {
-            sqlx::query(insert)
-                .bind(did)
-                .bind(seq as i64)
-                .bind(event_type)
-                .bind(rev)
-                .bind(body)
-                .execute(&mut **tx)
-                .await?;
-        });
-        Ok(())
-    }
-
     /// Records that the event at a log position was refused, and why. Recording the same
     /// position again (redelivery) changes nothing.
-    pub async fn record_rejection(
+    pub(crate) async fn record_rejection(
         &mut self,
         partition: u32,
         offset: u64,

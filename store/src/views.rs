@@ -84,11 +84,16 @@ impl Views {
         let pool = crate::store::open_pool(url).await?;
         let mut migrator = match &pool {
             Pool::Postgres(_) => sqlx::migrate!("../migrations/appview-postgres"),
-            Pool::Sqlite(_) => sqlx::migrate!("../migrations/appview-sqlite"),
+            Pool::Sqlite(..) => sqlx::migrate!("../migrations/appview-sqlite"),
         };
         migrator.set_ignore_missing(true);
         on!(&pool, db => migrator.run(db).await?);
         Ok(Self { pool })
+    }
+
+    /// Closes every connection (waiting for those in use to be returned).
+    pub async fn close(&self) {
+        on!(&self.pool, db => db.close().await);
     }
 
     fn backend(&self) -> crate::Backend {

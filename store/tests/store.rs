@@ -3,10 +3,12 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use futures::StreamExt;
+use stratos_schema::blocks::BlockSource;
 use stratos_schema::events::seal::DataKey;
 use stratos_store::testing::TestDatabase;
 use stratos_store::{
-    Enrollment, EnrollmentRow, KeyKind, MasterKey, PostRow, RecordRow, Store, StoreError, Views,
+    Enrollment, EnrollmentRow, KeyKind, MasterKey, PostRow, ProjectionBatch, RecordRow, Store,
+    StoreError, Views,
 };
 
 type Fixture = TestDatabase;
@@ -136,39 +138,95 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
         ..post.clone()
     };
 
+    let mut batch = ProjectionBatch::new();
+    batch.set_head(did, head.clone());
+    for (cid, bytes) in blocks.iter() {
+        batch.put_block(did, *cid, bytes.to_vec());
+    }
+    batch.put_record(did, post.clone());
+
     // A rolled-back transaction leaves nothing behind.
     let mut tx = store.begin().await.unwrap();
-    tx.set_head(did, &head).await.unwrap();
-    tx.put_blocks(did, &blocks).await.unwrap();
-    tx.put_record(did, &post).await.unwrap();
+    tx.write(&batch).await.unwrap();
     tx.rollback().await.unwrap();
     assert_eq!(store.head(did).await.unwrap(), None);
     assert!(store.blocks(did).await.unwrap().is_empty());
     assert!(store.records(did).await.unwrap().is_empty());
 
+    batch.put_record(did, purged.clone());
     let mut tx = store.begin().await.unwrap();
-    tx.set_head(did, &head).await.unwrap();
-    tx.put_blocks(did, &blocks).await.unwrap();
-    tx.put_blocks(did, &blocks).await.unwrap();
-    tx.put_record(did, &post).await.unwrap();
-    tx.put_record(did, &purged).await.unwrap();
+    tx.write(&batch).await.unwrap();
     tx.set_position("repo", 0, 1).await.unwrap();
     tx.commit().await.unwrap();
-    assert_eq!(store.head(did).await.unwrap(), Some(head));
+    assert_eq!(store.head(did).await.unwrap(), Some(head.clone()));
     assert_eq!(store.blocks(did).await.unwrap(), blocks);
     assert_eq!(
         store.records(did).await.unwrap(),
         vec![post.clone(), purged.clone()]
     );
 
+    // Writing the same batch again changes nothing (blocks are kept, rows replaced).
     let mut tx = store.begin().await.unwrap();
-    tx.delete_record(did, &post.collection, &post.rkey)
-        .await
-        .unwrap();
-    tx.delete_blocks(did, &[commit]).await.unwrap();
+    tx.write(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.blocks(did).await.unwrap(), blocks);
+
+    // Net effect: a record put then deleted in one batch is deleted; a block deleted then put
+    // again is kept; a purge empties what was written before it.
+    let mut batch = ProjectionBatch::new();
+    batch.put_record(
+        did,
+        RecordRow {
+            rkey: "3l2cccccccc22".into(),
+            ..post.clone()
+        },
+    );
+    batch.delete_record(did, &post.collection, "3l2cccccccc22");
+    batch.delete_record(did, &post.collection, &post.rkey);
+    batch.delete_block(did, commit);
+    batch.delete_block(did, node);
+    batch.put_block(did, node, blocks.get_block(&node).unwrap().to_vec());
+    let mut tx = store.begin().await.unwrap();
+    tx.write(&batch).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(store.records(did).await.unwrap(), vec![purged]);
     assert_eq!(store.blocks(did).await.unwrap().len(), 1);
+    assert!(store.blocks(did).await.unwrap().get_block(&node).is_some());
+
+    let mut batch = ProjectionBatch::new();
+    batch.put_record(
+        did,
+        RecordRow {
+            rkey: "3l2dddddddd22".into(),
+            ..post.clone()
+        },
+    );
+    batch.purge_content(did);
+    batch.put_record(
+        did,
+        RecordRow {
+            rkey: "3l2eeeeeeee22".into(),
+            ..post.clone()
+        },
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.write(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+    let contents: Vec<(String, bool)> = store
+        .records(did)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.rkey, r.block.is_some()))
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            ("3l2bbbbbbbb22".to_string(), false),
+            ("3l2dddddddd22".to_string(), false),
+            ("3l2eeeeeeee22".to_string(), true),
+        ]
+    );
     assert!(store.records("did:plc:bob").await.unwrap().is_empty());
 }
 
@@ -176,22 +234,26 @@ async fn sequences_and_rejections(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
         .unwrap();
+    let mut batch = ProjectionBatch::new();
+    batch.add_actor_event(
+        "did:plc:a",
+        1,
+        "#commit",
+        Some("3l2aaaaaaaa22"),
+        b"one".to_vec(),
+    );
+    batch.add_actor_event(
+        "did:plc:a",
+        2,
+        "#commit",
+        Some("3l2aaaaaaaa23"),
+        b"two".to_vec(),
+    );
+    batch.add_actor_event("did:plc:b", 1, "#enrollment", None, b"b".to_vec());
+    batch.reject(2, 17, "did:plc:a", "not on the head");
+    batch.reject(2, 17, "did:plc:a", "not on the head");
     let mut tx = store.begin().await.unwrap();
-    tx.put_actor_event("did:plc:a", 1, "#commit", Some("3l2aaaaaaaa22"), b"one")
-        .await
-        .unwrap();
-    tx.put_actor_event("did:plc:a", 2, "#commit", Some("3l2aaaaaaaa23"), b"two")
-        .await
-        .unwrap();
-    tx.put_actor_event("did:plc:b", 1, "#enrollment", None, b"b")
-        .await
-        .unwrap();
-    tx.record_rejection(2, 17, "did:plc:a", "not on the head")
-        .await
-        .unwrap();
-    tx.record_rejection(2, 17, "did:plc:a", "not on the head")
-        .await
-        .unwrap();
+    tx.write(&batch).await.unwrap();
     tx.commit().await.unwrap();
 
     let events = store.actor_events("did:plc:a", 0, 10).await.unwrap();
@@ -229,12 +291,10 @@ async fn sequences_and_rejections(fixture: &Fixture) {
     assert_eq!(store.last_seq("did:plc:z").await.unwrap(), 0);
 
     // A number is given once per actor.
+    let mut again = ProjectionBatch::new();
+    again.add_actor_event("did:plc:b", 1, "#commit", None, b"again".to_vec());
     let mut tx = store.begin().await.unwrap();
-    assert!(
-        tx.put_actor_event("did:plc:b", 1, "#commit", None, b"again")
-            .await
-            .is_err()
-    );
+    assert!(tx.write(&again).await.is_err());
     tx.rollback().await.unwrap();
     assert_eq!(
         store.actor_events("did:plc:b", 0, 10).await.unwrap().len(),
@@ -258,24 +318,22 @@ async fn enrollments_and_purge(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
         .unwrap();
-    let mut tx = store.begin().await.unwrap();
+    let mut batch = ProjectionBatch::new();
     for did in ["did:plc:c", "did:plc:a", "did:plc:b"] {
-        tx.put_enrollment(&enrollment(did, did != "did:plc:b", &["x/1", "x/2"]))
-            .await
-            .unwrap();
+        batch.put_enrollment(enrollment(did, did != "did:plc:b", &["x/1", "x/2"]));
     }
-    tx.put_record(
+    batch.put_record(
         "did:plc:a",
-        &RecordRow {
+        RecordRow {
             collection: "zone.stratos.feed.post".into(),
             rkey: "3l2aaaaaaaa22".into(),
             cid: stratos_schema::data::cid_for_dag_cbor(b"\xa0"),
             boundaries: vec!["x/1".into()],
             block: Some(b"\xa0".to_vec()),
         },
-    )
-    .await
-    .unwrap();
+    );
+    let mut tx = store.begin().await.unwrap();
+    tx.write(&batch).await.unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         store.enrollment("did:plc:a").await.unwrap(),
@@ -300,8 +358,10 @@ async fn enrollments_and_purge(fixture: &Fixture) {
         .collect();
     assert_eq!(rest, ["did:plc:c"]);
 
+    let mut batch = ProjectionBatch::new();
+    batch.purge_content("did:plc:a");
     let mut tx = store.begin().await.unwrap();
-    tx.purge_content("did:plc:a").await.unwrap();
+    tx.write(&batch).await.unwrap();
     tx.commit().await.unwrap();
     let records = store.records("did:plc:a").await.unwrap();
     assert_eq!(records.len(), 1);
@@ -403,10 +463,10 @@ async fn digest_follows_content(fixture: &Fixture) {
         .unwrap();
     let views = Views::connect(&fixture.url).await.unwrap();
     let empty = (store.digest().await.unwrap(), views.digest().await.unwrap());
+    let mut batch = ProjectionBatch::new();
+    batch.put_enrollment(enrollment("did:plc:a", true, &["x/1"]));
     let mut tx = store.begin().await.unwrap();
-    tx.put_enrollment(&enrollment("did:plc:a", true, &["x/1"]))
-        .await
-        .unwrap();
+    tx.write(&batch).await.unwrap();
     tx.commit().await.unwrap();
     let mut tx = views.begin().await.unwrap();
     tx.upsert_post(

@@ -4,30 +4,20 @@ use anyhow::{Context, Result};
 use clap::Args;
 use futures::StreamExt;
 use serde_json::json;
-use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, partition_for};
+use stratos_log::partition_for;
 use stratos_projector::audit::{AuditEntry, Auditor, Check};
 use stratos_schema::syntax::Did;
+
+use crate::options::LogOptions;
 
 /// Arguments of `stratos audit`.
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// The actor whose history to check.
     did: Did,
-    /// The embedded log file (`stratos up` keeps it at `./data/log.sqlite`).
-    #[arg(long, value_name = "PATH", conflicts_with = "kafka_bootstrap")]
-    log_file: Option<PathBuf>,
-    /// Kafka `bootstrap.servers`, to read the log from Kafka instead.
-    #[arg(long, env = "STRATOS_KAFKA_BOOTSTRAP")]
-    kafka_bootstrap: Option<String>,
-    /// The Kafka topic.
-    #[arg(long, default_value = "stratos.repo.events")]
-    topic: String,
-    /// The log's partition count.
-    #[arg(long, default_value_t = 12)]
-    partitions: u32,
+    #[command(flatten)]
+    log: LogOptions,
     /// Print one JSON object per event instead of text.
     #[arg(long)]
     json: bool,
@@ -39,26 +29,9 @@ pub fn run(args: AuditArgs) -> Result<ExitCode> {
     runtime.block_on(audit(args))
 }
 
-async fn open_log(args: &AuditArgs) -> Result<Arc<dyn CommitLog>> {
-    if let Some(bootstrap) = &args.kafka_bootstrap {
-        let mut config = KafkaConfig::new(bootstrap.clone());
-        config.topic = args.topic.clone();
-        config.partitions = args.partitions;
-        return Ok(Arc::new(KafkaLog::connect(config).await?));
-    }
-    let path = args
-        .log_file
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data/log.sqlite"));
-    anyhow::ensure!(path.exists(), "no log at {}", path.display());
-    let mut config = EmbeddedConfig::new(path);
-    config.partitions = args.partitions;
-    Ok(Arc::new(EmbeddedLog::open(config).await?))
-}
-
 async fn audit(args: AuditArgs) -> Result<ExitCode> {
-    let log = open_log(&args).await?;
-    let partition = partition_for(args.did.as_str(), args.partitions);
+    let log = args.log.open(true).await?;
+    let partition = partition_for(args.did.as_str(), args.log.partitions);
     let end = log
         .partitions()
         .await?

@@ -12,6 +12,10 @@ use stratos_log::{AppendRecord, CommitLog, EmbeddedConfig, EmbeddedLog, KafkaCon
 pub enum BenchCommand {
     /// Append throughput and append→consume latency of the commit log.
     Log(LogArgs),
+    /// Fill a log with synthetic enrolled actors and one-post commits (keys into the key store).
+    Fill(crate::bench_projection::FillArgs),
+    /// Apply throughput of the projectors from a pre-filled log, and full replay time.
+    Project(crate::bench_projection::ProjectArgs),
 }
 
 /// Which commit-log adapters to measure.
@@ -65,6 +69,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new().context("starting the runtime")?;
     match command {
         BenchCommand::Log(args) => runtime.block_on(bench_log(args)),
+        BenchCommand::Fill(args) => runtime.block_on(crate::bench_projection::bench_fill(args)),
+        BenchCommand::Project(args) => {
+            runtime.block_on(crate::bench_projection::bench_project(args))
+        }
     }
 }
 

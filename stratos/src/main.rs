@@ -2,7 +2,11 @@
 
 mod audit;
 mod bench;
+mod bench_projection;
 mod debug;
+mod options;
+mod projections;
+mod workload;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -35,7 +39,7 @@ enum LogFormat {
 /// Structured logs on stderr, filtered by `RUST_LOG` (default `info`).
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -52,6 +56,12 @@ enum Command {
     /// Tools for debugging ATProto interop (MST roots, CAR files).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
+    /// Run the repo and AppView projectors until SIGINT or SIGTERM.
+    Projector(projections::ProjectorArgs),
+    /// Rebuild the projections from the start of the log into fresh tables, then switch over.
+    Replay(projections::RebuildArgs),
+    /// Compare a digest of the live projections with a rebuild from the log.
+    VerifyProjections(projections::RebuildArgs),
     /// Print an actor's history from the commit log, checking every signature and chain link.
     Audit(audit::AuditArgs),
     /// Load generators that measure the system's parts on this machine.
@@ -68,6 +78,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
         Command::Debug(command) => debug::run(command),
+        Command::Projector(args) => projections::run_projector(args),
+        Command::Replay(args) => projections::run_replay(args),
+        Command::VerifyProjections(args) => projections::run_verify(args),
         Command::Audit(args) => audit::run(args),
         Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };

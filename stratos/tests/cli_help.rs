@@ -12,9 +12,14 @@ fn every_subcommand_has_help() {
         &["debug"],
         &["debug", "mst-root"],
         &["debug", "car"],
+        &["projector"],
+        &["replay"],
+        &["verify-projections"],
         &["audit"],
         &["bench"],
         &["bench", "log"],
+        &["bench", "fill"],
+        &["bench", "project"],
     ];
     for command in commands {
         let output = Command::new(env!("CARGO_BIN_EXE_stratos"))
@@ -26,6 +31,26 @@ fn every_subcommand_has_help() {
         assert!(output.status.success(), "{command:?}: {text}");
         assert!(text.contains("Usage: stratos"), "{command:?}: {text}");
     }
+}
+
+#[test]
+fn a_missing_master_key_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("stratos-no-key-{}", std::process::id()));
+    let output = Command::new(env!("CARGO_BIN_EXE_stratos"))
+        .args(["projector", "--log-file"])
+        .arg(dir.join("log.sqlite"))
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
+        .env_remove("STRATOS_MASTER_KEY")
+        .env_remove("STRATOS_MASTER_KEY_FILE")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("no master key"),
+        "{output:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

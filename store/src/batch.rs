@@ -1,0 +1,259 @@
+//! Changes to the repo projection gathered over a batch of events and reduced to their net
+//! effect, then written with a few multi-row statements: a block created by one commit and
+//! removed by the next is never written, an actor's head is written once per batch.
+
+use std::collections::BTreeMap;
+
+use sqlx::QueryBuilder;
+use stratos_schema::Cid;
+
+use crate::store::{Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, on_tx};
+
+/// A record's key: actor, collection, record key.
+type RecordKey = (String, String, String);
+
+/// One numbered actor event.
+#[derive(Debug, Clone)]
+struct EventRow {
+    did: String,
+    seq: u64,
+    event_type: String,
+    rev: Option<String>,
+    body: Vec<u8>,
+}
+
+/// The net changes of a batch of events, in the order they must be written.
+#[derive(Debug, Default)]
+pub struct ProjectionBatch {
+    enrollments: BTreeMap<String, Enrollment>,
+    purges: Vec<String>,
+    blocks: BTreeMap<(String, Cid), Option<Vec<u8>>>,
+    records: BTreeMap<RecordKey, Option<RecordRow>>,
+    heads: BTreeMap<String, Head>,
+    events: Vec<EventRow>,
+    rejections: Vec<(u32, u64, String, String)>,
+}
+
+impl ProjectionBatch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Writes (or replaces) an actor's enrollment.
+    pub fn put_enrollment(&mut self, enrollment: Enrollment) {
+        self.enrollments.insert(enrollment.did.clone(), enrollment);
+    }
+
+    /// Removes the content of every record of `did` written before this call.
+    pub fn purge_content(&mut self, did: &str) {
+        self.purges.push(did.to_string());
+        for ((owner, _, _), row) in self.records.iter_mut() {
+            if owner == did
+                && let Some(row) = row
+            {
+                row.block = None;
+            }
+        }
+    }
+
+    /// Stores a commit or MST node block of `did`.
+    pub fn put_block(&mut self, did: &str, cid: Cid, bytes: Vec<u8>) {
+        self.blocks.insert((did.to_string(), cid), Some(bytes));
+    }
+
+    /// Removes a block of `did`.
+    pub fn delete_block(&mut self, did: &str, cid: Cid) {
+        self.blocks.insert((did.to_string(), cid), None);
+    }
+
+    /// Writes (or replaces) a record row of `did`.
+    pub fn put_record(&mut self, did: &str, row: RecordRow) {
+        let key = (did.to_string(), row.collection.clone(), row.rkey.clone());
+        self.records.insert(key, Some(row));
+    }
+
+    /// Removes a record row of `did`.
+    pub fn delete_record(&mut self, did: &str, collection: &str, rkey: &str) {
+        let key = (did.to_string(), collection.to_string(), rkey.to_string());
+        self.records.insert(key, None);
+    }
+
+    /// Sets an actor's head.
+    pub fn set_head(&mut self, did: &str, head: Head) {
+        self.heads.insert(did.to_string(), head);
+    }
+
+    /// Stores event number `seq` of `did` (numbers are given once per actor).
+    pub fn add_actor_event(
+        &mut self,
+        did: &str,
+        seq: u64,
+        event_type: &str,
+        rev: Option<&str>,
+        body: Vec<u8>,
+    ) {
+        self.events.push(EventRow {
+            did: did.to_string(),
+            seq,
+            event_type: event_type.to_string(),
+            rev: rev.map(str::to_string),
+            body,
+        });
+    }
+
+    /// Records that the event at a log position was refused, and why.
+    pub fn reject(&mut self, partition: u32, offset: u64, did: &str, reason: &str) {
+        self.rejections
+            .push((partition, offset, did.to_string(), reason.to_string()));
+    }
+}
+
+impl StoreTx {
+    /// Writes a batch's net changes.
+    pub async fn write(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
+        for enrollment in batch.enrollments.values() {
+            self.put_enrollment(enrollment).await?;
+        }
+        for did in &batch.purges {
+            self.purge_content(did).await?;
+        }
+        let (puts, deletes): (Vec<_>, Vec<_>) =
+            batch.blocks.iter().partition(|(_, bytes)| bytes.is_some());
+        let puts: Vec<(&str, String, &[u8])> = puts
+            .into_iter()
+            .filter_map(|((did, cid), bytes)| {
+                Some((did.as_str(), cid.to_string(), bytes.as_deref()?))
+            })
+            .collect();
+        let deletes: Vec<(&str, String)> = deletes
+            .into_iter()
+            .map(|((did, cid), _)| (did.as_str(), cid.to_string()))
+            .collect();
+        for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new("DELETE FROM repo_block WHERE (did, cid) IN (");
+                query.push_values(chunk, |mut row, (did, cid)| {
+                    row.push_bind(*did).push_bind(cid);
+                });
+                query.push(")");
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
+                query.push_values(chunk, |mut row, (did, cid, bytes)| {
+                    row.push_bind(*did).push_bind(cid).push_bind(*bytes);
+                });
+                query.push(" ON CONFLICT (did, cid) DO NOTHING");
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        self.write_records(batch).await?;
+        self.write_heads(batch).await?;
+        for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new(
+                    "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
+                );
+                query.push_values(chunk, |mut row, event| {
+                    row.push_bind(&event.did)
+                        .push_bind(event.seq as i64)
+                        .push_bind(&event.event_type)
+                        .push_bind(&event.rev)
+                        .push_bind(&event.body);
+                });
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        for (partition, offset, did, reason) in &batch.rejections {
+            self.record_rejection(*partition, *offset, did, reason)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_records(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
+        let (puts, deletes): (Vec<_>, Vec<_>) =
+            batch.records.iter().partition(|(_, row)| row.is_some());
+        let puts: Vec<(&str, &RecordRow, String, String)> = puts
+            .into_iter()
+            .filter_map(|((did, _, _), row)| {
+                let row = row.as_ref()?;
+                Some((
+                    did.as_str(),
+                    row,
+                    row.cid.to_string(),
+                    row.boundaries.join("\n"),
+                ))
+            })
+            .collect();
+        for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new(
+                    "DELETE FROM record WHERE (did, collection, rkey) IN (",
+                );
+                query.push_values(chunk, |mut row, ((did, collection, rkey), _)| {
+                    row.push_bind(did).push_bind(collection).push_bind(rkey);
+                });
+                query.push(")");
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new(
+                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
+                );
+                query.push_values(chunk, |mut row, (did, record, cid, boundaries)| {
+                    row.push_bind(*did)
+                        .push_bind(&record.collection)
+                        .push_bind(&record.rkey)
+                        .push_bind(cid)
+                        .push_bind(boundaries)
+                        .push_bind(record.block.as_deref());
+                });
+                query.push(
+                    " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+                     boundaries = excluded.boundaries, block = excluded.block",
+                );
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+
+    async fn write_heads(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
+        let heads: Vec<(&str, String, &str, String)> = batch
+            .heads
+            .iter()
+            .map(|(did, head)| {
+                (
+                    did.as_str(),
+                    head.commit.to_string(),
+                    head.rev.as_str(),
+                    head.data.to_string(),
+                )
+            })
+            .collect();
+        for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query =
+                    QueryBuilder::new("INSERT INTO actor_head (did, commit_cid, rev, data_cid) ");
+                query.push_values(chunk, |mut row, (did, commit, rev, data)| {
+                    row.push_bind(*did)
+                        .push_bind(commit)
+                        .push_bind(*rev)
+                        .push_bind(data);
+                });
+                query.push(
+                    " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+                     rev = excluded.rev, data_cid = excluded.data_cid",
+                );
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+}
