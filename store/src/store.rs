@@ -108,6 +108,19 @@ fn split_lines(text: &str) -> Vec<String> {
 /// A record row as the database returns it: collection, rkey, CID, boundaries, block.
 type StoredRecord = (String, String, String, String, Option<Vec<u8>>);
 
+impl RecordRow {
+    fn from_stored(row: StoredRecord) -> Result<Self, StoreError> {
+        let (collection, rkey, cid, boundaries, block) = row;
+        Ok(Self {
+            collection,
+            rkey,
+            cid: parse_cid(&cid)?,
+            boundaries: split_lines(&boundaries),
+            block,
+        })
+    }
+}
+
 pub(crate) fn parse_cid(text: &str) -> Result<Cid, StoreError> {
     stratos_schema::data::parse_cid(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
@@ -420,17 +433,25 @@ impl Store {
                 .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3), row.get(4)))
                 .collect()
         });
-        rows.into_iter()
-            .map(|(collection, rkey, cid, boundaries, block)| {
-                Ok(RecordRow {
-                    collection,
-                    rkey,
-                    cid: parse_cid(&cid)?,
-                    boundaries: split_lines(&boundaries),
-                    block,
-                })
-            })
-            .collect()
+        rows.into_iter().map(RecordRow::from_stored).collect()
+    }
+
+    /// One record row of an actor.
+    pub async fn record(
+        &self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<RecordRow>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+             AND collection = ? AND rkey = ?",
+        );
+        let row: Option<StoredRecord> = on!(&self.pool, db => {
+            sqlx::query_as(query).bind(did).bind(collection).bind(rkey).fetch_optional(db).await?
+        });
+        row.map(RecordRow::from_stored).transpose()
     }
 
     /// Up to `limit` events of `did` numbered after `after`, in order.

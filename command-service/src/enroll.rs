@@ -1,0 +1,88 @@
+//! Enrolling an actor: keys into the key store, the service's attestation, and an `#enrollment`
+//! (with the genesis commit of an empty repository on a first enrollment), applied before the
+//! call returns. The OAuth flow and the development mode both end here.
+
+use stratos_schema::attestation::sign_attestation;
+use stratos_schema::commit::UnsignedCommit;
+use stratos_schema::events::seal::DataKey;
+use stratos_schema::events::{CommitSlice, EnrollmentEvent, Event};
+use stratos_schema::keys::{KeyAlgorithm, Keypair};
+use stratos_schema::mst::Mst;
+use stratos_schema::syntax::{Datetime, Did};
+use stratos_store::KeyKind;
+
+use crate::error::CommandError;
+use crate::outcomes::Decision;
+use crate::service::Commands;
+
+impl Commands {
+    /// Enrolls `did` in `boundaries` (bare names are qualified with the service DID; each must
+    /// be an allowed boundary). A re-enrollment keeps the repository and the keys.
+    pub async fn enroll(&self, did: &Did, boundaries: &[String]) -> Result<(), CommandError> {
+        let allowed = self.allowed_boundaries();
+        let boundaries =
+            stratos_schema::boundary::ensure_qualified(&self.config.service.did, boundaries)
+                .map_err(|e| CommandError::InvalidRequest(e.to_string()))?;
+        if let Some(unknown) = boundaries.iter().find(|b| !allowed.contains(b)) {
+            return Err(CommandError::InvalidRequest(format!(
+                "{unknown} is not a boundary of this service"
+            )));
+        }
+        let slot = self.slot(did);
+        let mut repo = slot.lock().await;
+        let signing = self.signing_key(did).await?;
+        if self.store.data_key(did.as_str()).await?.is_none() {
+            self.store
+                .put_data_key(did.as_str(), &DataKey::generate())
+                .await?;
+        }
+        let genesis = match self.store.head(did.as_str()).await? {
+            Some(_) => None,
+            None => {
+                let empty = Mst::new();
+                let rev = self.clock.next(None);
+                let commit = UnsignedCommit::new(did.clone(), empty.root_cid(), rev).sign(&signing);
+                Some(CommitSlice::new(&commit, &empty.new_nodes()))
+            }
+        };
+        let signing_key = signing.did_key();
+        let event = Event::Enrollment(EnrollmentEvent {
+            did: did.clone(),
+            time: Datetime::now(),
+            attestation: sign_attestation(
+                &self.config.service.key,
+                did.as_str(),
+                &boundaries,
+                &signing_key,
+            ),
+            signing_key,
+            boundaries,
+            service_endpoint: self.config.service.endpoint.clone(),
+            genesis,
+        });
+        let position = self.log.append_event(&event).await?;
+        // The projection is the source of the actor's state from now on.
+        *repo = None;
+        match self.outcomes.wait(position).await? {
+            Decision::Applied => Ok(()),
+            Decision::Rejected(reason) => Err(CommandError::Rejected(reason)),
+        }
+    }
+
+    /// The actor's P-256 repository key, created on first use.
+    async fn signing_key(&self, did: &Did) -> Result<Keypair, CommandError> {
+        if let Some(bytes) = self.store.key(did.as_str(), KeyKind::Signing).await? {
+            return Keypair::from_private_bytes(KeyAlgorithm::P256, &bytes)
+                .map_err(|e| CommandError::Internal(format!("signing key of {did}: {e}")));
+        }
+        let key = Keypair::generate(KeyAlgorithm::P256);
+        self.store
+            .put_key(
+                did.as_str(),
+                KeyKind::Signing,
+                key.private_bytes().as_slice(),
+            )
+            .await?;
+        Ok(key)
+    }
+}

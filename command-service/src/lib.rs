@@ -1,0 +1,20 @@
+//! The Stratos command service: the write side.
+//!
+//! * [`Commands`] — enrollment ([`Commands::enroll`]) and writes ([`Commands::write`]): validate,
+//!   build the MST and the signed commit on the actor's head with the actor's key, seal the
+//!   record blocks with the actor's data key, append one event, and answer once the repo
+//!   projector has applied it (read-your-writes);
+//! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
+//!   store as the fallback;
+//! * [`CommandError`] — why a command failed, with its XRPC error name and status.
+
+mod enroll;
+mod error;
+mod outcomes;
+mod service;
+mod writes;
+
+pub use self::error::CommandError;
+pub use self::outcomes::{Decision, Outcomes};
+pub use self::service::{CommandConfig, Commands, CommitRef, ServiceIdentity};
+pub use self::writes::{MAX_WRITES, OpResult, WriteOp, WriteResult};

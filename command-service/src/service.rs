@@ -1,0 +1,209 @@
+//! The command side's shared state: the log, the key store and projections, the service
+//! identity, the per-actor write state, and the outcomes of appended events.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use stratos_log::CommitLog;
+use stratos_schema::Cid;
+use stratos_schema::blocks::BlockMap;
+use stratos_schema::boundary::{is_qualified, qualify};
+use stratos_schema::events::seal::DataKey;
+use stratos_schema::keys::{KeyAlgorithm, Keypair};
+use stratos_schema::mst::Mst;
+use stratos_schema::syntax::Did;
+use stratos_schema::tid_clock::TidClock;
+use stratos_store::{Head, KeyKind, Store};
+
+use crate::error::CommandError;
+use crate::outcomes::Outcomes;
+
+/// Who the service is: its DID, public URL and secp256k1 signing key (attestations).
+#[derive(Clone)]
+pub struct ServiceIdentity {
+    /// The service DID, e.g. `did:web:stratos.example.com`.
+    pub did: String,
+    /// The public URL, e.g. `https://stratos.example.com`.
+    pub endpoint: String,
+    /// The service's signing key.
+    pub key: Keypair,
+}
+
+impl ServiceIdentity {
+    /// The identity of `did`, with its key from the key store (created on first use).
+    pub async fn load_or_create(
+        store: &Store,
+        did: &str,
+        endpoint: &str,
+    ) -> Result<Self, CommandError> {
+        let key = match store.key(did, KeyKind::Signing).await? {
+            Some(bytes) => Keypair::from_private_bytes(KeyAlgorithm::Secp256k1, &bytes)
+                .map_err(|e| CommandError::Internal(format!("service key: {e}")))?,
+            None => {
+                let key = Keypair::generate(KeyAlgorithm::Secp256k1);
+                store
+                    .put_key(did, KeyKind::Signing, key.private_bytes().as_slice())
+                    .await?;
+                key
+            }
+        };
+        Ok(Self {
+            did: did.to_string(),
+            endpoint: endpoint.to_string(),
+            key,
+        })
+    }
+}
+
+/// The settings of the command side.
+#[derive(Clone)]
+pub struct CommandConfig {
+    /// The service identity.
+    pub service: ServiceIdentity,
+    /// The boundaries actors may be enrolled in (bare names are qualified with the service DID).
+    pub allowed_domains: Vec<String>,
+    /// How many times a write rejected because another write won is rebuilt and appended again.
+    pub max_attempts: u32,
+}
+
+/// An actor's repository as the writer sees it: the last commit appended by this instance (or
+/// the projected head), its tree and node blocks, and the actor's keys.
+pub(crate) struct ActorRepo {
+    pub(crate) head: Head,
+    pub(crate) tree: Mst,
+    pub(crate) blocks: BlockMap,
+    pub(crate) signing: Keypair,
+    pub(crate) data_key: DataKey,
+    pub(crate) boundaries: Vec<String>,
+}
+
+/// An actor's write slot: holding its lock orders the actor's commits in this instance.
+pub(crate) type ActorSlot = Arc<tokio::sync::Mutex<Option<ActorRepo>>>;
+
+/// The command side: enrollment and writes.
+#[derive(Clone)]
+pub struct Commands {
+    pub(crate) store: Store,
+    pub(crate) log: Arc<dyn CommitLog>,
+    pub(crate) outcomes: Outcomes,
+    pub(crate) config: Arc<CommandConfig>,
+    pub(crate) clock: Arc<TidClock>,
+    actors: Arc<Mutex<HashMap<String, ActorSlot>>>,
+}
+
+impl Commands {
+    /// The command side over a log and a store; `outcomes` must follow the repo projector.
+    pub fn new(
+        store: Store,
+        log: Arc<dyn CommitLog>,
+        outcomes: Outcomes,
+        config: CommandConfig,
+    ) -> Self {
+        Self {
+            store,
+            log,
+            outcomes,
+            config: Arc::new(config),
+            clock: Arc::new(TidClock::with_random_clock_id()),
+            actors: Arc::default(),
+        }
+    }
+
+    /// The service identity.
+    pub fn service(&self) -> &ServiceIdentity {
+        &self.config.service
+    }
+
+    /// The allowed boundaries, qualified with the service DID.
+    pub fn allowed_boundaries(&self) -> Vec<String> {
+        self.config
+            .allowed_domains
+            .iter()
+            .map(|d| match is_qualified(d) {
+                true => d.clone(),
+                false => qualify(&self.config.service.did, d),
+            })
+            .collect()
+    }
+
+    /// The write slot of `did`.
+    pub(crate) fn slot(&self, did: &Did) -> ActorSlot {
+        self.actors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(did.to_string())
+            .or_default()
+            .clone()
+    }
+
+    /// Loads an actor's repository from the projection (enrolled actors only).
+    pub(crate) async fn load(&self, did: &Did) -> Result<ActorRepo, CommandError> {
+        let enrollment = self
+            .store
+            .enrollment(did.as_str())
+            .await?
+            .filter(|e| e.active)
+            .ok_or(CommandError::NotEnrolled)?;
+        // The projector may move the head while we read: blocks read between two reads of the
+        // same head belong to that head (heads only move forward, with their blocks).
+        let (head, blocks) = loop {
+            let head = self
+                .store
+                .head(did.as_str())
+                .await?
+                .ok_or(CommandError::NotEnrolled)?;
+            let blocks = self.store.blocks(did.as_str()).await?;
+            if self.store.head(did.as_str()).await?.as_ref() == Some(&head) {
+                break (head, blocks);
+            }
+        };
+        let empty = Mst::new();
+        let tree = if head.data == empty.root_cid() {
+            empty
+        } else {
+            Mst::load(&blocks, head.data)?
+        };
+        let signing = match self.store.key(did.as_str(), KeyKind::Signing).await? {
+            Some(bytes) => Keypair::from_private_bytes(KeyAlgorithm::P256, &bytes)
+                .map_err(|e| CommandError::Internal(format!("signing key of {did}: {e}")))?,
+            None => return Err(CommandError::Internal(format!("no signing key for {did}"))),
+        };
+        let data_key = self
+            .store
+            .data_key(did.as_str())
+            .await?
+            .ok_or_else(|| CommandError::Internal(format!("no data key for {did}")))?;
+        Ok(ActorRepo {
+            head,
+            tree,
+            blocks,
+            signing,
+            data_key,
+            boundaries: enrollment.boundaries,
+        })
+    }
+
+    /// The boundaries of the record at `collection/rkey` as the projection has it.
+    pub(crate) async fn projected_boundaries(
+        &self,
+        did: &Did,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Vec<String>, CommandError> {
+        Ok(self
+            .store
+            .record(did.as_str(), collection, rkey)
+            .await?
+            .map(|row| row.boundaries)
+            .unwrap_or_default())
+    }
+}
+
+/// A commit's identity, as write answers carry it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRef {
+    /// The commit CID.
+    pub cid: Cid,
+    /// The commit revision.
+    pub rev: String,
+}

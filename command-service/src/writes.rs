@@ -1,0 +1,388 @@
+//! The write path: validate, build the new tree and the signed commit on the actor's head, seal
+//! the record blocks, append one `#commit`, and answer once the repo projector has applied it.
+//!
+//! Writes of one actor are ordered by the actor's slot lock, which is held only while a commit
+//! is built and appended: the next write builds on the appended (not yet applied) commit, so an
+//! actor's writes are pipelined. When the projector rejects a commit because another writer won
+//! (another instance, or a rejected predecessor), the write is rebuilt on the projected head and
+//! appended again, a bounded number of times.
+
+use stratos_schema::Cid;
+use stratos_schema::Ipld;
+use stratos_schema::commit::UnsignedCommit;
+use stratos_schema::data::{cid_for_dag_cbor, to_dag_cbor};
+use stratos_schema::events::{CommitEvent, CommitSlice, Event, OpAction, RepoOp, SealedRecord};
+use stratos_schema::lexicon::{
+    POST_COLLECTION, ValidationContext, check_record_author, validate_record,
+};
+use stratos_schema::mst::{Mst, RecordOp, diff};
+use stratos_schema::syntax::{Datetime, Did, Nsid, RecordKey, Tid};
+use stratos_store::Head;
+
+use crate::error::CommandError;
+use crate::outcomes::Decision;
+use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef};
+
+/// The most operations one commit may carry (as ATProto's `applyWrites`).
+pub const MAX_WRITES: usize = 200;
+
+/// One operation of a write.
+#[derive(Debug, Clone)]
+pub enum WriteOp {
+    /// A new record; fails if the key exists. Without a key, a fresh TID is used.
+    Create {
+        /// The collection.
+        collection: Nsid,
+        /// The record key.
+        rkey: Option<RecordKey>,
+        /// The record.
+        record: Ipld,
+    },
+    /// Writes a record whether or not it exists (`putRecord`), or only an existing one
+    /// (`applyWrites#update`, `must_exist`).
+    Put {
+        /// The collection.
+        collection: Nsid,
+        /// The record key.
+        rkey: RecordKey,
+        /// The record.
+        record: Ipld,
+        /// The CID the record must have now (`null` in `putRecord` means: must not exist).
+        swap_record: Option<Option<Cid>>,
+        /// Fail with `RecordNotFound` if there is no record.
+        must_exist: bool,
+    },
+    /// Removes a record.
+    Delete {
+        /// The collection.
+        collection: Nsid,
+        /// The record key.
+        rkey: RecordKey,
+        /// The CID the record must have now.
+        swap_record: Option<Cid>,
+        /// Fail with `RecordNotFound` if there is no record (`applyWrites`); `deleteRecord`
+        /// succeeds with an unchanged tree instead.
+        must_exist: bool,
+    },
+}
+
+/// What one operation produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpResult {
+    /// `at://did/collection/rkey`.
+    pub uri: String,
+    /// The record CID (creates and puts).
+    pub cid: Option<Cid>,
+}
+
+/// The answer to an applied write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteResult {
+    /// One result per operation, in order.
+    pub results: Vec<OpResult>,
+    /// The applied commit.
+    pub commit: CommitRef,
+}
+
+/// A commit ready to append.
+struct Built {
+    event: CommitEvent,
+    results: Vec<OpResult>,
+    tree: Mst,
+    created: stratos_schema::blocks::BlockMap,
+    removed: Vec<Cid>,
+}
+
+impl Commands {
+    /// Applies `ops` as one commit of `did`'s repository, after checking `swap_commit` against
+    /// the current commit, and answers once the repo projector has applied it.
+    pub async fn write(
+        &self,
+        did: &Did,
+        ops: Vec<WriteOp>,
+        swap_commit: Option<Cid>,
+    ) -> Result<WriteResult, CommandError> {
+        if ops.len() > MAX_WRITES {
+            return Err(CommandError::InvalidRequest(format!(
+                "at most {MAX_WRITES} writes per commit"
+            )));
+        }
+        // Fresh keys for creates without one, chosen once so retries write the same records.
+        let ops: Vec<WriteOp> = ops
+            .into_iter()
+            .map(|op| match op {
+                WriteOp::Create {
+                    collection,
+                    rkey: None,
+                    record,
+                } => WriteOp::Create {
+                    collection,
+                    rkey: Some(self.fresh_rkey()),
+                    record,
+                },
+                other => other,
+            })
+            .collect();
+        let mut last_reason = String::new();
+        for _ in 0..self.config.max_attempts.max(1) {
+            let (position, results, commit) = {
+                let slot = self.slot(did);
+                let mut guard = slot.lock().await;
+                if guard.is_none() {
+                    *guard = Some(self.load(did).await?);
+                }
+                let Some(repo) = guard.as_mut() else {
+                    return Err(CommandError::NotEnrolled);
+                };
+                let built = self.build(did, repo, &ops, swap_commit).await?;
+                let commit = CommitRef {
+                    cid: built.event.slice.commit,
+                    rev: built.event.slice.rev.to_string(),
+                };
+                let head = Head {
+                    commit: built.event.slice.commit,
+                    rev: built.event.slice.rev.clone(),
+                    data: built.tree.root_cid(),
+                };
+                let position = match self.log.append_event(&Event::Commit(built.event)).await {
+                    Ok(position) => position,
+                    Err(error) => {
+                        // Unknown whether it landed: start over from the projection.
+                        *guard = None;
+                        return Err(error.into());
+                    }
+                };
+                for cid in &built.removed {
+                    repo.blocks.remove(cid);
+                }
+                repo.blocks.extend(built.created);
+                repo.tree = built.tree;
+                repo.head = head;
+                (position, built.results, commit)
+            };
+            match self.outcomes.wait(position).await? {
+                Decision::Applied => return Ok(WriteResult { results, commit }),
+                Decision::Rejected(reason) => {
+                    tracing::debug!(%did, %reason, "commit rejected; rebuilding on the projected head");
+                    // Another commit won: rebuild from the projection, which has decided ours.
+                    *self.slot(did).lock().await = None;
+                    last_reason = reason;
+                }
+            }
+        }
+        tracing::warn!(%did, reason = %last_reason, "write gave up after repeated rejections");
+        Err(CommandError::ConcurrentModification)
+    }
+
+    fn fresh_rkey(&self) -> RecordKey {
+        let tid = self.clock.next(None);
+        tid.as_str().parse().expect("a TID is a valid record key")
+    }
+
+    /// Builds the commit of `ops` on the repository's current head.
+    async fn build(
+        &self,
+        did: &Did,
+        repo: &ActorRepo,
+        ops: &[WriteOp],
+        swap_commit: Option<Cid>,
+    ) -> Result<Built, CommandError> {
+        if let Some(swap) = swap_commit
+            && swap != repo.head.commit
+        {
+            return Err(CommandError::InvalidSwap(format!(
+                "the current commit is {}, not {swap}",
+                repo.head.commit
+            )));
+        }
+        let mut tree = repo.tree.clone();
+        let mut sealed = Vec::new();
+        let mut results = Vec::with_capacity(ops.len());
+        let mut boundaries_of = std::collections::BTreeMap::new();
+        let mut seen = std::collections::BTreeSet::new();
+        for op in ops {
+            let (collection, rkey) = op.key();
+            let rkey = rkey.unwrap_or_else(|| self.fresh_rkey());
+            check_key(collection, &rkey)?;
+            let path = format!("{collection}/{rkey}");
+            if !seen.insert(path.clone()) {
+                return Err(CommandError::InvalidRequest(format!(
+                    "{path} is written twice in one commit"
+                )));
+            }
+            let uri = format!("at://{did}/{path}");
+            let existing = tree.get(&repo.blocks, &path)?;
+            match op {
+                WriteOp::Create { record, .. } | WriteOp::Put { record, .. } => {
+                    match op {
+                        WriteOp::Create { .. } if existing.is_some() => {
+                            return Err(CommandError::InvalidRequest(format!(
+                                "record already exists: {uri}"
+                            )));
+                        }
+                        WriteOp::Put {
+                            must_exist: true, ..
+                        } if existing.is_none() => {
+                            return Err(CommandError::RecordNotFound(format!(
+                                "Record not found: {uri}"
+                            )));
+                        }
+                        WriteOp::Put {
+                            swap_record: Some(expected),
+                            ..
+                        } if *expected != existing => {
+                            return Err(CommandError::InvalidSwap(format!(
+                                "the record at {uri} is not the expected one"
+                            )));
+                        }
+                        _ => {}
+                    }
+                    self.check_record(repo, collection, record)?;
+                    let block = to_dag_cbor(record)
+                        .map_err(|e| CommandError::InvalidRequest(format!("record: {e}")))?;
+                    let cid = cid_for_dag_cbor(&block);
+                    sealed.push(SealedRecord::seal(&repo.data_key, did, cid, &block));
+                    boundaries_of.insert(
+                        path.clone(),
+                        stratos_schema::boundary::extract_boundaries(record),
+                    );
+                    tree = tree.insert(&repo.blocks, &path, cid)?;
+                    results.push(OpResult {
+                        uri,
+                        cid: Some(cid),
+                    });
+                }
+                WriteOp::Delete {
+                    swap_record,
+                    must_exist,
+                    ..
+                } => {
+                    if let Some(expected) = swap_record
+                        && existing != Some(*expected)
+                    {
+                        return Err(CommandError::InvalidSwap(format!(
+                            "the record at {uri} is not the expected one"
+                        )));
+                    }
+                    if existing.is_none() && *must_exist {
+                        return Err(CommandError::RecordNotFound(format!(
+                            "Record not found: {uri}"
+                        )));
+                    }
+                    if existing.is_some() {
+                        // Deletes carry the boundaries the record had, for filtered consumers.
+                        let had = self
+                            .projected_boundaries(did, collection.as_str(), rkey.as_str())
+                            .await?;
+                        boundaries_of.insert(path.clone(), had);
+                        tree = tree.remove(&repo.blocks, &path)?.0;
+                    }
+                    results.push(OpResult { uri, cid: None });
+                }
+            }
+        }
+        let changes = diff(&repo.blocks, &repo.tree, &tree)?;
+        let repo_ops = changes
+            .ops
+            .iter()
+            .map(|op| {
+                let (action, key, cid, prev) = match op {
+                    RecordOp::Create { key, cid } => (OpAction::Create, key, Some(*cid), None),
+                    RecordOp::Update { key, prev, cid } => {
+                        (OpAction::Update, key, Some(*cid), Some(*prev))
+                    }
+                    RecordOp::Delete { key, prev } => (OpAction::Delete, key, None, Some(*prev)),
+                };
+                RepoOp {
+                    action,
+                    path: key.clone(),
+                    cid,
+                    prev,
+                    boundaries: boundaries_of.get(key).cloned().unwrap_or_default(),
+                }
+            })
+            .collect();
+        // Only records the tree really references travel (a put of identical content is no op).
+        let referenced: std::collections::BTreeSet<Cid> = changes
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                RecordOp::Create { cid, .. } | RecordOp::Update { cid, .. } => Some(*cid),
+                RecordOp::Delete { .. } => None,
+            })
+            .collect();
+        sealed.retain(|record| referenced.contains(&record.cid));
+        sealed.sort_by_key(|record| record.cid);
+        sealed.dedup_by_key(|record| record.cid);
+
+        let rev: Tid = self.clock.next(Some(&repo.head.rev));
+        let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), rev).sign(&repo.signing);
+        let event = CommitEvent {
+            did: did.clone(),
+            time: Datetime::now(),
+            slice: CommitSlice::new(&commit, &changes.created_nodes),
+            prev_commit: Some(repo.head.commit),
+            since: Some(repo.head.rev.clone()),
+            ops: repo_ops,
+            records: sealed,
+        };
+        Ok(Built {
+            event,
+            results,
+            tree,
+            created: changes.created_nodes,
+            removed: changes.removed_nodes,
+        })
+    }
+}
+
+impl Commands {
+    /// Record validation (spec §3) and the author-boundary rule.
+    fn check_record(
+        &self,
+        repo: &ActorRepo,
+        collection: &Nsid,
+        record: &Ipld,
+    ) -> Result<(), CommandError> {
+        let config: &CommandConfig = &self.config;
+        let allowed = self.allowed_boundaries();
+        let context = ValidationContext::new(&config.service.did, &allowed);
+        validate_record(&context, collection, record)?;
+        check_record_author(&config.service.did, record, &repo.boundaries)?;
+        Ok(())
+    }
+}
+
+impl WriteOp {
+    fn key(&self) -> (&Nsid, Option<RecordKey>) {
+        match self {
+            WriteOp::Create {
+                collection, rkey, ..
+            } => (collection, rkey.clone()),
+            WriteOp::Put {
+                collection, rkey, ..
+            }
+            | WriteOp::Delete {
+                collection, rkey, ..
+            } => (collection, Some(rkey.clone())),
+        }
+    }
+}
+
+/// Collections are `zone.stratos.*`; post keys are TIDs.
+fn check_key(collection: &Nsid, rkey: &RecordKey) -> Result<(), CommandError> {
+    if !stratos_schema::lexicon::is_stratos_collection(collection.as_str()) {
+        return Err(CommandError::Record(
+            stratos_schema::lexicon::RecordError::new(
+                stratos_schema::lexicon::RecordErrorCode::InvalidCollection,
+                "Only zone.stratos.* collections are supported",
+            ),
+        ));
+    }
+    if collection.as_str() == POST_COLLECTION && rkey.as_str().parse::<Tid>().is_err() {
+        return Err(CommandError::InvalidRequest(format!(
+            "the record key of a {POST_COLLECTION} must be a TID, not {rkey}"
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! The write path on real parts: the embedded log, the projectors, SQLite files and a real
+//! PostgreSQL server. Every write is answered only once the repo projector applied it.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use serde_json::json;
+use stratos_command::{CommandConfig, CommandError, Commands, Outcomes, ServiceIdentity, WriteOp};
+use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog};
+use stratos_projector::service::{ProjectorOptions, Projectors, start};
+use stratos_schema::Ipld;
+use stratos_schema::data::json_to_ipld;
+use stratos_schema::syntax::{Did, Nsid, RecordKey};
+use stratos_store::testing::TestDatabase;
+use stratos_store::{MasterKey, Store};
+
+const SERVICE: &str = "did:web:stratos.example.com";
+const GENERAL: &str = "did:web:stratos.example.com/general";
+
+struct Setup {
+    log: Arc<dyn CommitLog>,
+    store: Store,
+    projectors: Projectors,
+    database: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(kind: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path().join("log.sqlite"));
+        config.partitions = 4;
+        let log: Arc<dyn CommitLog> = Arc::new(EmbeddedLog::open(config).await.unwrap());
+        let database = TestDatabase::create(kind).await.unwrap();
+        let store = Store::connect(&database.url, MasterKey::generate())
+            .await
+            .unwrap();
+        let projectors = start(
+            log.clone(),
+            store.clone(),
+            None,
+            ProjectorOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        Setup {
+            log,
+            store,
+            projectors,
+            database,
+            _dir: dir,
+        }
+    }
+
+    /// A command side in this process (a second one models another instance).
+    async fn commands(&self) -> Commands {
+        let outcomes = Outcomes::new(self.store.clone());
+        outcomes.follow_channel(self.projectors.subscribe());
+        let service =
+            ServiceIdentity::load_or_create(&self.store, SERVICE, "https://stratos.example.com")
+                .await
+                .unwrap();
+        Commands::new(
+            self.store.clone(),
+            self.log.clone(),
+            outcomes,
+            CommandConfig {
+                service,
+                allowed_domains: vec!["general".into(), "writers".into()],
+                max_attempts: 16,
+            },
+        )
+    }
+
+    async fn finish(self) {
+        self.projectors.stop().await;
+        self.store.close().await;
+        self.database.drop_database().await.unwrap();
+    }
+}
+
+fn did(name: &str) -> Did {
+    format!("did:plc:{name}").parse().unwrap()
+}
+
+fn post(text: &str, boundary: &str) -> Ipld {
+    json_to_ipld(&json!({
+        "$type": "zone.stratos.feed.post",
+        "text": text,
+        "boundary": {"$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": boundary}]},
+        "createdAt": "2026-11-28T12:00:00.000Z",
+    }))
+    .unwrap()
+}
+
+fn posts() -> Nsid {
+    "zone.stratos.feed.post".parse().unwrap()
+}
+
+fn create(text: &str) -> WriteOp {
+    WriteOp::Create {
+        collection: posts(),
+        rkey: None,
+        record: post(text, GENERAL),
+    }
+}
+
+fn rkey_of(uri: &str) -> RecordKey {
+    uri.rsplit('/').next().unwrap().parse().unwrap()
+}
+
+async fn writes_are_applied_before_they_are_answered(setup: Setup) {
+    let commands = setup.commands().await;
+    let alice = did("alice");
+    commands.enroll(&alice, &["general".into()]).await.unwrap();
+
+    let created = commands
+        .write(&alice, vec![create("hello")], None)
+        .await
+        .unwrap();
+    let head = setup.store.head(alice.as_str()).await.unwrap().unwrap();
+    assert_eq!(head.commit, created.commit.cid);
+    let rkey = rkey_of(&created.results[0].uri);
+    let row = setup
+        .store
+        .record(alice.as_str(), "zone.stratos.feed.post", rkey.as_str())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(Some(row.cid), created.results[0].cid);
+    assert_eq!(row.boundaries, [GENERAL]);
+
+    // putRecord replaces, swapRecord guards it.
+    let stale = created.results[0].cid;
+    let put = WriteOp::Put {
+        collection: posts(),
+        rkey: rkey.clone(),
+        record: post("edited", GENERAL),
+        swap_record: Some(stale),
+        must_exist: true,
+    };
+    let updated = commands
+        .write(&alice, vec![put.clone()], None)
+        .await
+        .unwrap();
+    assert_ne!(updated.results[0].cid, stale);
+    assert!(matches!(
+        commands.write(&alice, vec![put], None).await,
+        Err(CommandError::InvalidSwap(_))
+    ));
+    // swapCommit must name the current commit.
+    assert!(matches!(
+        commands
+            .write(&alice, vec![create("x")], Some(created.commit.cid))
+            .await,
+        Err(CommandError::InvalidSwap(_))
+    ));
+
+    // Delete; deleting again succeeds with an unchanged tree (deleteRecord), or fails when the
+    // record must exist (applyWrites).
+    let delete = |must_exist| WriteOp::Delete {
+        collection: posts(),
+        rkey: rkey.clone(),
+        swap_record: None,
+        must_exist,
+    };
+    commands
+        .write(&alice, vec![delete(false)], None)
+        .await
+        .unwrap();
+    assert!(
+        setup
+            .store
+            .record(alice.as_str(), "zone.stratos.feed.post", rkey.as_str())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    commands
+        .write(&alice, vec![delete(false)], None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        commands.write(&alice, vec![delete(true)], None).await,
+        Err(CommandError::RecordNotFound(_))
+    ));
+    // Every commit is in the actor's sequence, deletes with the boundaries the record had.
+    let events = setup
+        .store
+        .actor_events(alice.as_str(), 0, 100)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 4);
+    let deleted = stratos_schema::events::SequencedCommit::decode(&events[2].body).unwrap();
+    assert_eq!(deleted.ops[0].boundaries, [GENERAL]);
+    setup.finish().await;
+}
+
+async fn invalid_writes_change_nothing(setup: Setup) {
+    let commands = setup.commands().await;
+    let alice = did("alice");
+    commands.enroll(&alice, &["general".into()]).await.unwrap();
+    let first = commands
+        .write(&alice, vec![create("first")], None)
+        .await
+        .unwrap();
+    let head = setup.store.head(alice.as_str()).await.unwrap();
+
+    let cases: Vec<(Vec<WriteOp>, &str)> = vec![
+        // One invalid op in a batch: nothing of the batch is written.
+        (
+            vec![
+                create("fine"),
+                WriteOp::Create {
+                    collection: posts(),
+                    rkey: None,
+                    record: post(&"x".repeat(3001), GENERAL),
+                },
+            ],
+            "InvalidRecord",
+        ),
+        (
+            vec![WriteOp::Create {
+                collection: "app.bsky.feed.post".parse().unwrap(),
+                rkey: None,
+                record: post("wrong place", GENERAL),
+            }],
+            "InvalidCollection",
+        ),
+        (
+            vec![WriteOp::Create {
+                collection: posts(),
+                rkey: None,
+                record: post("not mine", "did:web:stratos.example.com/writers"),
+            }],
+            "ForbiddenBoundary",
+        ),
+        (
+            vec![WriteOp::Create {
+                collection: posts(),
+                rkey: None,
+                record: post("elsewhere", "did:web:other.example.com/general"),
+            }],
+            // The service's allowed-domain rule runs before the author check (spec §3).
+            "InvalidRecord",
+        ),
+        (
+            vec![WriteOp::Create {
+                collection: posts(),
+                rkey: Some("not-a-tid".parse().unwrap()),
+                record: post("bad key", GENERAL),
+            }],
+            "InvalidRequest",
+        ),
+        (
+            vec![WriteOp::Create {
+                collection: posts(),
+                rkey: Some(rkey_of(&first.results[0].uri)),
+                record: post("exists", GENERAL),
+            }],
+            "InvalidRequest",
+        ),
+        (
+            vec![WriteOp::Put {
+                collection: posts(),
+                rkey: "3l2aaaaaaaa22".parse().unwrap(),
+                record: post("missing", GENERAL),
+                swap_record: None,
+                must_exist: true,
+            }],
+            "RecordNotFound",
+        ),
+        ((0..201).map(|_| create("many")).collect(), "InvalidRequest"),
+    ];
+    for (ops, expected) in cases {
+        let error = commands.write(&alice, ops, None).await.unwrap_err();
+        assert_eq!(error.name(), expected, "{error}");
+        assert_eq!(error.status(), 400);
+    }
+    assert_eq!(setup.store.head(alice.as_str()).await.unwrap(), head);
+    assert_eq!(setup.store.records(alice.as_str()).await.unwrap().len(), 1);
+
+    // Not enrolled, or no longer.
+    let error = commands
+        .write(&did("nobody"), vec![create("hi")], None)
+        .await
+        .unwrap_err();
+    assert_eq!(error.name(), "NotEnrolled");
+    setup.finish().await;
+}
+
+async fn concurrent_writers_make_one_linear_chain(setup: Setup) {
+    let first = setup.commands().await;
+    let second = setup.commands().await;
+    let alice = did("alice");
+    first.enroll(&alice, &["general".into()]).await.unwrap();
+
+    // 64 concurrent writes through one instance and 16 through another, on one actor.
+    let mut tasks = Vec::new();
+    for index in 0..80 {
+        let commands = if index % 5 == 0 {
+            second.clone()
+        } else {
+            first.clone()
+        };
+        let alice = alice.clone();
+        tasks.push(tokio::spawn(async move {
+            commands
+                .write(&alice, vec![create(&format!("post {index}"))], None)
+                .await
+        }));
+    }
+    let mut acknowledged = Vec::new();
+    for task in tasks {
+        acknowledged.push(task.await.unwrap().unwrap());
+    }
+
+    // Every acknowledged write is there, in one chain numbered 1..=80.
+    let records = setup.store.records(alice.as_str()).await.unwrap();
+    assert_eq!(records.len(), 80);
+    for written in &acknowledged {
+        let rkey = rkey_of(&written.results[0].uri);
+        assert!(records.iter().any(|r| r.rkey == rkey.as_str()));
+    }
+    let events = setup
+        .store
+        .actor_events(alice.as_str(), 0, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=80).collect::<Vec<u64>>()
+    );
+    let mut previous = None;
+    for event in &events {
+        let commit = stratos_schema::events::SequencedCommit::decode(&event.body).unwrap();
+        if let Some(previous) = previous {
+            assert!(commit.rev > previous, "revisions move forward");
+        }
+        previous = Some(commit.rev);
+    }
+    setup.finish().await;
+}
+
+macro_rules! suite {
+    ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
+        mod $module {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(super::Setup::new($kind).await).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    sqlite,
+    "sqlite",
+    writes_are_applied_before_they_are_answered,
+    invalid_writes_change_nothing,
+    concurrent_writers_make_one_linear_chain,
+);
+suite!(
+    postgres,
+    "postgres",
+    writes_are_applied_before_they_are_answered,
+    invalid_writes_change_nothing,
+    concurrent_writers_make_one_linear_chain,
+);
