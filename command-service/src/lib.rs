@@ -6,13 +6,17 @@
 //!   projector has applied it (read-your-writes);
 //! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
 //!   store as the fallback;
-//! * [`CommandError`] — why a command failed, with its XRPC error name and status.
+//! * [`CommandError`] — why a command failed, with its XRPC error name and status;
+//! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
+//!   health, XRPC errors and body limits.
 
 mod enroll;
 mod error;
+pub mod http;
 mod outcomes;
 mod service;
 mod writes;
+pub mod xrpc;
 
 pub use self::error::CommandError;
 pub use self::outcomes::{Decision, Outcomes};

@@ -3,83 +3,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use std::sync::Arc;
+mod support;
 
 use serde_json::json;
-use stratos_command::{CommandConfig, CommandError, Commands, Outcomes, ServiceIdentity, WriteOp};
-use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog};
-use stratos_projector::service::{ProjectorOptions, Projectors, start};
+use stratos_command::{CommandError, WriteOp};
 use stratos_schema::Ipld;
 use stratos_schema::data::json_to_ipld;
 use stratos_schema::syntax::{Did, Nsid, RecordKey};
-use stratos_store::testing::TestDatabase;
-use stratos_store::{MasterKey, Store};
+use support::{GENERAL, Stack};
 
-const SERVICE: &str = "did:web:stratos.example.com";
-const GENERAL: &str = "did:web:stratos.example.com/general";
-
-struct Setup {
-    log: Arc<dyn CommitLog>,
-    store: Store,
-    projectors: Projectors,
-    database: TestDatabase,
-    _dir: tempfile::TempDir,
-}
-
-impl Setup {
-    async fn new(kind: &'static str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = EmbeddedConfig::new(dir.path().join("log.sqlite"));
-        config.partitions = 4;
-        let log: Arc<dyn CommitLog> = Arc::new(EmbeddedLog::open(config).await.unwrap());
-        let database = TestDatabase::create(kind).await.unwrap();
-        let store = Store::connect(&database.url, MasterKey::generate())
-            .await
-            .unwrap();
-        let projectors = start(
-            log.clone(),
-            store.clone(),
-            None,
-            ProjectorOptions::default(),
-            |_| {},
-        )
-        .await
-        .unwrap();
-        Setup {
-            log,
-            store,
-            projectors,
-            database,
-            _dir: dir,
-        }
-    }
-
-    /// A command side in this process (a second one models another instance).
-    async fn commands(&self) -> Commands {
-        let outcomes = Outcomes::new(self.store.clone());
-        outcomes.follow_channel(self.projectors.subscribe());
-        let service =
-            ServiceIdentity::load_or_create(&self.store, SERVICE, "https://stratos.example.com")
-                .await
-                .unwrap();
-        Commands::new(
-            self.store.clone(),
-            self.log.clone(),
-            outcomes,
-            CommandConfig {
-                service,
-                allowed_domains: vec!["general".into(), "writers".into()],
-                max_attempts: 16,
-            },
-        )
-    }
-
-    async fn finish(self) {
-        self.projectors.stop().await;
-        self.store.close().await;
-        self.database.drop_database().await.unwrap();
-    }
-}
+type Setup = Stack;
 
 fn did(name: &str) -> Did {
     format!("did:plc:{name}").parse().unwrap()

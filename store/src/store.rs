@@ -262,6 +262,14 @@ impl Store {
         self.pool.backend()
     }
 
+    /// Checks the database answers (`SELECT 1`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        on!(&self.pool, db => {
+            sqlx::query("SELECT 1").execute(db).await?;
+        });
+        Ok(())
+    }
+
     /// Closes every connection (waiting for those in use to be returned).
     pub async fn close(&self) {
         on!(&self.pool, db => db.close().await);

@@ -1,0 +1,277 @@
+//! The command service over HTTP: the write procedures under `/xrpc/`, the service's DID
+//! document, health and readiness, with XRPC errors for everything that goes wrong.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use bytes::Bytes as Body;
+use serde_json::json;
+use stratos_schema::syntax::Did;
+use tokio::net::TcpListener;
+use warp::http::{HeaderMap, Method, StatusCode};
+use warp::reply::Response;
+use warp::{Filter, Rejection};
+
+use crate::service::Commands;
+use crate::writes::WriteOp;
+use crate::xrpc::{
+    ApplyWritesInput, CreateRecordInput, DeleteRecordInput, PROCEDURES, PutRecordInput, XrpcError,
+    apply_writes_output, delete_output, input, json_response, record_output,
+};
+
+/// HTTP settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Accept `Authorization: Bearer <did>` as the caller's identity. For development only.
+    pub dev_auth: bool,
+    /// The largest request body accepted, in bytes.
+    pub max_body: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            dev_auth: false,
+            max_body: 1024 * 1024,
+        }
+    }
+}
+
+/// Serves `commands` on `listener` until `shutdown` completes (requests in flight finish).
+pub async fn serve(
+    listener: TcpListener,
+    commands: Commands,
+    config: HttpConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if config.dev_auth {
+        tracing::warn!(
+            "DEVELOPMENT AUTHENTICATION IS ON: any caller can act as any DID with \
+             `Authorization: Bearer <did>`. Never run this in production."
+        );
+    }
+    let routes = routes(commands, config);
+    warp::serve(routes)
+        .incoming(listener)
+        .graceful(shutdown)
+        .run()
+        .await;
+}
+
+/// Every route of the command service.
+pub fn routes(
+    commands: Commands,
+    config: HttpConfig,
+) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
+    let state = warp::any().map(move || (commands.clone(), config.clone()));
+    let xrpc =
+        warp::path("xrpc")
+            .and(warp::path::param::<String>())
+            .and(warp::path::end())
+            .and(warp::method())
+            .and(warp::header::headers_cloned())
+            .and(state.clone())
+            .and(warp::body::bytes())
+            .then(
+                |nsid: String,
+                 method: Method,
+                 headers: HeaderMap,
+                 (commands, config),
+                 body: Body| async move {
+                    match xrpc(&commands, &config, &nsid, &method, &headers, &body).await {
+                        Ok(response) => response,
+                        Err(error) => error.into_response(),
+                    }
+                },
+            );
+    let did_document = warp::path!(".well-known" / "did.json")
+        .and(warp::get())
+        .and(state.clone())
+        .map(|(commands, _): (Commands, HttpConfig)| did_document(&commands));
+    let health = warp::path("health")
+        .or(warp::path("ready"))
+        .unify()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(state.clone())
+        .then(|(commands, _): (Commands, HttpConfig)| async move { health(&commands).await });
+    let robots =
+        warp::path!("robots.txt").map(|| Response::new("User-agent: *\nDisallow: /\n".into()));
+    let limit = {
+        let state = state.clone();
+        warp::any()
+            .and(state)
+            .and(warp::header::optional::<u64>("content-length"))
+            .and_then(
+                |(_, config): (Commands, HttpConfig), length: Option<u64>| async move {
+                    match length {
+                        Some(length) if length > config.max_body => {
+                            Err(warp::reject::custom(TooLarge(config.max_body)))
+                        }
+                        _ => Ok(()),
+                    }
+                },
+            )
+            .untuple_one()
+    };
+    limit
+        .and(
+            xrpc.or(did_document)
+                .unify()
+                .or(health)
+                .unify()
+                .or(robots)
+                .unify(),
+        )
+        .recover(|rejection: Rejection| async move { Ok::<_, Infallible>(rejected(rejection)) })
+        .unify()
+}
+
+/// A body over the configured limit.
+#[derive(Debug)]
+struct TooLarge(u64);
+
+impl warp::reject::Reject for TooLarge {}
+
+fn rejected(rejection: Rejection) -> Response {
+    if let Some(TooLarge(limit)) = rejection.find() {
+        return XrpcError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "PayloadTooLarge",
+            format!("request bodies are limited to {limit} bytes"),
+        )
+        .into_response();
+    }
+    if rejection.is_not_found() {
+        return XrpcError::new(StatusCode::NOT_FOUND, "NotFound", "Not found").into_response();
+    }
+    XrpcError::invalid_request(format!("{rejection:?}")).into_response()
+}
+
+/// Dispatches one XRPC call.
+async fn xrpc(
+    commands: &Commands,
+    config: &HttpConfig,
+    nsid: &str,
+    method: &Method,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, XrpcError> {
+    if !PROCEDURES.contains(&nsid) {
+        return Err(XrpcError::new(
+            StatusCode::NOT_IMPLEMENTED,
+            "MethodNotImplemented",
+            format!("Method not implemented: {nsid}"),
+        ));
+    }
+    if method != Method::POST {
+        return Err(XrpcError::invalid_request(format!(
+            "Incorrect HTTP method ({method}) expected POST"
+        )));
+    }
+    let caller = authenticate(config, headers)?;
+    let (repo, ops, swap_commit, kinds) = match nsid {
+        "com.atproto.repo.createRecord" => {
+            let input: CreateRecordInput = input(body)?;
+            let repo = input.repo.clone();
+            let (ops, swap) = input.into_write()?;
+            (repo, ops, swap, Vec::new())
+        }
+        "com.atproto.repo.putRecord" => {
+            let input: PutRecordInput = input(body)?;
+            let repo = input.repo.clone();
+            let (ops, swap) = input.into_write()?;
+            (repo, ops, swap, Vec::new())
+        }
+        "com.atproto.repo.deleteRecord" => {
+            let input: DeleteRecordInput = input(body)?;
+            let repo = input.repo.clone();
+            let (ops, swap) = input.into_write()?;
+            (repo, ops, swap, Vec::new())
+        }
+        _ => {
+            let input: ApplyWritesInput = input(body)?;
+            let repo = input.repo.clone();
+            let (ops, swap) = input.into_write()?;
+            let kinds = ops.iter().map(kind).collect();
+            (repo, ops, swap, kinds)
+        }
+    };
+    if repo != caller.as_str() {
+        return Err(XrpcError::auth_required(
+            "Cannot write to another user's repository",
+        ));
+    }
+    let result = commands.write(&caller, ops, swap_commit).await?;
+    let body = match nsid {
+        "com.atproto.repo.deleteRecord" => delete_output(&result),
+        "com.atproto.repo.applyWrites" => apply_writes_output(&result, &kinds),
+        _ => record_output(&result),
+    };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+fn kind(op: &WriteOp) -> &'static str {
+    match op {
+        WriteOp::Create { .. } => "create",
+        WriteOp::Put { .. } => "update",
+        WriteOp::Delete { .. } => "delete",
+    }
+}
+
+/// The caller's DID.
+fn authenticate(config: &HttpConfig, headers: &HeaderMap) -> Result<Did, XrpcError> {
+    let header = headers
+        .get(warp::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| XrpcError::auth_required("Authorization required"))?;
+    match header.strip_prefix("Bearer ") {
+        Some(token) if config.dev_auth && token.trim().starts_with("did:") => token
+            .trim()
+            .parse()
+            .map_err(|_| XrpcError::auth_required("Invalid DID in development token")),
+        _ => Err(XrpcError::auth_required("Invalid authorization")),
+    }
+}
+
+/// The service's DID document: its key under `#atproto_pns` and `#atproto`, and its endpoint.
+fn did_document(commands: &Commands) -> Response {
+    let service = commands.service();
+    let multibase = service.key.public_key().to_multibase();
+    let method = |fragment: &str| {
+        json!({
+            "id": format!("{}#{fragment}", service.did),
+            "type": "Multikey",
+            "controller": service.did,
+            "publicKeyMultibase": multibase,
+        })
+    };
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "@context": ["https://www.w3.org/ns/did/v1", "https://w3id.org/security/multikey/v1"],
+            "id": service.did,
+            "verificationMethod": [method("atproto_pns"), method("atproto")],
+            "service": [
+                {"id": "#stratos", "type": "StratosService", "serviceEndpoint": service.endpoint},
+                {"id": "#atproto_pns", "type": "StratosService", "serviceEndpoint": service.endpoint},
+            ],
+        }),
+    )
+}
+
+async fn health(commands: &Commands) -> Response {
+    let ok = commands.store.ping().await.is_ok();
+    json_response(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &json!({
+            "status": if ok { "ok" } else { "error" },
+            "components": {"db": if ok { "ok" } else { "error" }},
+            "version": env!("CARGO_PKG_VERSION"),
+        }),
+    )
+}

@@ -1,0 +1,335 @@
+//! The command service over real HTTP: a server on a loopback port, a real HTTP client, the
+//! embedded log, the projectors and SQLite.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use serde_json::{Value, json};
+use stratos_command::Commands;
+use stratos_command::http::{HttpConfig, serve};
+use stratos_store::Store;
+use support::{GENERAL, SERVICE, Stack};
+use tokio::sync::oneshot;
+
+const ALICE: &str = "did:plc:alice";
+
+struct Server {
+    base: String,
+    commands: Commands,
+    store: Store,
+    client: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    stack: Stack,
+}
+
+impl Server {
+    async fn start(dev_auth: bool) -> Self {
+        let stack = Stack::new("sqlite").await;
+        let commands = stack.commands().await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = oneshot::channel::<()>();
+        let http = HttpConfig {
+            dev_auth,
+            max_body: 64 * 1024,
+        };
+        tokio::spawn(serve(listener, commands.clone(), http, async move {
+            let _ = stopped.await;
+        }));
+        Server {
+            base,
+            commands,
+            store: stack.store.clone(),
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+            stack,
+        }
+    }
+
+    async fn call(&self, nsid: &str, caller: Option<&str>, body: &Value) -> (u16, Value) {
+        let mut request = self
+            .client
+            .post(format!("{}/xrpc/{nsid}", self.base))
+            .json(body);
+        if let Some(caller) = caller {
+            request = request.bearer_auth(caller);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.stack.finish().await;
+    }
+}
+
+fn post(text: &str) -> Value {
+    json!({
+        "$type": "zone.stratos.feed.post",
+        "text": text,
+        "boundary": {"$type": "zone.stratos.boundary.defs#Domains", "values": [{"value": GENERAL}]},
+        "createdAt": "2026-11-28T12:00:00.000Z",
+    })
+}
+
+/// An HTTP status and a JSON body.
+type Answer = (u16, Value);
+
+fn error_of(answer: &Answer) -> (u16, &str) {
+    (answer.0, answer.1["error"].as_str().unwrap_or("-"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_http() {
+    let server = Server::start(true).await;
+    server
+        .commands
+        .enroll(&ALICE.parse().unwrap(), &["general".into()])
+        .await
+        .unwrap();
+
+    let (status, created) = server
+        .call(
+            "com.atproto.repo.createRecord",
+            Some(ALICE),
+            &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("hi")}),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let uri = created["uri"].as_str().unwrap().to_string();
+    assert!(uri.starts_with("at://did:plc:alice/zone.stratos.feed.post/"));
+    let head = server.store.head(ALICE).await.unwrap().unwrap();
+    assert_eq!(created["commit"]["cid"], head.commit.to_string());
+    assert_eq!(created["commit"]["rev"], head.rev.as_str());
+    let rkey = uri.rsplit('/').next().unwrap().to_string();
+
+    // putRecord with the right swapRecord, then applyWrites in the ATProto union form.
+    let (status, put) = server
+        .call(
+            "com.atproto.repo.putRecord",
+            Some(ALICE),
+            &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "rkey": rkey,
+                    "record": post("edited"), "swapRecord": created["cid"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{put}");
+    assert_ne!(put["cid"], created["cid"]);
+    let (status, applied) = server
+        .call(
+            "com.atproto.repo.applyWrites",
+            Some(ALICE),
+            &json!({"repo": ALICE, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#create",
+                 "collection": "zone.stratos.feed.post", "value": post("second")},
+                {"$type": "com.atproto.repo.applyWrites#delete",
+                 "collection": "zone.stratos.feed.post", "rkey": rkey},
+            ]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(
+        applied["results"][0]["$type"],
+        "com.atproto.repo.applyWrites#createResult"
+    );
+    assert_eq!(
+        applied["results"][1]["$type"],
+        "com.atproto.repo.applyWrites#deleteResult"
+    );
+    let records = server.store.records(ALICE).await.unwrap();
+    assert_eq!(records.len(), 1);
+    assert_ne!(records[0].rkey, rkey);
+
+    // deleteRecord of a missing record succeeds with a new commit.
+    let (status, deleted) = server
+        .call(
+            "com.atproto.repo.deleteRecord",
+            Some(ALICE),
+            &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "rkey": rkey}),
+        )
+        .await;
+    assert_eq!(status, 200, "{deleted}");
+    assert!(deleted["commit"]["rev"].is_string());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_calls_get_xrpc_errors_and_change_nothing() {
+    let server = Server::start(true).await;
+    server
+        .commands
+        .enroll(&ALICE.parse().unwrap(), &["general".into()])
+        .await
+        .unwrap();
+    let head = server.store.head(ALICE).await.unwrap();
+    let create = |record: Value| json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": record});
+
+    let cases: Vec<(Answer, (u16, &str))> = vec![
+        (
+            server
+                .call("com.atproto.repo.createRecord", None, &create(post("x")))
+                .await,
+            (401, "AuthRequired"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.createRecord",
+                    Some("did:plc:mallory"),
+                    &create(post("x")),
+                )
+                .await,
+            (401, "AuthRequired"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.createRecord",
+                    Some(ALICE),
+                    &json!({"repo": ALICE}),
+                )
+                .await,
+            (400, "InvalidRequest"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.createRecord",
+                    Some(ALICE),
+                    &create(json!({"$type": "zone.stratos.feed.post", "text": 1.5})),
+                )
+                .await,
+            (400, "InvalidRecord"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.createRecord",
+                    Some(ALICE),
+                    &create(
+                        json!({"$type": "zone.stratos.feed.post", "text": "no boundary",
+                                   "createdAt": "2026-11-28T12:00:00.000Z"}),
+                    ),
+                )
+                .await,
+            (400, "InvalidRecord"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.applyWrites",
+                    Some(ALICE),
+                    &json!({"repo": ALICE, "writes": [
+                        {"$type": "com.atproto.repo.applyWrites#create",
+                         "collection": "zone.stratos.feed.post", "value": post("fine")},
+                        {"$type": "com.atproto.repo.applyWrites#update",
+                         "collection": "zone.stratos.feed.post", "rkey": "3l2aaaaaaaa22",
+                         "value": post("missing")},
+                    ]}),
+                )
+                .await,
+            (400, "RecordNotFound"),
+        ),
+        (
+            server
+                .call(
+                    "com.atproto.repo.createRecord",
+                    Some(ALICE),
+                    &create(post(&"x".repeat(70 * 1024))),
+                )
+                .await,
+            (413, "PayloadTooLarge"),
+        ),
+        (
+            server
+                .call("com.atproto.repo.nothingHere", Some(ALICE), &json!({}))
+                .await,
+            (501, "MethodNotImplemented"),
+        ),
+    ];
+    for (answer, expected) in &cases {
+        assert_eq!(error_of(answer), *expected, "{}", answer.1);
+        assert!(answer.1["message"].is_string(), "{}", answer.1);
+    }
+    // A procedure called with GET.
+    let response = server
+        .client
+        .get(format!(
+            "{}/xrpc/com.atproto.repo.createRecord",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "InvalidRequest");
+
+    assert_eq!(server.store.head(ALICE).await.unwrap(), head);
+    assert!(server.store.records(ALICE).await.unwrap().is_empty());
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn development_tokens_are_refused_unless_switched_on() {
+    let server = Server::start(false).await;
+    server
+        .commands
+        .enroll(&ALICE.parse().unwrap(), &["general".into()])
+        .await
+        .unwrap();
+    let answer = server
+        .call(
+            "com.atproto.repo.createRecord",
+            Some(ALICE),
+            &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("x")}),
+        )
+        .await;
+    assert_eq!(error_of(&answer), (401, "AuthRequired"));
+    assert!(server.store.records(ALICE).await.unwrap().is_empty());
+
+    // The service identity, health and robots.
+    let document: Value = server
+        .client
+        .get(format!("{}/.well-known/did.json", server.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(document["id"], SERVICE);
+    let key = document["verificationMethod"][1]["publicKeyMultibase"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        format!("did:key:{key}"),
+        server.commands.service().key.did_key()
+    );
+    assert_eq!(
+        document["verificationMethod"][1]["id"],
+        format!("{SERVICE}#atproto")
+    );
+    let health = server
+        .client
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let health: Value = health.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let robots = server
+        .client
+        .get(format!("{}/robots.txt", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(robots.contains("Disallow: /"));
+    server.stop().await;
+}

@@ -1,0 +1,82 @@
+//! The parts every command-service test runs on: an embedded log, a store, the projectors, and
+//! command sides over them.
+
+#![allow(dead_code)] // each test file uses a different part
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::sync::Arc;
+
+use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
+use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog};
+use stratos_projector::service::{ProjectorOptions, Projectors, start};
+use stratos_store::testing::TestDatabase;
+use stratos_store::{MasterKey, Store};
+
+pub const SERVICE: &str = "did:web:stratos.example.com";
+pub const GENERAL: &str = "did:web:stratos.example.com/general";
+
+/// A log, a store and running projectors.
+pub struct Stack {
+    pub log: Arc<dyn CommitLog>,
+    pub store: Store,
+    pub projectors: Projectors,
+    pub database: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Stack {
+    /// A stack on a fresh database of `kind` (`"sqlite"` or `"postgres"`).
+    pub async fn new(kind: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = EmbeddedConfig::new(dir.path().join("log.sqlite"));
+        config.partitions = 4;
+        let log: Arc<dyn CommitLog> = Arc::new(EmbeddedLog::open(config).await.unwrap());
+        let database = TestDatabase::create(kind).await.unwrap();
+        let store = Store::connect(&database.url, MasterKey::generate())
+            .await
+            .unwrap();
+        let projectors = start(
+            log.clone(),
+            store.clone(),
+            None,
+            ProjectorOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+        Stack {
+            log,
+            store,
+            projectors,
+            database,
+            _dir: dir,
+        }
+    }
+
+    /// A command side in this process (a second one models another instance).
+    pub async fn commands(&self) -> Commands {
+        let outcomes = Outcomes::new(self.store.clone());
+        outcomes.follow_channel(self.projectors.subscribe());
+        let service =
+            ServiceIdentity::load_or_create(&self.store, SERVICE, "https://stratos.example.com")
+                .await
+                .unwrap();
+        Commands::new(
+            self.store.clone(),
+            self.log.clone(),
+            outcomes,
+            CommandConfig {
+                service,
+                allowed_domains: vec!["general".into(), "writers".into()],
+                max_attempts: 16,
+            },
+        )
+    }
+
+    /// Stops the projectors and drops the database.
+    pub async fn finish(self) {
+        self.projectors.stop().await;
+        self.store.close().await;
+        self.database.drop_database().await.unwrap();
+    }
+}
