@@ -71,6 +71,11 @@ impl MasterKey {
         Ok(Self(key))
     }
 
+    /// The key as 64 hex characters, for writing it to a key file once.
+    pub fn to_hex(&self) -> Zeroizing<String> {
+        Zeroizing::new(self.0.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// A fresh random master key.
     pub fn generate() -> Self {
         let mut key = Zeroizing::new([0u8; 32]);

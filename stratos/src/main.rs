@@ -6,6 +6,7 @@ mod bench_projection;
 mod debug;
 mod options;
 mod projections;
+mod serve;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -24,7 +25,7 @@ struct Cli {
     )]
     log_format: LogFormat,
     #[command(subcommand)]
-    command: Command,
+    command: Task,
 }
 
 /// How log lines are written.
@@ -50,9 +51,11 @@ fn init_logging(format: LogFormat) {
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
-    /// Run the command service, projectors and query service in one process.
-    Up,
+enum Task {
+    /// Run the command service and the projectors in one process on the embedded defaults.
+    Up(serve::UpArgs),
+    /// Run the command service alone (the projectors run elsewhere).
+    CommandService(serve::CommandServiceArgs),
     /// Tools for debugging ATProto interop (MST roots, CAR files).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -73,16 +76,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let outcome = match cli.command {
-        Command::Up => {
-            eprintln!("stratos up: not yet — the services have not landed; see the README");
-            return ExitCode::from(2);
-        }
-        Command::Debug(command) => debug::run(command),
-        Command::Projector(args) => projections::run_projector(args),
-        Command::Replay(args) => projections::run_replay(args),
-        Command::VerifyProjections(args) => projections::run_verify(args),
-        Command::Audit(args) => audit::run(args),
-        Command::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
+        Task::Up(args) => serve::run_up(args),
+        Task::CommandService(args) => serve::run_command_service(args),
+        Task::Debug(command) => debug::run(command),
+        Task::Projector(args) => projections::run_projector(args),
+        Task::Replay(args) => projections::run_replay(args),
+        Task::VerifyProjections(args) => projections::run_verify(args),
+        Task::Audit(args) => audit::run(args),
+        Task::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {error:#}");

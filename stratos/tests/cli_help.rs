@@ -9,6 +9,7 @@ fn every_subcommand_has_help() {
     let commands: &[&[&str]] = &[
         &[],
         &["up"],
+        &["command-service"],
         &["debug"],
         &["debug", "mst-root"],
         &["debug", "car"],

@@ -1,0 +1,240 @@
+//! `stratos up` (everything in one process on the embedded defaults) and
+//! `stratos command-service` (the write side alone, following projectors elsewhere).
+
+use anyhow::{Context, Result};
+use clap::Args;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use stratos_command::http::{HttpConfig, serve};
+use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
+use stratos_projector::service::{ProjectorOptions, start};
+use stratos_store::{MasterKey, Store};
+
+use crate::options::{LogOptions, StoreOptions, connect_store, connect_views};
+use crate::projections::shutdown_signal;
+
+/// Options of the HTTP service.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceOptions {
+    /// The address to listen on.
+    #[arg(long, env = "STRATOS_LISTEN", default_value = "127.0.0.1:3100")]
+    listen: SocketAddr,
+    /// The public URL of the service.
+    #[arg(
+        long,
+        env = "STRATOS_PUBLIC_URL",
+        default_value = "http://127.0.0.1:3100"
+    )]
+    public_url: String,
+    /// The service DID (default: the `did:web` of the public URL's host).
+    #[arg(long, env = "STRATOS_SERVICE_DID")]
+    service_did: Option<String>,
+    /// The boundaries actors may be enrolled in, comma-separated.
+    #[arg(
+        long,
+        env = "STRATOS_ALLOWED_DOMAINS",
+        default_value = "general",
+        value_delimiter = ','
+    )]
+    allowed_domains: Vec<String>,
+    /// Accept `Authorization: Bearer <did>` as the caller and enroll such callers on first use.
+    /// For development only; never in production.
+    #[arg(long, env = "STRATOS_DEV_AUTH")]
+    dev_auth: bool,
+    /// The largest request body, in bytes.
+    #[arg(long, env = "STRATOS_MAX_BODY", default_value_t = 1024 * 1024)]
+    max_body: u64,
+}
+
+impl ServiceOptions {
+    fn service_did(&self) -> String {
+        self.service_did.clone().unwrap_or_else(|| {
+            let host = self
+                .public_url
+                .split("://")
+                .nth(1)
+                .unwrap_or(&self.public_url)
+                .trim_end_matches('/');
+            format!("did:web:{}", host.replace(':', "%3A"))
+        })
+    }
+}
+
+/// Arguments of `stratos up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    service: ServiceOptions,
+    #[command(flatten)]
+    log: LogOptions,
+    #[command(flatten)]
+    store: StoreOptions,
+}
+
+/// Arguments of `stratos command-service`.
+#[derive(Debug, Args)]
+pub struct CommandServiceArgs {
+    #[command(flatten)]
+    service: ServiceOptions,
+    #[command(flatten)]
+    log: LogOptions,
+    #[command(flatten)]
+    store: StoreOptions,
+}
+
+/// Runs the command service and the projectors in one process until SIGINT or SIGTERM.
+pub fn run_up(args: UpArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let master = master_key(&args.store)?;
+        let log = args.log.open(false).await?;
+        let store = connect_store(&args.store.database_url, master).await?;
+        let views = connect_views(args.store.views_url()).await?;
+        let projectors = start(
+            log.clone(),
+            store.clone(),
+            Some(views),
+            ProjectorOptions::default(),
+            |_| {},
+        )
+        .await?;
+        let outcomes = Outcomes::new(store.clone());
+        outcomes.follow_channel(projectors.subscribe());
+        let commands = commands(&args.service, store, log, outcomes).await?;
+        let listener = bind(&args.service).await?;
+        announce(&args.service, &commands, true);
+        serve(listener, commands, http(&args.service), async {
+            let _ = shutdown_signal().await;
+        })
+        .await;
+        tracing::info!("stopping the projectors after their current batches");
+        projectors.stop().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Runs the command service alone; the repo projector runs elsewhere.
+pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let master = args.store.master_key()?;
+        let log = args.log.open(false).await?;
+        let store = connect_store(&args.store.database_url, master).await?;
+        let outcomes = Outcomes::new(store.clone());
+        match store.listen().await? {
+            Some(notifications) => outcomes.follow_notifications(notifications),
+            None => tracing::warn!(
+                "the projections are on SQLite: no notifications from projectors in other \
+                 processes, so writes are confirmed by polling (use Postgres, or `stratos up`)"
+            ),
+        }
+        let commands = commands(&args.service, store, log, outcomes).await?;
+        let listener = bind(&args.service).await?;
+        announce(&args.service, &commands, false);
+        serve(listener, commands, http(&args.service), async {
+            let _ = shutdown_signal().await;
+        })
+        .await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn commands(
+    options: &ServiceOptions,
+    store: Store,
+    log: std::sync::Arc<dyn stratos_log::CommitLog>,
+    outcomes: Outcomes,
+) -> Result<Commands> {
+    let service =
+        ServiceIdentity::load_or_create(&store, &options.service_did(), &options.public_url)
+            .await
+            .context("loading the service key")?;
+    Ok(Commands::new(
+        store,
+        log,
+        outcomes,
+        CommandConfig {
+            service,
+            allowed_domains: options.allowed_domains.clone(),
+            max_attempts: 8,
+        },
+    ))
+}
+
+fn http(options: &ServiceOptions) -> HttpConfig {
+    HttpConfig {
+        dev_auth: options.dev_auth,
+        max_body: options.max_body,
+    }
+}
+
+async fn bind(options: &ServiceOptions) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(options.listen)
+        .await
+        .with_context(|| format!("listening on {}", options.listen))
+}
+
+fn announce(options: &ServiceOptions, commands: &Commands, everything: bool) {
+    let what = if everything {
+        "command service and projectors"
+    } else {
+        "command service"
+    };
+    println!("stratos {what} listening on http://{}", options.listen);
+    println!("  public URL   {}", options.public_url);
+    println!("  service DID  {}", commands.service().did);
+    println!(
+        "  boundaries   {}",
+        commands.allowed_boundaries().join(", ")
+    );
+    if options.dev_auth {
+        println!(
+            "  development authentication is ON: write as any DID (enrolled on first use), e.g.\n\
+             \n    curl -s {}/xrpc/com.atproto.repo.createRecord \\\n\
+             \x20     -H 'Authorization: Bearer did:plc:alice' -H 'Content-Type: application/json' \\\n\
+             \x20     -d '{{\"repo\":\"did:plc:alice\",\"collection\":\"zone.stratos.feed.post\",\
+             \"record\":{{\"$type\":\"zone.stratos.feed.post\",\"text\":\"hello\",\
+             \"boundary\":{{\"values\":[{{\"value\":\"{}\"}}]}},\
+             \"createdAt\":\"2026-01-01T00:00:00.000Z\"}}}}'\n",
+            options.public_url,
+            commands
+                .allowed_boundaries()
+                .first()
+                .cloned()
+                .unwrap_or_default()
+        );
+    } else {
+        println!(
+            "  users enroll through ATProto OAuth (not available yet); for a local try-out, \
+             restart with --dev-auth"
+        );
+    }
+}
+
+/// The master key from the options, or for the embedded defaults one kept in `data/master.key`
+/// (created on first run, readable by the owner only).
+fn master_key(options: &StoreOptions) -> Result<MasterKey> {
+    if options.master_key.is_some() || options.master_key_file.is_some() {
+        return options.master_key();
+    }
+    let path = Path::new("data/master.key");
+    if !path.exists() {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all("data").context("creating data/")?;
+        let key = MasterKey::generate().to_hex();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+            .context("creating data/master.key")?;
+        writeln!(file, "{}", key.as_str())?;
+        tracing::warn!("created a new master key in data/master.key; back it up");
+    }
+    let text = std::fs::read_to_string(path).context("reading data/master.key")?;
+    Ok(MasterKey::from_hex(&text)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().context("starting the runtime")
+}
