@@ -6,12 +6,12 @@ use std::future::Future;
 
 use bytes::Bytes as Body;
 use serde_json::json;
-use stratos_schema::syntax::Did;
 use tokio::net::TcpListener;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Rejection};
 
+use crate::auth::{Authenticator, DidResolver, ResolverConfig};
 use crate::error::CommandError;
 use crate::service::Commands;
 use crate::writes::WriteOp;
@@ -27,6 +27,8 @@ pub struct HttpConfig {
     pub dev_auth: bool,
     /// The largest request body accepted, in bytes.
     pub max_body: u64,
+    /// How token issuers' DIDs are resolved.
+    pub resolver: ResolverConfig,
 }
 
 impl Default for HttpConfig {
@@ -34,8 +36,17 @@ impl Default for HttpConfig {
         Self {
             dev_auth: false,
             max_body: 1024 * 1024,
+            resolver: ResolverConfig::default(),
         }
     }
+}
+
+/// What every request handler shares.
+#[derive(Clone)]
+struct State {
+    commands: Commands,
+    config: HttpConfig,
+    auth: Authenticator,
 }
 
 /// Serves `commands` on `listener` until `shutdown` completes (requests in flight finish).
@@ -64,7 +75,17 @@ pub fn routes(
     commands: Commands,
     config: HttpConfig,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let state = warp::any().map(move || (commands.clone(), config.clone()));
+    let auth = Authenticator::new(
+        &commands.service().did,
+        DidResolver::new(config.resolver.clone()),
+        config.dev_auth,
+    );
+    let state = State {
+        commands,
+        config,
+        auth,
+    };
+    let state = warp::any().map(move || state.clone());
     let xrpc =
         warp::path("xrpc")
             .and(warp::path::param::<String>())
@@ -74,12 +95,8 @@ pub fn routes(
             .and(state.clone())
             .and(warp::body::bytes())
             .then(
-                |nsid: String,
-                 method: Method,
-                 headers: HeaderMap,
-                 (commands, config),
-                 body: Body| async move {
-                    match xrpc(&commands, &config, &nsid, &method, &headers, &body).await {
+                |nsid: String, method: Method, headers: HeaderMap, state: State, body: Body| async move {
+                    match xrpc(&state, &nsid, &method, &headers, &body).await {
                         Ok(response) => response,
                         Err(error) => error.into_response(),
                     }
@@ -88,14 +105,14 @@ pub fn routes(
     let did_document = warp::path!(".well-known" / "did.json")
         .and(warp::get())
         .and(state.clone())
-        .map(|(commands, _): (Commands, HttpConfig)| did_document(&commands));
+        .map(|state: State| did_document(&state.commands));
     let health = warp::path("health")
         .or(warp::path("ready"))
         .unify()
         .and(warp::path::end())
         .and(warp::get())
         .and(state.clone())
-        .then(|(commands, _): (Commands, HttpConfig)| async move { health(&commands).await });
+        .then(|state: State| async move { health(&state.commands).await });
     let robots =
         warp::path!("robots.txt").map(|| Response::new("User-agent: *\nDisallow: /\n".into()));
     let limit = {
@@ -103,16 +120,14 @@ pub fn routes(
         warp::any()
             .and(state)
             .and(warp::header::optional::<u64>("content-length"))
-            .and_then(
-                |(_, config): (Commands, HttpConfig), length: Option<u64>| async move {
-                    match length {
-                        Some(length) if length > config.max_body => {
-                            Err(warp::reject::custom(TooLarge(config.max_body)))
-                        }
-                        _ => Ok(()),
+            .and_then(|state: State, length: Option<u64>| async move {
+                match length {
+                    Some(length) if length > state.config.max_body => {
+                        Err(warp::reject::custom(TooLarge(state.config.max_body)))
                     }
-                },
-            )
+                    _ => Ok(()),
+                }
+            })
             .untuple_one()
     };
     limit
@@ -151,8 +166,7 @@ fn rejected(rejection: Rejection) -> Response {
 
 /// Dispatches one XRPC call.
 async fn xrpc(
-    commands: &Commands,
-    config: &HttpConfig,
+    state: &State,
     nsid: &str,
     method: &Method,
     headers: &HeaderMap,
@@ -170,7 +184,15 @@ async fn xrpc(
             "Incorrect HTTP method ({method}) expected POST"
         )));
     }
-    let caller = authenticate(config, headers)?;
+    let (commands, config) = (&state.commands, &state.config);
+    let authorization = headers
+        .get(warp::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let caller = state
+        .auth
+        .caller(authorization, nsid)
+        .await
+        .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
     let (repo, ops, swap_commit, kinds) = match nsid {
         "com.atproto.repo.createRecord" => {
             let input: CreateRecordInput = input(body)?;
@@ -226,21 +248,6 @@ fn kind(op: &WriteOp) -> &'static str {
         WriteOp::Create { .. } => "create",
         WriteOp::Put { .. } => "update",
         WriteOp::Delete { .. } => "delete",
-    }
-}
-
-/// The caller's DID.
-fn authenticate(config: &HttpConfig, headers: &HeaderMap) -> Result<Did, XrpcError> {
-    let header = headers
-        .get(warp::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| XrpcError::auth_required("Authorization required"))?;
-    match header.strip_prefix("Bearer ") {
-        Some(token) if config.dev_auth && token.trim().starts_with("did:") => token
-            .trim()
-            .parse()
-            .map_err(|_| XrpcError::auth_required("Invalid DID in development token")),
-        _ => Err(XrpcError::auth_required("Invalid authorization")),
     }
 }
 

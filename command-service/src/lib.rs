@@ -7,9 +7,12 @@
 //! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
+//! * [`auth`] — ATProto service-auth tokens checked against the issuer's DID document (with an
+//!   SSRF-guarded, cached resolver), and the development-only `Bearer <did>`;
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
 //!   health, XRPC errors and body limits.
 
+pub mod auth;
 mod enroll;
 mod error;
 pub mod http;

@@ -7,6 +7,7 @@ mod support;
 
 use serde_json::{Value, json};
 use stratos_command::Commands;
+use stratos_command::auth::ResolverConfig;
 use stratos_command::http::{HttpConfig, serve};
 use stratos_store::Store;
 use support::{GENERAL, SERVICE, Stack};
@@ -25,6 +26,11 @@ struct Server {
 
 impl Server {
     async fn start(dev_auth: bool) -> Self {
+        Self::start_with(dev_auth, true).await
+    }
+
+    /// `allow_private`: whether token issuers' DID documents may be fetched from loopback.
+    async fn start_with(dev_auth: bool, allow_private: bool) -> Self {
         let stack = Stack::new("sqlite").await;
         let commands = stack.commands().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -33,6 +39,11 @@ impl Server {
         let http = HttpConfig {
             dev_auth,
             max_body: 64 * 1024,
+            resolver: ResolverConfig {
+                allow_private,
+                allow_http: true,
+                ..ResolverConfig::default()
+            },
         };
         tokio::spawn(serve(listener, commands.clone(), http, async move {
             let _ = stopped.await;
@@ -287,7 +298,7 @@ async fn development_tokens_are_refused_unless_switched_on() {
             &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("x")}),
         )
         .await;
-    assert_eq!(error_of(&answer), (401, "AuthRequired"));
+    assert_eq!(error_of(&answer), (401, "BadJwt"));
     assert!(server.store.records(ALICE).await.unwrap().is_empty());
 
     // The service identity, health and robots.

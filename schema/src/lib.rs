@@ -14,7 +14,8 @@
 //! * [`attestation`] — the service's signature over an actor's enrollment;
 //! * [`boundary`] — boundary qualification (`{serviceDid}/{name}`);
 //! * [`events`] — the commit log's event schema and the sealing of private blocks;
-//! * [`lexicon`] — the `zone.stratos.*` lexicons, typed records and record validation.
+//! * [`lexicon`] — the `zone.stratos.*` lexicons, typed records and record validation;
+//! * [`service_auth`] — ATProto inter-service tokens (ES256/ES256K JWTs): parse, check, sign.
 //!
 //! Nothing here knows about HTTP, SQL or Kafka.
 
@@ -29,6 +30,7 @@ pub mod keys;
 pub mod lexicon;
 pub mod mst;
 pub mod repo;
+pub mod service_auth;
 pub mod syntax;
 pub mod tid_clock;
 

@@ -6,6 +6,7 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use stratos_command::auth::ResolverConfig;
 use stratos_command::http::{HttpConfig, serve};
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_projector::service::{ProjectorOptions, start};
@@ -45,6 +46,13 @@ pub struct ServiceOptions {
     /// The largest request body, in bytes.
     #[arg(long, env = "STRATOS_MAX_BODY", default_value_t = 1024 * 1024)]
     max_body: u64,
+    /// The PLC directory that resolves token issuers' `did:plc`.
+    #[arg(long, env = "STRATOS_PLC_URL", default_value = "https://plc.directory")]
+    plc_url: String,
+    /// Fetch DID documents from private and loopback addresses, and `did:web` over plain HTTP.
+    /// For local test stacks only.
+    #[arg(long, env = "STRATOS_ALLOW_PRIVATE_DID_HOSTS")]
+    allow_private_did_hosts: bool,
 }
 
 impl ServiceOptions {
@@ -164,6 +172,12 @@ fn http(options: &ServiceOptions) -> HttpConfig {
     HttpConfig {
         dev_auth: options.dev_auth,
         max_body: options.max_body,
+        resolver: ResolverConfig {
+            plc_url: options.plc_url.clone(),
+            allow_private: options.allow_private_did_hosts,
+            allow_http: options.allow_private_did_hosts,
+            ..ResolverConfig::default()
+        },
     }
 }
 

@@ -33,6 +33,7 @@ async fn up_serves_writes_and_stops_cleanly() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    stratos_command::auth::install_tls_provider();
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

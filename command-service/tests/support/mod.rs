@@ -27,6 +27,7 @@ pub struct Stack {
 impl Stack {
     /// A stack on a fresh database of `kind` (`"sqlite"` or `"postgres"`).
     pub async fn new(kind: &'static str) -> Self {
+        stratos_command::auth::install_tls_provider();
         let dir = tempfile::tempdir().unwrap();
         let mut config = EmbeddedConfig::new(dir.path().join("log.sqlite"));
         config.partitions = 4;

@@ -1,0 +1,123 @@
+//! Who is calling: ATProto service-auth tokens (`Authorization: Bearer <jwt>`, minted by the
+//! caller's PDS directly or when it proxies with `atproto-proxy`), checked for audience, method,
+//! expiry, a fresh `jti` and the issuer's `#atproto` signature; or, only when switched on for
+//! development, `Authorization: Bearer <did>`.
+
+mod resolver;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use stratos_schema::service_auth::{JwtError, ServiceToken};
+use stratos_schema::syntax::Did;
+
+pub use self::resolver::{
+    DidResolver, ResolveError, ResolverConfig, install_tls_provider, is_public,
+};
+
+/// Why a caller was not authenticated; answered with 401 and [`AuthError::name`].
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    /// No credentials.
+    #[error("Authorization required")]
+    Missing,
+    /// The token was refused.
+    #[error(transparent)]
+    Token(#[from] JwtError),
+    /// The issuer's key could not be found.
+    #[error("Could not resolve issuer DID: {0}")]
+    Issuer(String),
+}
+
+impl AuthError {
+    /// The XRPC error name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Missing | Self::Issuer(_) => "AuthRequired",
+            Self::Token(error) => error.name(),
+        }
+    }
+}
+
+/// Checks callers' credentials.
+#[derive(Clone)]
+pub struct Authenticator {
+    service_did: String,
+    dev_auth: bool,
+    resolver: DidResolver,
+    used: Arc<Mutex<HashMap<String, i64>>>,
+}
+
+impl Authenticator {
+    /// Tokens for `service_did`, issuer keys from `resolver`; `dev_auth` also accepts
+    /// `Bearer <did>`.
+    pub fn new(service_did: &str, resolver: DidResolver, dev_auth: bool) -> Self {
+        Self {
+            service_did: service_did.to_string(),
+            dev_auth,
+            resolver,
+            used: Arc::default(),
+        }
+    }
+
+    /// The caller of `method`, from the `Authorization` header value.
+    pub async fn caller(
+        &self,
+        authorization: Option<&str>,
+        method: &str,
+    ) -> Result<Did, AuthError> {
+        let credential = authorization
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .ok_or(AuthError::Missing)?;
+        if credential.starts_with("did:") {
+            return match self.dev_auth {
+                true => credential.parse().map_err(|_| AuthError::Missing),
+                false => Err(AuthError::Token(JwtError::Malformed(
+                    "a DID is not a token".into(),
+                ))),
+            };
+        }
+        let token = ServiceToken::parse(credential)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        token.check_claims(&self.service_did, method, now)?;
+        let issuer = token.issuer_did().to_string();
+        let key = self
+            .resolver
+            .atproto_key(&issuer, false)
+            .await
+            .map_err(|e| AuthError::Issuer(e.to_string()))?;
+        if token.verify(std::slice::from_ref(&key)).is_err() {
+            // The key may have been rotated since it was cached.
+            let fresh = self
+                .resolver
+                .atproto_key(&issuer, true)
+                .await
+                .map_err(|e| AuthError::Issuer(e.to_string()))?;
+            token.verify(&[fresh])?;
+        }
+        self.spend(&token, now)?;
+        issuer
+            .parse()
+            .map_err(|_| AuthError::Token(JwtError::Issuer))
+    }
+
+    /// Marks the token's `jti` used until it expires; a second use is refused.
+    fn spend(&self, token: &ServiceToken, now: i64) -> Result<(), AuthError> {
+        let jti = format!(
+            "{}|{}",
+            token.claims.iss,
+            token.claims.jti.as_deref().unwrap_or_default()
+        );
+        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+        used.retain(|_, exp| *exp + stratos_schema::service_auth::CLOCK_SKEW_SECONDS >= now);
+        if used.insert(jti, token.claims.exp).is_some() {
+            return Err(AuthError::Token(JwtError::Replayed));
+        }
+        Ok(())
+    }
+}

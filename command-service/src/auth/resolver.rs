@@ -1,0 +1,258 @@
+//! DID resolution for token checks: `did:plc` through a PLC directory, `did:web` through
+//! `/.well-known/did.json`, the `#atproto` key of the document, cached for a while.
+//!
+//! Outbound fetches are guarded: the host's addresses are resolved first and private, loopback
+//! and link-local ranges are refused (unless configured for tests); the connection is pinned to
+//! the checked address; responses are capped in size and time.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use stratos_schema::keys::{KeyAlgorithm, PublicKey};
+
+/// Why a DID's keys could not be found.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ResolveError {
+    /// Not a `did:plc` or `did:web` we can resolve.
+    #[error("unsupported DID {0}")]
+    Unsupported(String),
+    /// The host resolves to an address we may not fetch from.
+    #[error("refusing to fetch from {0}: not a public address")]
+    Forbidden(String),
+    /// The fetch failed or timed out.
+    #[error("fetching the DID document: {0}")]
+    Fetch(String),
+    /// The document is not a DID document for this DID, or has no usable `#atproto` key.
+    #[error("DID document: {0}")]
+    Document(String),
+}
+
+/// Settings of the resolver.
+#[derive(Debug, Clone)]
+pub struct ResolverConfig {
+    /// The PLC directory, e.g. `https://plc.directory`.
+    pub plc_url: String,
+    /// Allow fetching from private, loopback and link-local addresses (tests, private labs).
+    pub allow_private: bool,
+    /// Fetch `did:web` documents over plain HTTP (tests only).
+    pub allow_http: bool,
+    /// How long a document stays cached.
+    pub ttl: Duration,
+    /// The time limit of one fetch.
+    pub timeout: Duration,
+    /// The largest document accepted, in bytes.
+    pub max_bytes: usize,
+}
+
+impl Default for ResolverConfig {
+    fn default() -> Self {
+        Self {
+            plc_url: "https://plc.directory".into(),
+            allow_private: false,
+            allow_http: false,
+            ttl: Duration::from_secs(300),
+            timeout: Duration::from_secs(5),
+            max_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Resolves DIDs to their `#atproto` keys, with a TTL cache.
+#[derive(Clone)]
+pub struct DidResolver {
+    config: Arc<ResolverConfig>,
+    cache: Arc<Mutex<HashMap<String, (Instant, PublicKey)>>>,
+}
+
+impl DidResolver {
+    /// A resolver with these settings.
+    pub fn new(config: ResolverConfig) -> Self {
+        install_tls_provider();
+        Self {
+            config: Arc::new(config),
+            cache: Arc::default(),
+        }
+    }
+
+    /// The `#atproto` key of `did`; `fresh` skips the cache (after a signature failure, in
+    /// case the key was rotated).
+    pub async fn atproto_key(&self, did: &str, fresh: bool) -> Result<PublicKey, ResolveError> {
+        if !fresh && let Some(key) = self.cached(did) {
+            return Ok(key);
+        }
+        let url = self.document_url(did)?;
+        let document = self.fetch(&url).await?;
+        let key = atproto_key(did, &document)?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(did.to_string(), (Instant::now(), key.clone()));
+        Ok(key)
+    }
+
+    fn cached(&self, did: &str) -> Option<PublicKey> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, key) = cache.get(did)?;
+        (at.elapsed() < self.config.ttl).then(|| key.clone())
+    }
+
+    fn document_url(&self, did: &str) -> Result<String, ResolveError> {
+        if did.starts_with("did:plc:") && did.len() <= 64 {
+            return Ok(format!(
+                "{}/{did}",
+                self.config.plc_url.trim_end_matches('/')
+            ));
+        }
+        if let Some(rest) = did.strip_prefix("did:web:") {
+            let mut parts = rest.split(':');
+            let host = parts
+                .next()
+                .filter(|h| !h.is_empty())
+                .ok_or_else(|| ResolveError::Unsupported(did.into()))?
+                .replace("%3A", ":")
+                .replace("%3a", ":");
+            let path: Vec<&str> = parts.collect();
+            let scheme = if self.config.allow_http {
+                "http"
+            } else {
+                "https"
+            };
+            return Ok(if path.is_empty() {
+                format!("{scheme}://{host}/.well-known/did.json")
+            } else {
+                format!("{scheme}://{host}/{}/did.json", path.join("/"))
+            });
+        }
+        Err(ResolveError::Unsupported(did.into()))
+    }
+
+    async fn fetch(&self, url: &str) -> Result<Value, ResolveError> {
+        let fetch_error = |e: reqwest::Error| ResolveError::Fetch(e.to_string());
+        let parsed = reqwest::Url::parse(url).map_err(|e| ResolveError::Fetch(e.to_string()))?;
+        let host = parsed
+            .host_str()
+            .ok_or_else(|| ResolveError::Fetch(format!("no host in {url}")))?
+            .to_string();
+        let port = parsed.port_or_known_default().unwrap_or(443);
+        let address = self.checked_address(&host, port).await?;
+        let client = reqwest::Client::builder()
+            .resolve(&host, address)
+            .timeout(self.config.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(fetch_error)?;
+        let mut response = client
+            .get(parsed)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(fetch_error)?;
+        if !response.status().is_success() {
+            return Err(ResolveError::Fetch(format!("{url}: {}", response.status())));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
+            if body.len() + chunk.len() > self.config.max_bytes {
+                return Err(ResolveError::Fetch(format!(
+                    "{url}: larger than {} bytes",
+                    self.config.max_bytes
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        serde_json::from_slice(&body).map_err(|e| ResolveError::Document(e.to_string()))
+    }
+
+    /// The first address of `host` we may connect to.
+    async fn checked_address(&self, host: &str, port: u16) -> Result<SocketAddr, ResolveError> {
+        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| ResolveError::Fetch(format!("{host}: {e}")))?
+            .collect();
+        let allowed: Vec<SocketAddr> = addresses
+            .into_iter()
+            .filter(|a| self.config.allow_private || is_public(a.ip()))
+            .collect();
+        allowed
+            .first()
+            .copied()
+            .ok_or_else(|| ResolveError::Forbidden(host.to_string()))
+    }
+}
+
+/// Makes ring the process's TLS crypto provider (reqwest is built without one). Call it before
+/// building any HTTP client; calling it again does nothing.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_documentation()
+                || v4.is_multicast()
+                || a == 0
+                || (a == 100 && (64..128).contains(&b)) // shared address space
+                || (a == 198 && (18..20).contains(&b)) // benchmarking
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (first & 0xfe00) == 0xfc00 // unique local
+                || (first & 0xffc0) == 0xfe80 // link local
+                || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
+        }
+    }
+}
+
+/// The `#atproto` verification method of a DID document whose `id` is `did`.
+fn atproto_key(did: &str, document: &Value) -> Result<PublicKey, ResolveError> {
+    if document.get("id").and_then(Value::as_str) != Some(did) {
+        return Err(ResolveError::Document(format!("its id is not {did}")));
+    }
+    let methods = document
+        .get("verificationMethod")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ResolveError::Document("no verificationMethod".into()))?;
+    let method = methods
+        .iter()
+        .find(|m| {
+            m.get("id")
+                .and_then(Value::as_str)
+                .is_some_and(|id| id == "#atproto" || id == format!("{did}#atproto"))
+        })
+        .ok_or_else(|| ResolveError::Document("no #atproto key".into()))?;
+    let multibase = method
+        .get("publicKeyMultibase")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ResolveError::Document("the #atproto key has no publicKeyMultibase".into())
+        })?;
+    let kind = method.get("type").and_then(Value::as_str).unwrap_or("");
+    let key = match kind {
+        "EcdsaSecp256r1VerificationKey2019" => {
+            PublicKey::from_legacy_multibase(KeyAlgorithm::P256, multibase)
+        }
+        "EcdsaSecp256k1VerificationKey2019" => {
+            PublicKey::from_legacy_multibase(KeyAlgorithm::Secp256k1, multibase)
+        }
+        _ => PublicKey::from_multibase(multibase),
+    };
+    key.map_err(|e| ResolveError::Document(format!("the #atproto key: {e}")))
+}

@@ -1,0 +1,243 @@
+//! Service-auth tokens over HTTP: the issuer's DID document is served by a real HTTP server
+//! (`did:web` on a loopback port), tokens are minted with the issuer's key, and every bad token
+//! gets its 401 and writes nothing.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use serde_json::{Value, json};
+use stratos_command::auth::ResolverConfig;
+use stratos_command::http::{HttpConfig, serve};
+use stratos_schema::keys::{KeyAlgorithm, Keypair};
+use stratos_schema::service_auth::{Claims, sign_token};
+use support::{GENERAL, SERVICE, Stack};
+use tokio::sync::oneshot;
+use warp::Filter;
+
+const CREATE: &str = "com.atproto.repo.createRecord";
+
+/// A `did:web` identity whose document a loopback HTTP server serves.
+struct Issuer {
+    did: String,
+    key: Keypair,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn issuer(algorithm: KeyAlgorithm) -> Issuer {
+    let key = Keypair::generate(algorithm);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let did = format!("did:web:127.0.0.1%3A{port}");
+    let document = json!({
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "verificationMethod": [{
+            "id": format!("{did}#atproto"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": key.public_key().to_multibase(),
+        }],
+    });
+    let route = warp::path!(".well-known" / "did.json").map(move || warp::reply::json(&document));
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(
+        warp::serve(route)
+            .incoming(listener)
+            .graceful(async move {
+                let _ = stopped.await;
+            })
+            .run(),
+    );
+    Issuer {
+        did,
+        key,
+        _stop: stop,
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn claims(issuer: &Issuer, jti: &str) -> Claims {
+    Claims {
+        iss: issuer.did.clone(),
+        aud: SERVICE.into(),
+        exp: now() + 60,
+        iat: Some(now()),
+        lxm: Some(CREATE.into()),
+        jti: Some(jti.into()),
+    }
+}
+
+async fn start(stack: &Stack, allow_private: bool) -> (String, oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = HttpConfig {
+        dev_auth: false,
+        max_body: 64 * 1024,
+        resolver: ResolverConfig {
+            allow_private,
+            allow_http: true,
+            ..ResolverConfig::default()
+        },
+    };
+    tokio::spawn(serve(
+        listener,
+        stack.commands().await,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (base, stop)
+}
+
+async fn create(base: &str, issuer: &Issuer, token: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/xrpc/{CREATE}"))
+        .bearer_auth(token)
+        .json(&json!({
+            "repo": issuer.did,
+            "collection": "zone.stratos.feed.post",
+            "record": {
+                "$type": "zone.stratos.feed.post",
+                "text": "signed",
+                "boundary": {"values": [{"value": GENERAL}]},
+                "createdAt": "2026-11-28T12:00:00.000Z",
+            },
+        }))
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_tokens_are_checked_end_to_end() {
+    let stack = Stack::new("sqlite").await;
+    let (base, _stop) = start(&stack, true).await;
+    for algorithm in [KeyAlgorithm::Secp256k1, KeyAlgorithm::P256] {
+        let issuer = issuer(algorithm).await;
+        let commands = stack.commands().await;
+        commands
+            .enroll(&issuer.did.parse().unwrap(), &["general".into()])
+            .await
+            .unwrap();
+
+        let token = sign_token(&issuer.key, &claims(&issuer, "first"));
+        let (status, body) = create(&base, &issuer, &token).await;
+        assert_eq!(status, 200, "{body}");
+
+        let stranger = Keypair::generate(algorithm);
+        let parts: Vec<String> = sign_token(&issuer.key, &claims(&issuer, "tampered"))
+            .split('.')
+            .map(str::to_string)
+            .collect();
+        let other = sign_token(
+            &issuer.key,
+            &Claims {
+                exp: now() + 90,
+                ..claims(&issuer, "tampered")
+            },
+        );
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            other.split('.').nth(1).unwrap(),
+            parts[2]
+        );
+        let refused = [
+            (token.clone(), "BadJwt"), // replayed
+            (
+                sign_token(
+                    &issuer.key,
+                    &Claims {
+                        aud: "did:web:other.example.com".into(),
+                        ..claims(&issuer, "aud")
+                    },
+                ),
+                "BadJwtAudience",
+            ),
+            (
+                sign_token(
+                    &issuer.key,
+                    &Claims {
+                        lxm: Some("com.atproto.repo.deleteRecord".into()),
+                        ..claims(&issuer, "lxm")
+                    },
+                ),
+                "BadJwtLexiconMethod",
+            ),
+            (
+                sign_token(
+                    &issuer.key,
+                    &Claims {
+                        exp: now() - 120,
+                        ..claims(&issuer, "expired")
+                    },
+                ),
+                "JwtExpired",
+            ),
+            (
+                sign_token(&stranger, &claims(&issuer, "stranger")),
+                "BadJwtSignature",
+            ),
+            (tampered, "BadJwtSignature"),
+            (
+                sign_token(
+                    &issuer.key,
+                    &Claims {
+                        iss: "did:web:127.0.0.1%3A1".into(),
+                        ..claims(&issuer, "unknown")
+                    },
+                ),
+                "AuthRequired",
+            ),
+            (issuer.did.clone(), "BadJwt"), // a development token, not switched on
+        ];
+        for (token, expected) in refused {
+            let (status, body) = create(&base, &issuer, &token).await;
+            assert_eq!(
+                (status, body["error"].as_str().unwrap()),
+                (401, expected),
+                "{body}"
+            );
+        }
+        assert_eq!(stack.store.records(&issuer.did).await.unwrap().len(), 1);
+    }
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issuer_documents_on_private_addresses_are_not_fetched() {
+    let stack = Stack::new("sqlite").await;
+    let (base, _stop) = start(&stack, false).await;
+    let issuer = issuer(KeyAlgorithm::Secp256k1).await;
+    stack
+        .commands()
+        .await
+        .enroll(&issuer.did.parse().unwrap(), &["general".into()])
+        .await
+        .unwrap();
+    let token = sign_token(&issuer.key, &claims(&issuer, "ssrf"));
+    let (status, body) = create(&base, &issuer, &token).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "AuthRequired")
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not a public address"),
+        "{body}"
+    );
+    assert!(stack.store.records(&issuer.did).await.unwrap().is_empty());
+    stack.finish().await;
+}
