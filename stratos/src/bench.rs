@@ -16,6 +16,8 @@ pub enum BenchCommand {
     Fill(crate::bench_projection::FillArgs),
     /// Apply throughput of the projectors from a pre-filled log, and full replay time.
     Project(crate::bench_projection::ProjectArgs),
+    /// createRecord throughput and latency over HTTP at a given concurrency.
+    Write(crate::bench_write::WriteArgs),
 }
 
 /// Which commit-log adapters to measure.
@@ -73,6 +75,7 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Project(args) => {
             runtime.block_on(crate::bench_projection::bench_project(args))
         }
+        BenchCommand::Write(args) => runtime.block_on(crate::bench_write::bench_write(args)),
     }
 }
 

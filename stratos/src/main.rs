@@ -3,6 +3,7 @@
 mod audit;
 mod bench;
 mod bench_projection;
+mod bench_write;
 mod debug;
 mod options;
 mod projections;

@@ -21,6 +21,7 @@ fn every_subcommand_has_help() {
         &["bench", "log"],
         &["bench", "fill"],
         &["bench", "project"],
+        &["bench", "write"],
     ];
     for command in commands {
         let output = Command::new(env!("CARGO_BIN_EXE_stratos"))

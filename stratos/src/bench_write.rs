@@ -1,0 +1,335 @@
+//! `stratos bench write`: drives `createRecord` over HTTP at a given concurrency for a while and
+//! reports throughput and latency. By default it starts the service in this process (embedded
+//! log and SQLite in a temporary directory, or Kafka and Postgres), with development
+//! authentication; `--url` drives a running service instead (started with `--dev-auth`).
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use stratos_command::auth::{ResolverConfig, install_tls_provider};
+use stratos_command::http::{HttpConfig, serve};
+use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
+use stratos_projector::service::{ProjectorOptions, start};
+use stratos_store::{MasterKey, RebuildTarget};
+use tokio::sync::oneshot;
+
+use crate::options::{LogOptions, connect_store, connect_views};
+
+/// Arguments of `stratos bench write`.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// A running service to drive (started with `--dev-auth`); by default one is started here.
+    #[arg(long)]
+    url: Option<String>,
+    /// The boundary to post in, when driving `--url` (default: `<service DID>/general`).
+    #[arg(long)]
+    boundary: Option<String>,
+    /// For the service started here: Kafka `bootstrap.servers` instead of an embedded log.
+    #[arg(long, env = "STRATOS_KAFKA_BOOTSTRAP")]
+    kafka_bootstrap: Option<String>,
+    /// Extra librdkafka properties, `name=value`, repeatable.
+    #[arg(long = "kafka-property", value_name = "NAME=VALUE")]
+    kafka_properties: Vec<String>,
+    /// For the service started here: `postgres://…` (a scratch schema is created and dropped)
+    /// instead of SQLite in a temporary directory.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Test actors (enrolled through development authentication before the clock starts).
+    #[arg(long, default_value_t = 90)]
+    actors: usize,
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// How long to write, in seconds.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// The log's partition count (service started here).
+    #[arg(long, default_value_t = 12)]
+    partitions: u32,
+}
+
+/// A service started by the bench, and how to stop it.
+struct Local {
+    url: String,
+    boundary: String,
+    stop: oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<()>,
+    projectors: stratos_projector::service::Projectors,
+    store: stratos_store::Store,
+    scratch: Option<RebuildTarget>,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs the bench.
+pub async fn bench_write(args: WriteArgs) -> Result<()> {
+    install_tls_provider();
+    let local = match &args.url {
+        Some(_) => None,
+        None => Some(start_local(&args).await?),
+    };
+    let (url, boundary) = match (&args.url, &local) {
+        (Some(url), _) => {
+            let did = service_did(url).await?;
+            let boundary = args
+                .boundary
+                .clone()
+                .unwrap_or_else(|| format!("{did}/general"));
+            (url.clone(), boundary)
+        }
+        (None, Some(local)) => (local.url.clone(), local.boundary.clone()),
+        (None, None) => bail!("no service to drive"),
+    };
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency.max(1))
+        .build()?;
+    let driver = Driver {
+        client,
+        url,
+        boundary,
+    };
+
+    // Enroll every actor (their first write) before the clock starts.
+    let warmup = progress(args.actors as u64, "enrolling")?;
+    futures::future::try_join_all((0..args.actors).map(|actor| {
+        let (driver, warmup) = (&driver, &warmup);
+        async move {
+            driver.create(actor).await?;
+            warmup.inc(1);
+            Ok::<_, anyhow::Error>(())
+        }
+    }))
+    .await?;
+    warmup.finish_and_clear();
+
+    let rss_before = rss_kib();
+    let deadline = Instant::now() + Duration::from_secs(args.seconds);
+    let bar = progress(args.seconds, "writing (s)")?;
+    let errors = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            while Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                bar.set_position(started.elapsed().as_secs());
+            }
+        })
+    };
+    let workers: Vec<_> = (0..args.concurrency.max(1))
+        .map(|worker| {
+            let driver = driver.clone();
+            let errors = errors.clone();
+            let (actors, concurrency) = (args.actors.max(1), args.concurrency.max(1));
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                let mut turn = 0;
+                while Instant::now() < deadline {
+                    let actor = (worker + turn * concurrency) % actors;
+                    turn += 1;
+                    let sent = Instant::now();
+                    match driver.create(actor).await {
+                        Ok(()) => latencies.push(sent.elapsed()),
+                        Err(_) => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for worker in workers {
+        latencies.extend(worker.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = ticker.await;
+    bar.finish_and_clear();
+    let rss_after = rss_kib();
+
+    latencies.sort();
+    let quantile = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    let mode = match (&args.url, &args.kafka_bootstrap, &args.database_url) {
+        (Some(url), _, _) => url.clone(),
+        (None, Some(_), Some(_)) => "kafka+postgres".into(),
+        (None, Some(_), None) => "kafka+sqlite".into(),
+        (None, None, Some(_)) => "embedded+postgres".into(),
+        (None, None, None) => "embedded".into(),
+    };
+    println!(
+        "{:<18} {:>7} {:>6} {:>11} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        "service", "actors", "conc.", "records/s", "p50", "p95", "p99", "max", "errors"
+    );
+    println!(
+        "{:<18} {:>7} {:>6} {:>11.0} {:>9.1?} {:>9.1?} {:>9.1?} {:>9.1?} {:>7}",
+        mode,
+        args.actors,
+        args.concurrency,
+        latencies.len() as f64 / elapsed,
+        quantile(0.50),
+        quantile(0.95),
+        quantile(0.99),
+        latencies.last().copied().unwrap_or_default(),
+        errors.load(Ordering::Relaxed)
+    );
+    if local.is_some() {
+        println!(
+            "({} records in {elapsed:.1} s; process RSS {} MiB before, {} MiB after)",
+            latencies.len(),
+            rss_before / 1024,
+            rss_after / 1024
+        );
+    }
+    if let Some(local) = local {
+        let _ = local.stop.send(());
+        let _ = local.server.await;
+        local.projectors.stop().await;
+        local.store.close().await;
+        if let Some(scratch) = local.scratch {
+            scratch.discard().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Posts one record as an actor.
+#[derive(Clone)]
+struct Driver {
+    client: reqwest::Client,
+    url: String,
+    boundary: String,
+}
+
+impl Driver {
+    async fn create(&self, actor: usize) -> Result<()> {
+        let did = format!("did:plc:bench{actor:019}");
+        let response = self
+            .client
+            .post(format!("{}/xrpc/com.atproto.repo.createRecord", self.url))
+            .bearer_auth(&did)
+            .json(&json!({
+                "repo": did,
+                "collection": "zone.stratos.feed.post",
+                "record": {
+                    "$type": "zone.stratos.feed.post",
+                    "text": "a private post written by the load generator",
+                    "boundary": {"values": [{"value": self.boundary}]},
+                    "createdAt": "2026-11-28T12:00:00.000Z",
+                },
+            }))
+            .send()
+            .await?;
+        if !response.status().is_success() {
+            bail!("{}: {}", response.status(), response.text().await?);
+        }
+        Ok(())
+    }
+}
+
+async fn service_did(url: &str) -> Result<String> {
+    let document: serde_json::Value = reqwest::get(format!("{url}/.well-known/did.json"))
+        .await?
+        .json()
+        .await?;
+    document["id"]
+        .as_str()
+        .map(str::to_string)
+        .context("the service's DID document has no id")
+}
+
+async fn start_local(args: &WriteArgs) -> Result<Local> {
+    let dir = tempfile::tempdir()?;
+    let log = LogOptions {
+        log_file: dir.path().join("log.sqlite"),
+        kafka_bootstrap: args.kafka_bootstrap.clone(),
+        topic: format!("stratos.bench.write.{}", std::process::id()),
+        partitions: args.partitions,
+        kafka_properties: args.kafka_properties.clone(),
+    }
+    .open(false)
+    .await?;
+    let (url, scratch) = match &args.database_url {
+        Some(url) => {
+            let scratch = RebuildTarget::prepare(url, "bench_write").await?;
+            (scratch.url().to_string(), Some(scratch))
+        }
+        None => (
+            format!("sqlite://{}", dir.path().join("stratos.sqlite").display()),
+            None,
+        ),
+    };
+    let store = connect_store(&url, MasterKey::generate()).await?;
+    let views = connect_views(&url).await?;
+    let projectors = start(
+        log.clone(),
+        store.clone(),
+        Some(views),
+        ProjectorOptions::default(),
+        |_| {},
+    )
+    .await?;
+    let outcomes = Outcomes::new(store.clone());
+    outcomes.follow_channel(projectors.subscribe());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    let service_did = format!("did:web:127.0.0.1%3A{}", address.port());
+    let service =
+        ServiceIdentity::load_or_create(&store, &service_did, &format!("http://{address}")).await?;
+    let commands = Commands::new(
+        store.clone(),
+        log,
+        outcomes,
+        CommandConfig {
+            service,
+            allowed_domains: vec!["general".into()],
+            max_attempts: 8,
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let config = HttpConfig {
+        dev_auth: true,
+        max_body: 1024 * 1024,
+        resolver: ResolverConfig::default(),
+    };
+    let server = tokio::spawn(serve(listener, commands, config, async move {
+        let _ = stopped.await;
+    }));
+    Ok(Local {
+        url: format!("http://{address}"),
+        boundary: format!("{service_did}/general"),
+        stop,
+        server,
+        projectors,
+        store,
+        scratch,
+        _dir: dir,
+    })
+}
+
+fn progress(total: u64, what: &str) -> Result<ProgressBar> {
+    let template = format!("{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}}");
+    Ok(ProgressBar::new(total).with_style(ProgressStyle::with_template(&template)?))
+}
+
+/// This process's resident set size in KiB (0 where `/proc` is missing).
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
