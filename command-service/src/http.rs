@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 
 use bytes::Bytes as Body;
 use serde_json::json;
@@ -13,6 +14,7 @@ use warp::{Filter, Rejection};
 
 use crate::auth::{Authenticator, DidResolver, ResolverConfig};
 use crate::error::CommandError;
+use crate::rate_limit::{RateLimitConfig, WriteRateLimiter};
 use crate::service::Commands;
 use crate::writes::WriteOp;
 use crate::xrpc::{
@@ -29,6 +31,8 @@ pub struct HttpConfig {
     pub max_body: u64,
     /// How token issuers' DIDs are resolved.
     pub resolver: ResolverConfig,
+    /// Per-DID write rate limits.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for HttpConfig {
@@ -37,6 +41,7 @@ impl Default for HttpConfig {
             dev_auth: false,
             max_body: 1024 * 1024,
             resolver: ResolverConfig::default(),
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
@@ -47,6 +52,7 @@ struct State {
     commands: Commands,
     config: HttpConfig,
     auth: Authenticator,
+    limiter: Arc<WriteRateLimiter>,
 }
 
 /// Serves `commands` on `listener` until `shutdown` completes (requests in flight finish).
@@ -80,10 +86,12 @@ pub fn routes(
         DidResolver::new(config.resolver.clone()),
         config.dev_auth,
     );
+    let limiter = Arc::new(WriteRateLimiter::new(config.rate_limit.clone()));
     let state = State {
         commands,
         config,
         auth,
+        limiter,
     };
     let state = warp::any().map(move || state.clone());
     let xrpc =
@@ -224,6 +232,21 @@ async fn xrpc(
         return Err(XrpcError::auth_required(
             "Cannot write to another user's repository",
         ));
+    }
+    if let Err(wait) = state
+        .limiter
+        .check(caller.as_str(), ops.len().max(1) as u32)
+    {
+        let mut response = XrpcError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "RateLimitExceeded",
+            format!("Write rate limit exceeded. Try again in {wait}s."),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(warp::http::header::RETRY_AFTER, wait.into());
+        return Ok(response);
     }
     let result = match commands.write(&caller, ops.clone(), swap_commit).await {
         // Development callers are enrolled in every allowed boundary on first use.

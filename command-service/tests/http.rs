@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use stratos_command::Commands;
 use stratos_command::auth::ResolverConfig;
 use stratos_command::http::{HttpConfig, serve};
+use stratos_command::rate_limit::RateLimitConfig;
 use stratos_store::Store;
 use support::{GENERAL, SERVICE, Stack};
 use tokio::sync::oneshot;
@@ -26,11 +27,10 @@ struct Server {
 
 impl Server {
     async fn start(dev_auth: bool) -> Self {
-        Self::start_with(dev_auth, true).await
+        Self::start_with(dev_auth, RateLimitConfig::default()).await
     }
 
-    /// `allow_private`: whether token issuers' DID documents may be fetched from loopback.
-    async fn start_with(dev_auth: bool, allow_private: bool) -> Self {
+    async fn start_with(dev_auth: bool, rate_limit: RateLimitConfig) -> Self {
         let stack = Stack::new("sqlite").await;
         let commands = stack.commands().await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -40,10 +40,11 @@ impl Server {
             dev_auth,
             max_body: 64 * 1024,
             resolver: ResolverConfig {
-                allow_private,
+                allow_private: true,
                 allow_http: true,
                 ..ResolverConfig::default()
             },
+            rate_limit,
         };
         tokio::spawn(serve(listener, commands.clone(), http, async move {
             let _ = stopped.await;
@@ -342,5 +343,54 @@ async fn development_tokens_are_refused_unless_switched_on() {
         .await
         .unwrap();
     assert!(robots.contains("Disallow: /"));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_over_the_rate_limit_are_refused_with_retry_after() {
+    let server = Server::start_with(
+        true,
+        RateLimitConfig {
+            max_writes: 3,
+            window: std::time::Duration::from_secs(60),
+            cooldown: std::time::Duration::from_secs(10),
+            jitter: std::time::Duration::ZERO,
+        },
+    )
+    .await;
+    let create =
+        json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("x")});
+    for _ in 0..3 {
+        let (status, body) = server
+            .call("com.atproto.repo.createRecord", Some(ALICE), &create)
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let response = server
+        .client
+        .post(format!(
+            "{}/xrpc/com.atproto.repo.createRecord",
+            server.base
+        ))
+        .bearer_auth(ALICE)
+        .json(&create)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 429);
+    assert_eq!(response.headers()["retry-after"], "10");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "RateLimitExceeded");
+    assert_eq!(server.store.records(ALICE).await.unwrap().len(), 3);
+    // Another actor is not affected.
+    let bob = "did:plc:bob";
+    let (status, _) = server
+        .call(
+            "com.atproto.repo.createRecord",
+            Some(bob),
+            &json!({"repo": bob, "collection": "zone.stratos.feed.post", "record": post("y")}),
+        )
+        .await;
+    assert_eq!(status, 200);
     server.stop().await;
 }

@@ -86,6 +86,7 @@ async fn start(stack: &Stack, allow_private: bool) -> (String, oneshot::Sender<(
             allow_http: true,
             ..ResolverConfig::default()
         },
+        ..HttpConfig::default()
     };
     tokio::spawn(serve(
         listener,

@@ -10,8 +10,9 @@ use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use stratos_command::auth::{ResolverConfig, install_tls_provider};
+use stratos_command::auth::install_tls_provider;
 use stratos_command::http::{HttpConfig, serve};
+use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_projector::service::{ProjectorOptions, start};
 use stratos_store::{MasterKey, RebuildTarget};
@@ -22,7 +23,8 @@ use crate::options::{LogOptions, connect_store, connect_views};
 /// Arguments of `stratos bench write`.
 #[derive(Debug, Args)]
 pub struct WriteArgs {
-    /// A running service to drive (started with `--dev-auth`); by default one is started here.
+    /// A running service to drive (started with `--dev-auth` and a write rate limit above the
+    /// load); by default one is started here.
     #[arg(long)]
     url: Option<String>,
     /// The boundary to post in, when driving `--url` (default: `<service DID>/general`).
@@ -295,10 +297,14 @@ async fn start_local(args: &WriteArgs) -> Result<Local> {
         },
     );
     let (stop, stopped) = oneshot::channel::<()>();
+    // The bench measures the write path, not the per-DID rate limit.
     let config = HttpConfig {
         dev_auth: true,
-        max_body: 1024 * 1024,
-        resolver: ResolverConfig::default(),
+        rate_limit: RateLimitConfig {
+            max_writes: u32::MAX,
+            ..RateLimitConfig::default()
+        },
+        ..HttpConfig::default()
     };
     let server = tokio::spawn(serve(listener, commands, config, async move {
         let _ = stopped.await;

@@ -6,8 +6,10 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 use stratos_command::auth::ResolverConfig;
 use stratos_command::http::{HttpConfig, serve};
+use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_projector::service::{ProjectorOptions, start};
 use stratos_store::{MasterKey, Store};
@@ -46,6 +48,22 @@ pub struct ServiceOptions {
     /// The largest request body, in bytes.
     #[arg(long, env = "STRATOS_MAX_BODY", default_value_t = 1024 * 1024)]
     max_body: u64,
+    /// Writes allowed per DID per window.
+    #[arg(long, env = "STRATOS_WRITE_RATE_MAX_WRITES", default_value_t = 300)]
+    write_rate_max_writes: u32,
+    /// The rate limit's sliding window, in milliseconds.
+    #[arg(long, env = "STRATOS_WRITE_RATE_WINDOW_MS", default_value_t = 60_000)]
+    write_rate_window_ms: u64,
+    /// How long writes are refused after the limit was exceeded, in milliseconds.
+    #[arg(long, env = "STRATOS_WRITE_RATE_COOLDOWN_MS", default_value_t = 10_000)]
+    write_rate_cooldown_ms: u64,
+    /// A random extra cooldown in [0, jitter) milliseconds.
+    #[arg(
+        long,
+        env = "STRATOS_WRITE_RATE_COOLDOWN_JITTER_MS",
+        default_value_t = 1_000
+    )]
+    write_rate_cooldown_jitter_ms: u64,
     /// The PLC directory that resolves token issuers' `did:plc`.
     #[arg(long, env = "STRATOS_PLC_URL", default_value = "https://plc.directory")]
     plc_url: String,
@@ -177,6 +195,12 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             allow_private: options.allow_private_did_hosts,
             allow_http: options.allow_private_did_hosts,
             ..ResolverConfig::default()
+        },
+        rate_limit: RateLimitConfig {
+            max_writes: options.write_rate_max_writes,
+            window: Duration::from_millis(options.write_rate_window_ms),
+            cooldown: Duration::from_millis(options.write_rate_cooldown_ms),
+            jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
     }
 }
