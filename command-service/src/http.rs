@@ -86,6 +86,8 @@ pub fn routes(
         DidResolver::new(config.resolver.clone()),
         config.dev_auth,
     );
+    // Record from now on (the projectors in this process included).
+    crate::metrics::handle();
     let limiter = Arc::new(WriteRateLimiter::new(config.rate_limit.clone()));
     let state = State {
         commands,
@@ -104,10 +106,25 @@ pub fn routes(
             .and(warp::body::bytes())
             .then(
                 |nsid: String, method: Method, headers: HeaderMap, state: State, body: Body| async move {
-                    match xrpc(&state, &nsid, &method, &headers, &body).await {
+                    let started = std::time::Instant::now();
+                    let response = match xrpc(&state, &nsid, &method, &headers, &body).await {
                         Ok(response) => response,
                         Err(error) => error.into_response(),
-                    }
+                    };
+                    // Unknown methods are counted together, so callers cannot grow the labels.
+                    let label = match PROCEDURES.contains(&nsid.as_str()) {
+                        true => nsid,
+                        false => "unknown".to_string(),
+                    };
+                    metrics::counter!(
+                        "stratos_xrpc_requests_total",
+                        "method" => label.clone(),
+                        "status" => response.status().as_u16().to_string()
+                    )
+                    .increment(1);
+                    metrics::histogram!("stratos_xrpc_request_seconds", "method" => label)
+                        .record(started.elapsed().as_secs_f64());
+                    response
                 },
             );
     let did_document = warp::path!(".well-known" / "did.json")
@@ -121,6 +138,14 @@ pub fn routes(
         .and(warp::get())
         .and(state.clone())
         .then(|state: State| async move { health(&state.commands).await });
+    let metrics = warp::path!("metrics").and(warp::get()).map(|| {
+        let mut response = Response::new(crate::metrics::handle().render().into());
+        response.headers_mut().insert(
+            warp::http::header::CONTENT_TYPE,
+            warp::http::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        response
+    });
     let robots =
         warp::path!("robots.txt").map(|| Response::new("User-agent: *\nDisallow: /\n".into()));
     let limit = {
@@ -143,6 +168,8 @@ pub fn routes(
             xrpc.or(did_document)
                 .unify()
                 .or(health)
+                .unify()
+                .or(metrics)
                 .unify()
                 .or(robots)
                 .unify(),

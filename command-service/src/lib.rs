@@ -9,6 +9,7 @@
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
 //! * [`auth`] — ATProto service-auth tokens checked against the issuer's DID document (with an
 //!   SSRF-guarded, cached resolver), and the development-only `Bearer <did>`;
+//! * [`metrics`] — the Prometheus recorder behind `GET /metrics`;
 //! * [`rate_limit`] — per-DID write rate limits (spec §13.1);
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
 //!   health, XRPC errors and body limits.
@@ -17,6 +18,7 @@ pub mod auth;
 mod enroll;
 mod error;
 pub mod http;
+pub mod metrics;
 mod outcomes;
 pub mod rate_limit;
 mod service;

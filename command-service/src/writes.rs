@@ -163,6 +163,7 @@ impl Commands {
             match self.outcomes.wait(position).await? {
                 Decision::Applied => return Ok(WriteResult { results, commit }),
                 Decision::Rejected(reason) => {
+                    metrics::counter!("stratos_write_retries_total").increment(1);
                     tracing::debug!(%did, %reason, "commit rejected; rebuilding on the projected head");
                     // Another commit won: rebuild from the projection, which has decided ours.
                     *self.slot(did).lock().await = None;

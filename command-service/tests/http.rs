@@ -164,6 +164,31 @@ async fn writes_over_http() {
         .await;
     assert_eq!(status, 200, "{deleted}");
     assert!(deleted["commit"]["rev"].is_string());
+
+    // The writes show in the Prometheus metrics.
+    let metrics = server
+        .client
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"stratos_xrpc_requests_total{method="com.atproto.repo.createRecord",status="200"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stratos_xrpc_request_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("stratos_projector_events_total"),
+        "{metrics}"
+    );
     server.stop().await;
 }
 

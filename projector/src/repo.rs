@@ -182,12 +182,20 @@ impl PartitionProjector {
             rejected,
             truncated: false,
         };
+        let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         tx.write(&batch).await?;
         tx.set_position(CONSUMER, self.partition, next_offset)
             .await?;
         tx.notify(&progress.to_payload()).await?;
         tx.commit().await?;
+        let rejected = progress.rejected.len() as u64;
+        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")
+            .increment(records.len() as u64 - rejected);
+        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "rejected")
+            .increment(rejected);
+        metrics::histogram!("stratos_projector_batch_seconds", "projector" => "repo")
+            .record(started.elapsed().as_secs_f64());
         Ok(progress)
     }
 

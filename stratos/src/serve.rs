@@ -112,6 +112,7 @@ pub struct CommandServiceArgs {
 /// Runs the command service and the projectors in one process until SIGINT or SIGTERM.
 pub fn run_up(args: UpArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
+        stratos_command::metrics::handle();
         let master = master_key(&args.store)?;
         let log = args.log.open(false).await?;
         let store = connect_store(&args.store.database_url, master).await?;

@@ -1,0 +1,31 @@
+//! Prometheus metrics: one recorder per process, rendered at `GET /metrics`.
+//!
+//! Recorded here: `stratos_xrpc_requests_total{method,status}`,
+//! `stratos_xrpc_request_seconds{method}`, `stratos_write_retries_total`; the projectors add
+//! `stratos_projector_events_total{projector,outcome}` and `stratos_projector_batch_seconds`.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+/// Latency buckets, in seconds.
+const BUCKETS: &[f64] = &[
+    0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0,
+];
+
+/// The process's recorder, installed on first use.
+pub fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new();
+        let builder = builder
+            .set_buckets(BUCKETS)
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (e.g. by an embedding program); then this
+        // one only renders what it recorded itself, which is nothing.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
