@@ -275,13 +275,19 @@ async fn xrpc(
             .insert(warp::http::header::RETRY_AFTER, wait.into());
         return Ok(response);
     }
-    let result = match commands.write(&caller, ops.clone(), swap_commit).await {
+    let key = idempotency_key(headers)?;
+    let result = match commands
+        .write_idempotent(&caller, ops.clone(), swap_commit, key)
+        .await
+    {
         // Development callers are enrolled in every allowed boundary on first use.
         Err(CommandError::NotEnrolled) if config.dev_auth => {
             commands
                 .enroll(&caller, &commands.allowed_boundaries())
                 .await?;
-            commands.write(&caller, ops, swap_commit).await?
+            commands
+                .write_idempotent(&caller, ops, swap_commit, key)
+                .await?
         }
         other => other?,
     };
@@ -291,6 +297,21 @@ async fn xrpc(
         _ => record_output(&result),
     };
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// The `Idempotency-Key` header: 1 to 256 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, XrpcError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str() {
+        Ok(key) if (1..=256).contains(&key.len()) && key.bytes().all(|b| b.is_ascii_graphic()) => {
+            Ok(Some(key))
+        }
+        _ => Err(XrpcError::invalid_request(
+            "Idempotency-Key must be 1 to 256 visible ASCII characters",
+        )),
+    }
 }
 
 fn kind(op: &WriteOp) -> &'static str {

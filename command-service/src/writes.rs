@@ -7,11 +7,14 @@
 //! (another instance, or a rejected predecessor), the write is rebuilt on the projected head and
 //! appended again, a bounded number of times.
 
+use stratos_projector::repo::DUPLICATE_REQUEST;
 use stratos_schema::Cid;
 use stratos_schema::Ipld;
 use stratos_schema::commit::UnsignedCommit;
 use stratos_schema::data::{cid_for_dag_cbor, to_dag_cbor};
-use stratos_schema::events::{CommitEvent, CommitSlice, Event, OpAction, RepoOp, SealedRecord};
+use stratos_schema::events::{
+    CommitEvent, CommitSlice, Event, OpAction, RepoOp, RequestRef, RequestResult, SealedRecord,
+};
 use stratos_schema::lexicon::{
     POST_COLLECTION, ValidationContext, check_record_author, validate_record,
 };
@@ -102,6 +105,25 @@ impl Commands {
         ops: Vec<WriteOp>,
         swap_commit: Option<Cid>,
     ) -> Result<WriteResult, CommandError> {
+        self.write_idempotent(did, ops, swap_commit, None).await
+    }
+
+    /// [`Commands::write`] for a request carrying an `Idempotency-Key`: the first request with
+    /// a key is applied once; every retry with the same key (to any instance, also after a
+    /// crash) gets the original answer.
+    pub async fn write_idempotent(
+        &self,
+        did: &Did,
+        ops: Vec<WriteOp>,
+        swap_commit: Option<Cid>,
+        idempotency_key: Option<&str>,
+    ) -> Result<WriteResult, CommandError> {
+        let request_key = idempotency_key.map(hash_key);
+        if let Some(key) = &request_key
+            && let Some(answer) = self.answered(did, key).await?
+        {
+            return Ok(answer);
+        }
         if ops.len() > MAX_WRITES {
             return Err(CommandError::InvalidRequest(format!(
                 "at most {MAX_WRITES} writes per commit"
@@ -134,7 +156,18 @@ impl Commands {
                 let Some(repo) = guard.as_mut() else {
                     return Err(CommandError::NotEnrolled);
                 };
-                let built = self.build(did, repo, &ops, swap_commit).await?;
+                let mut built = self.build(did, repo, &ops, swap_commit).await?;
+                built.event.request = request_key.as_ref().map(|key| RequestRef {
+                    key: key.clone(),
+                    results: built
+                        .results
+                        .iter()
+                        .map(|r| RequestResult {
+                            uri: r.uri.clone(),
+                            cid: r.cid,
+                        })
+                        .collect(),
+                });
                 let commit = CommitRef {
                     cid: built.event.slice.commit,
                     rev: built.event.slice.rev.to_string(),
@@ -152,6 +185,7 @@ impl Commands {
                         return Err(error.into());
                     }
                 };
+                crash_after_append(idempotency_key);
                 for cid in &built.removed {
                     repo.blocks.remove(cid);
                 }
@@ -162,6 +196,13 @@ impl Commands {
             };
             match self.outcomes.wait(position).await? {
                 Decision::Applied => return Ok(WriteResult { results, commit }),
+                Decision::Rejected(reason) if reason.starts_with(DUPLICATE_REQUEST) => {
+                    // An earlier attempt of this request (perhaps before a crash) was applied.
+                    let key = request_key.as_deref().unwrap_or_default();
+                    return self.answered(did, key).await?.ok_or_else(|| {
+                        CommandError::Internal(format!("no stored answer for request {key}"))
+                    });
+                }
                 Decision::Rejected(reason) => {
                     metrics::counter!("stratos_write_retries_total").increment(1);
                     tracing::debug!(%did, %reason, "commit rejected; rebuilding on the projected head");
@@ -173,6 +214,37 @@ impl Commands {
         }
         tracing::warn!(%did, reason = %last_reason, "write gave up after repeated rejections");
         Err(CommandError::ConcurrentModification)
+    }
+
+    /// The stored answer to `did`'s request `key` (a hash), if it was applied.
+    async fn answered(&self, did: &Did, key: &str) -> Result<Option<WriteResult>, CommandError> {
+        let Some(stored) = self.store.request(did.as_str(), key).await? else {
+            return Ok(None);
+        };
+        let corrupt = |what: &str| CommandError::Internal(format!("stored answer: {what}"));
+        let results: Vec<serde_json::Value> =
+            serde_json::from_str(&stored.results).map_err(|e| corrupt(&e.to_string()))?;
+        let results = results
+            .iter()
+            .map(|r| {
+                Ok(OpResult {
+                    uri: r["uri"].as_str().ok_or_else(|| corrupt("uri"))?.to_string(),
+                    cid: r["cid"]
+                        .as_str()
+                        .map(stratos_schema::data::parse_cid)
+                        .transpose()
+                        .map_err(|e| corrupt(&e.to_string()))?,
+                })
+            })
+            .collect::<Result<_, CommandError>>()?;
+        Ok(Some(WriteResult {
+            results,
+            commit: CommitRef {
+                cid: stratos_schema::data::parse_cid(&stored.commit_cid)
+                    .map_err(|e| corrupt(&e.to_string()))?,
+                rev: stored.rev,
+            },
+        }))
     }
 
     fn fresh_rkey(&self) -> RecordKey {
@@ -326,6 +398,7 @@ impl Commands {
             since: Some(repo.head.rev.clone()),
             ops: repo_ops,
             records: sealed,
+            request: None,
         };
         Ok(Built {
             event,
@@ -368,6 +441,30 @@ impl WriteOp {
             } => (collection, Some(rkey.clone())),
         }
     }
+}
+
+/// Fault injection for crash tests (feature `fault-injection`, never in release builds): the
+/// process aborts right after appending the commit of the request whose idempotency key is
+/// `STRATOS_FAULT_ABORT_AFTER_APPEND`, before anyone hears the answer.
+#[cfg(feature = "fault-injection")]
+fn crash_after_append(key: Option<&str>) {
+    if let (Some(key), Ok(target)) = (key, std::env::var("STRATOS_FAULT_ABORT_AFTER_APPEND"))
+        && key == target
+    {
+        std::process::abort();
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn crash_after_append(_: Option<&str>) {}
+
+/// The SHA-256 (hex) of a client's idempotency key: what the log and the store keep.
+fn hash_key(key: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(key.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Collections are `zone.stratos.*`; post keys are TIDs.

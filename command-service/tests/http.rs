@@ -419,3 +419,40 @@ async fn writes_over_the_rate_limit_are_refused_with_retry_after() {
     assert_eq!(status, 200);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_gets_the_original_answer() {
+    let server = Server::start(true).await;
+    let send = |key: &'static str, text: &'static str| {
+        let request = server
+            .client
+            .post(format!("{}/xrpc/com.atproto.repo.createRecord", server.base))
+            .bearer_auth(ALICE)
+            .header("Idempotency-Key", key)
+            .json(&json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post(text)}));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    let (status, first) = send("order-1", "once").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, again) = send("order-1", "once").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["uri"], first["uri"]);
+    assert_eq!(again["cid"], first["cid"]);
+    assert_eq!(again["commit"], first["commit"]);
+    assert_eq!(server.store.records(ALICE).await.unwrap().len(), 1);
+    let (status, other) = send("order-2", "twice").await;
+    assert_eq!(status, 200);
+    assert_ne!(other["uri"], first["uri"]);
+    assert_eq!(server.store.records(ALICE).await.unwrap().len(), 2);
+    let (status, bad) = send("has space", "x").await;
+    assert_eq!(
+        (status, bad["error"].as_str().unwrap()),
+        (400, "InvalidRequest")
+    );
+    assert_eq!(server.store.records(ALICE).await.unwrap().len(), 2);
+    server.stop().await;
+}

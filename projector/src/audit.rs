@@ -55,6 +55,8 @@ pub struct Auditor {
     did: Did,
     state: Option<ActorState>,
     blocks: BlockMap,
+    /// Idempotent requests already answered, as the repo projector counts them.
+    requests: std::collections::HashSet<String>,
 }
 
 impl Auditor {
@@ -64,6 +66,7 @@ impl Auditor {
             did,
             state: None,
             blocks: BlockMap::new(),
+            requests: std::collections::HashSet::new(),
         }
     }
 
@@ -142,8 +145,21 @@ impl Auditor {
                     .iter()
                     .map(|op| format!("{} {}", action(op.action), op.path))
                     .collect();
+                if let Some(request) = &commit.request
+                    && self.requests.contains(&request.key)
+                {
+                    entry.chain = Check::Failed(format!(
+                        "{} {}",
+                        crate::repo::DUPLICATE_REQUEST,
+                        request.key
+                    ));
+                    return Some(entry);
+                }
                 match decide_commit(self.state.as_ref(), &commit, &self.blocks) {
                     Ok(applied) => {
+                        if let Some(request) = &commit.request {
+                            self.requests.insert(request.key.clone());
+                        }
                         entry.signature = Check::Ok;
                         entry.chain = Check::Ok;
                         for cid in &applied.removed_blocks {

@@ -17,10 +17,14 @@ use stratos_schema::events::{
 };
 use stratos_schema::keys::PublicKey;
 use stratos_schema::mst::Mst;
-use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError};
+use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest};
 use tokio::sync::broadcast;
 
 use crate::arbiter::{ActorState, Applied, Head, RecordChange, Rejection, decide_commit};
+
+/// The rejection reason of a commit answering a request that was already answered; the
+/// request's key follows.
+pub const DUPLICATE_REQUEST: &str = "duplicate request";
 
 /// The consumer name the repo projector stores its positions under.
 pub const CONSUMER: &str = "repo";
@@ -337,6 +341,13 @@ impl PartitionProjector {
         event: &CommitEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
+        // A retried idempotent request is answered once.
+        if let Some(request) = &event.request
+            && (batch.has_request(&did, &request.key)
+                || self.store.request(&did, &request.key).await?.is_some())
+        {
+            return Ok(Err(format!("{DUPLICATE_REQUEST} {}", request.key)));
+        }
         let Some(actor) = self.actor(&did).await? else {
             return Ok(Err(Rejection::UnknownActor.to_string()));
         };
@@ -345,6 +356,20 @@ impl PartitionProjector {
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
         record_applied(batch, actor, event, &applied);
+        if let Some(request) = &event.request {
+            let results: Vec<serde_json::Value> = request
+                .results
+                .iter()
+                .map(|r| serde_json::json!({"uri": r.uri, "cid": r.cid.map(|c| c.to_string())}))
+                .collect();
+            batch.put_request(StoredRequest {
+                did: did.clone(),
+                key: request.key.clone(),
+                commit_cid: applied.head.commit.to_string(),
+                rev: applied.head.rev.to_string(),
+                results: serde_json::Value::Array(results).to_string(),
+            });
+        }
         Ok(Ok(()))
     }
 
@@ -374,6 +399,7 @@ impl PartitionProjector {
             prev_commit: event.prev_commit,
             ops: event.entries,
             records: event.records,
+            request: None,
         };
         if commit.ops.iter().any(|op| op.action != OpAction::Create) {
             return Ok(Err("an import may only create records".into()));

@@ -61,6 +61,7 @@ fn commit_event(actor_key: &Keypair, data_key: &DataKey) -> CommitEvent {
             boundaries: vec![BOUNDARY.into()],
         }],
         records: vec![SealedRecord::seal(data_key, &did(), record_cid, &record)],
+        request: None,
     }
 }
 

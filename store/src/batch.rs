@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use sqlx::QueryBuilder;
 use stratos_schema::Cid;
 
+use crate::requests::StoredRequest;
 use crate::store::{Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, on_tx};
 
 /// A record's key: actor, collection, record key.
@@ -32,6 +33,7 @@ pub struct ProjectionBatch {
     heads: BTreeMap<String, Head>,
     events: Vec<EventRow>,
     rejections: Vec<(u32, u64, String, String)>,
+    requests: Vec<StoredRequest>,
 }
 
 impl ProjectionBatch {
@@ -102,6 +104,16 @@ impl ProjectionBatch {
         });
     }
 
+    /// Stores the answer to an idempotent request.
+    pub fn put_request(&mut self, request: StoredRequest) {
+        self.requests.push(request);
+    }
+
+    /// Whether this batch already answers `(did, key)`.
+    pub fn has_request(&self, did: &str, key: &str) -> bool {
+        self.requests.iter().any(|r| r.did == did && r.key == key)
+    }
+
     /// Records that the event at a log position was refused, and why.
     pub fn reject(&mut self, partition: u32, offset: u64, did: &str, reason: &str) {
         self.rejections
@@ -166,6 +178,9 @@ impl StoreTx {
                 });
                 query.build().execute(&mut **tx).await?;
             });
+        }
+        for request in &batch.requests {
+            self.put_request(request).await?;
         }
         for (partition, offset, did, reason) in &batch.rejections {
             self.record_rejection(*partition, *offset, did, reason)

@@ -77,6 +77,17 @@ const TABLES: &[Table] = &[
         ],
         order: "did",
     },
+    Table {
+        name: "request",
+        columns: &[
+            ("did", false),
+            ("key", false),
+            ("commit_cid", false),
+            ("rev", false),
+            ("results", false),
+        ],
+        order: "did, key",
+    },
 ];
 
 impl Store {

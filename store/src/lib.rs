@@ -17,6 +17,7 @@ mod enrollments;
 pub mod keys;
 mod notify;
 mod rebuild;
+mod requests;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -26,6 +27,7 @@ pub use self::batch::ProjectionBatch;
 pub use self::keys::{KeyKind, MasterKey};
 pub use self::notify::OUTCOME_CHANNEL;
 pub use self::rebuild::RebuildTarget;
+pub use self::requests::StoredRequest;
 pub use self::store::{
     ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
 };

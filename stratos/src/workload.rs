@@ -122,6 +122,7 @@ impl Actor {
                 boundaries: vec![BOUNDARY.to_string()],
             }],
             records: vec![SealedRecord::seal(&self.data_key, &self.did, cid, &record)],
+            request: None,
         }))
     }
 }

@@ -81,6 +81,7 @@ impl Actor {
                 boundaries: vec![BOUNDARY.into()],
             }],
             records: vec![SealedRecord::seal(&self.data_key, &self.did, cid, &block)],
+            request: None,
         };
         if signer.is_none() {
             self.head = (event.slice.commit, rev);

@@ -104,3 +104,111 @@ async fn up_serves_writes_and_stops_cleanly() {
     let verify = stratos(&["verify-projections", "--master-key-file", "data/master.key"]);
     assert!(verify.status.success(), "{verify:?}");
 }
+
+/// A process that crashed after appending a write but before answering: the client retries
+/// with the same `Idempotency-Key` against the restarted service and gets one record and the
+/// original answer.
+#[tokio::test]
+async fn a_retry_after_a_crash_gets_the_original_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = |crash: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+        command
+            .args(["up", "--dev-auth", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-url", &base])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("STRATOS_MASTER_KEY")
+            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if crash {
+            command.env("STRATOS_FAULT_ABORT_AFTER_APPEND", "crash-me");
+        } else {
+            command.env_remove("STRATOS_FAULT_ABORT_AFTER_APPEND");
+        }
+        command.spawn().unwrap()
+    };
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::new();
+    let ready = |client: reqwest::Client, base: String| async move {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(response) = client.get(format!("{base}/health")).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "stratos up did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let boundary = format!("did:web:127.0.0.1%3A{port}/general");
+    let write = |key: Option<&'static str>| {
+        let mut request = client
+            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+            .bearer_auth("did:plc:alice")
+            .json(&json!({
+                "repo": "did:plc:alice",
+                "collection": "zone.stratos.feed.post",
+                "record": {
+                    "$type": "zone.stratos.feed.post",
+                    "text": "exactly once",
+                    "boundary": {"values": [{"value": boundary}]},
+                    "createdAt": "2026-11-28T12:00:00.000Z",
+                },
+            }));
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send()
+    };
+
+    let mut crashing = start(true);
+    ready(client.clone(), base.clone()).await;
+    assert!(write(None).await.unwrap().status().is_success());
+    // The process dies after the append, before the answer.
+    assert!(write(Some("crash-me")).await.is_err());
+    let status = crashing.wait().unwrap();
+    assert!(!status.success(), "{status:?}");
+
+    let mut restarted = start(false);
+    ready(client.clone(), base.clone()).await;
+    let response = write(Some("crash-me")).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let answer: Value = response.json().await.unwrap();
+    // And once more, for good measure.
+    let again: Value = write(Some("crash-me")).await.unwrap().json().await.unwrap();
+    assert_eq!(again, answer);
+    Command::new("kill")
+        .args(["-TERM", &restarted.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(restarted.wait().unwrap().success());
+
+    // One record from the crashed request, which is the one the answer names.
+    let audit = Command::new(env!("CARGO_BIN_EXE_stratos"))
+        .args(["audit", "did:plc:alice", "--json"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(audit.status.success(), "{audit:?}");
+    let creates: Vec<String> = String::from_utf8_lossy(&audit.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|entry| entry["chain"] == "ok" && entry["type"] == "#commit")
+        .flat_map(|entry| {
+            entry["ops"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|op| op.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(creates.len(), 2, "{creates:?}");
+    let rkey = answer["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+    assert!(creates[1].ends_with(rkey), "{creates:?} vs {answer}");
+}

@@ -141,6 +141,7 @@ impl Writer {
             since: self.head.as_ref().map(|h| h.rev.clone()),
             ops,
             records,
+            request: None,
         };
         self.head = Some(Head {
             commit: event.slice.commit,

@@ -175,6 +175,28 @@ pub struct CommitEvent {
     pub ops: Vec<RepoOp>,
     /// The new record blocks, sealed with the actor's data key.
     pub records: Vec<SealedRecord>,
+    /// The client request this commit answers, when it carried an `Idempotency-Key`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<RequestRef>,
+}
+
+/// An idempotent client request and its answer, carried by the commit that answers it so a
+/// retried request (even to another instance, even after a crash) gets the same answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRef {
+    /// SHA-256 (hex) of the caller's `Idempotency-Key`; the key itself is not logged.
+    pub key: String,
+    /// The answer's per-operation results, in request order.
+    pub results: Vec<RequestResult>,
+}
+
+/// One operation's result in an idempotent answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestResult {
+    /// `at://did/collection/rkey`.
+    pub uri: String,
+    /// The record CID, for creates and updates.
+    pub cid: Option<Cid>,
 }
 
 /// A commit as the actor stream (`subscribeRecords`) sequences it: the body of a `#commit` frame
