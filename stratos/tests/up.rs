@@ -17,34 +17,49 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test]
-async fn up_serves_writes_and_stops_cleanly() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut up = Command::new(env!("CARGO_BIN_EXE_stratos"))
+/// `stratos up --dev-auth` on `port` in `dir`; with `crash_key`, it aborts right after
+/// appending the write of the request with that idempotency key (a test-build fault point).
+fn spawn_up(dir: &std::path::Path, port: u16, crash_key: Option<&str>) -> std::process::Child {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+    command
         .args(["up", "--dev-auth", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &base])
-        .current_dir(dir.path())
+        .args(["--public-url", &format!("http://127.0.0.1:{port}")])
+        .current_dir(dir)
         .env_remove("DATABASE_URL")
         .env_remove("STRATOS_MASTER_KEY")
         .env_remove("STRATOS_KAFKA_BOOTSTRAP")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    stratos_command::auth::install_tls_provider();
-    let client = reqwest::Client::new();
+        .stderr(Stdio::null());
+    match crash_key {
+        Some(key) => command.env("STRATOS_FAULT_ABORT_AFTER_APPEND", key),
+        None => command.env_remove("STRATOS_FAULT_ABORT_AFTER_APPEND"),
+    };
+    command.spawn().unwrap()
+}
+
+/// Waits until the service at `base` answers its health check.
+async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if let Ok(response) = client.get(format!("{base}/health")).send().await
             && response.status().is_success()
         {
-            break;
+            return;
         }
         assert!(Instant::now() < deadline, "stratos up did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn up_serves_writes_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut up = spawn_up(dir.path(), port, None);
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
 
     let boundary = format!("did:web:127.0.0.1%3A{port}/general");
     let mut uris = Vec::new();
@@ -113,38 +128,8 @@ async fn a_retry_after_a_crash_gets_the_original_answer() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let start = |crash: bool| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
-        command
-            .args(["up", "--dev-auth", "--listen", &format!("127.0.0.1:{port}")])
-            .args(["--public-url", &base])
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("STRATOS_MASTER_KEY")
-            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        if crash {
-            command.env("STRATOS_FAULT_ABORT_AFTER_APPEND", "crash-me");
-        } else {
-            command.env_remove("STRATOS_FAULT_ABORT_AFTER_APPEND");
-        }
-        command.spawn().unwrap()
-    };
     stratos_command::auth::install_tls_provider();
     let client = reqwest::Client::new();
-    let ready = |client: reqwest::Client, base: String| async move {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(response) = client.get(format!("{base}/health")).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "stratos up did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    };
     let boundary = format!("did:web:127.0.0.1%3A{port}/general");
     let write = |key: Option<&'static str>| {
         let mut request = client
@@ -166,16 +151,16 @@ async fn a_retry_after_a_crash_gets_the_original_answer() {
         request.send()
     };
 
-    let mut crashing = start(true);
-    ready(client.clone(), base.clone()).await;
+    let mut crashing = spawn_up(dir.path(), port, Some("crash-me"));
+    wait_ready(&client, &base).await;
     assert!(write(None).await.unwrap().status().is_success());
     // The process dies after the append, before the answer.
     assert!(write(Some("crash-me")).await.is_err());
     let status = crashing.wait().unwrap();
     assert!(!status.success(), "{status:?}");
 
-    let mut restarted = start(false);
-    ready(client.clone(), base.clone()).await;
+    let mut restarted = spawn_up(dir.path(), port, None);
+    wait_ready(&client, &base).await;
     let response = write(Some("crash-me")).await.unwrap();
     assert_eq!(response.status().as_u16(), 200);
     let answer: Value = response.json().await.unwrap();
