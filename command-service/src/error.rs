@@ -18,6 +18,12 @@ pub enum CommandError {
     /// The record to update or delete does not exist (`RecordNotFound`).
     #[error("{0}")]
     RecordNotFound(String),
+    /// An imported CAR file is malformed, oversized or not the caller's (`InvalidCar`).
+    #[error("{0}")]
+    InvalidCar(String),
+    /// The repository already has records, so it cannot be imported into (`RepoAlreadyExists`).
+    #[error("the repository already has records")]
+    RepoAlreadyExists,
     /// The caller is not enrolled (`NotEnrolled`).
     #[error("User is not enrolled in this Stratos service")]
     NotEnrolled,
@@ -40,6 +46,8 @@ impl CommandError {
             Self::Record(error) => error.code.xrpc_error(),
             Self::InvalidSwap(_) => "InvalidSwap",
             Self::RecordNotFound(_) => "RecordNotFound",
+            Self::InvalidCar(_) => "InvalidCar",
+            Self::RepoAlreadyExists => "RepoAlreadyExists",
             Self::NotEnrolled => "NotEnrolled",
             Self::ConcurrentModification => "ConcurrentModification",
             Self::Internal(_) => "InternalServerError",

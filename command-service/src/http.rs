@@ -33,6 +33,9 @@ pub struct HttpConfig {
     pub resolver: ResolverConfig,
     /// Per-DID write rate limits.
     pub rate_limit: RateLimitConfig,
+    /// The largest CAR file `importRepo` accepts, in bytes (the import is one log event, so
+    /// a Kafka topic's `max.message.bytes` must allow it too).
+    pub max_import: u64,
 }
 
 impl Default for HttpConfig {
@@ -42,6 +45,7 @@ impl Default for HttpConfig {
             max_body: 1024 * 1024,
             resolver: ResolverConfig::default(),
             rate_limit: RateLimitConfig::default(),
+            max_import: 64 * 1024 * 1024,
         }
     }
 }
@@ -152,15 +156,22 @@ pub fn routes(
         let state = state.clone();
         warp::any()
             .and(state)
+            .and(warp::path::full())
             .and(warp::header::optional::<u64>("content-length"))
-            .and_then(|state: State, length: Option<u64>| async move {
-                match length {
-                    Some(length) if length > state.config.max_body => {
-                        Err(warp::reject::custom(TooLarge(state.config.max_body)))
+            .and_then(
+                |state: State, path: warp::path::FullPath, length: Option<u64>| async move {
+                    let limit = match path.as_str() == IMPORT_PATH {
+                        true => state.config.max_import,
+                        false => state.config.max_body,
+                    };
+                    match length {
+                        Some(length) if length > limit => {
+                            Err(warp::reject::custom(TooLarge(limit)))
+                        }
+                        _ => Ok(()),
                     }
-                    _ => Ok(()),
-                }
-            })
+                },
+            )
             .untuple_one()
     };
     limit
@@ -177,6 +188,10 @@ pub fn routes(
         .recover(|rejection: Rejection| async move { Ok::<_, Infallible>(rejected(rejection)) })
         .unify()
 }
+
+/// The import procedure, which takes a CAR body instead of JSON.
+const IMPORT: &str = "zone.stratos.repo.importRepo";
+const IMPORT_PATH: &str = "/xrpc/zone.stratos.repo.importRepo";
 
 /// A body over the configured limit.
 #[derive(Debug)]
@@ -228,6 +243,18 @@ async fn xrpc(
         .caller(authorization, nsid)
         .await
         .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
+    if nsid == IMPORT {
+        let imported = commands
+            .import(&caller, body, state.config.max_import as usize)
+            .await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({
+                "imported": imported.records,
+                "commit": {"cid": imported.commit.cid.to_string(), "rev": imported.commit.rev},
+            }),
+        ));
+    }
     let (repo, ops, swap_commit, kinds) = match nsid {
         "com.atproto.repo.createRecord" => {
             let input: CreateRecordInput = input(body)?;

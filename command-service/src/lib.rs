@@ -4,6 +4,7 @@
 //!   build the MST and the signed commit on the actor's head with the actor's key, seal the
 //!   record blocks with the actor's data key, append one event, and answer once the repo
 //!   projector has applied it (read-your-writes);
+//!   [`Commands::import`] brings a repository in from a CAR file, re-signed with the actor's key;
 //! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
@@ -18,6 +19,7 @@ pub mod auth;
 mod enroll;
 mod error;
 pub mod http;
+mod import;
 pub mod metrics;
 mod outcomes;
 pub mod rate_limit;
@@ -26,6 +28,7 @@ mod writes;
 pub mod xrpc;
 
 pub use self::error::CommandError;
+pub use self::import::Imported;
 pub use self::outcomes::{Decision, Outcomes};
 pub use self::service::{CommandConfig, Commands, CommitRef, ServiceIdentity};
 pub use self::writes::{MAX_WRITES, OpResult, WriteOp, WriteResult};

@@ -412,7 +412,7 @@ impl Commands {
 
 impl Commands {
     /// Record validation (spec §3) and the author-boundary rule.
-    fn check_record(
+    pub(crate) fn check_record(
         &self,
         repo: &ActorRepo,
         collection: &Nsid,
@@ -468,7 +468,7 @@ fn hash_key(key: &str) -> String {
 }
 
 /// Collections are `zone.stratos.*`; post keys are TIDs.
-fn check_key(collection: &Nsid, rkey: &RecordKey) -> Result<(), CommandError> {
+pub(crate) fn check_key(collection: &Nsid, rkey: &RecordKey) -> Result<(), CommandError> {
     if !stratos_schema::lexicon::is_stratos_collection(collection.as_str()) {
         return Err(CommandError::Record(
             stratos_schema::lexicon::RecordError::new(

@@ -79,6 +79,7 @@ pub const PROCEDURES: &[&str] = &[
     "com.atproto.repo.putRecord",
     "com.atproto.repo.deleteRecord",
     "com.atproto.repo.applyWrites",
+    "zone.stratos.repo.importRepo",
 ];
 
 /// Decodes a JSON input body.

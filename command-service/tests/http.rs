@@ -45,6 +45,7 @@ impl Server {
                 ..ResolverConfig::default()
             },
             rate_limit,
+            ..HttpConfig::default()
         };
         tokio::spawn(serve(listener, commands.clone(), http, async move {
             let _ = stopped.await;

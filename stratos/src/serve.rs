@@ -64,6 +64,10 @@ pub struct ServiceOptions {
         default_value_t = 1_000
     )]
     write_rate_cooldown_jitter_ms: u64,
+    /// The largest CAR file `importRepo` accepts, in bytes (an import is one log event; with
+    /// Kafka, the topic's `max.message.bytes` must allow it too).
+    #[arg(long, env = "STRATOS_IMPORT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    import_max_bytes: u64,
     /// The PLC directory that resolves token issuers' `did:plc`.
     #[arg(long, env = "STRATOS_PLC_URL", default_value = "https://plc.directory")]
     plc_url: String,
@@ -191,6 +195,7 @@ fn http(options: &ServiceOptions) -> HttpConfig {
     HttpConfig {
         dev_auth: options.dev_auth,
         max_body: options.max_body,
+        max_import: options.import_max_bytes,
         resolver: ResolverConfig {
             plc_url: options.plc_url.clone(),
             allow_private: options.allow_private_did_hosts,

@@ -81,3 +81,22 @@ impl Stack {
         self.database.drop_database().await.unwrap();
     }
 }
+
+/// Serves a command side of `stack` over HTTP on a loopback port; stops when the sender drops.
+pub async fn serve_http(
+    stack: &Stack,
+    config: stratos_command::http::HttpConfig,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(stratos_command::http::serve(
+        listener,
+        stack.commands().await,
+        config,
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (base, stop)
+}
