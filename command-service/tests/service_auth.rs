@@ -8,10 +8,10 @@ mod support;
 
 use serde_json::{Value, json};
 use stratos_command::auth::ResolverConfig;
-use stratos_command::http::{HttpConfig, serve};
+use stratos_command::http::HttpConfig;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::service_auth::{Claims, sign_token};
-use support::{GENERAL, SERVICE, Stack};
+use support::{GENERAL, SERVICE, Stack, serve_http};
 use tokio::sync::oneshot;
 use warp::Filter;
 
@@ -75,12 +75,7 @@ fn claims(issuer: &Issuer, jti: &str) -> Claims {
 }
 
 async fn start(stack: &Stack, allow_private: bool) -> (String, oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
     let config = HttpConfig {
-        dev_auth: false,
-        max_body: 64 * 1024,
         resolver: ResolverConfig {
             allow_private,
             allow_http: true,
@@ -88,15 +83,7 @@ async fn start(stack: &Stack, allow_private: bool) -> (String, oneshot::Sender<(
         },
         ..HttpConfig::default()
     };
-    tokio::spawn(serve(
-        listener,
-        stack.commands().await,
-        config,
-        async move {
-            let _ = stopped.await;
-        },
-    ));
-    (base, stop)
+    serve_http(stack, config).await
 }
 
 async fn create(base: &str, issuer: &Issuer, token: &str) -> (u16, Value) {
