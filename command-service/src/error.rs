@@ -24,6 +24,15 @@ pub enum CommandError {
     /// The repository already has records, so it cannot be imported into (`RepoAlreadyExists`).
     #[error("the repository already has records")]
     RepoAlreadyExists,
+    /// A blob over the size limit (`BlobTooLarge`).
+    #[error("blobs are limited to {0} bytes")]
+    BlobTooLarge(usize),
+    /// A blob of a MIME type the service does not take (`InvalidMimeType`).
+    #[error("blobs of type {0} are not accepted")]
+    InvalidMimeType(String),
+    /// No such blob, or not one the caller may read (`BlobNotFound`).
+    #[error("Blob not found: {0}")]
+    BlobNotFound(String),
     /// The caller is not enrolled (`NotEnrolled`).
     #[error("User is not enrolled in this Stratos service")]
     NotEnrolled,
@@ -48,6 +57,9 @@ impl CommandError {
             Self::RecordNotFound(_) => "RecordNotFound",
             Self::InvalidCar(_) => "InvalidCar",
             Self::RepoAlreadyExists => "RepoAlreadyExists",
+            Self::BlobTooLarge(_) => "BlobTooLarge",
+            Self::InvalidMimeType(_) => "InvalidMimeType",
+            Self::BlobNotFound(_) => "BlobNotFound",
             Self::NotEnrolled => "NotEnrolled",
             Self::ConcurrentModification => "ConcurrentModification",
             Self::Internal(_) => "InternalServerError",

@@ -1,6 +1,7 @@
 //! The command service over HTTP: the write procedures under `/xrpc/`, the service's DID
 //! document, health and readiness, with XRPC errors for everything that goes wrong.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use warp::reply::Response;
 use warp::{Filter, Rejection};
 
 use crate::auth::{Authenticator, DidResolver, ResolverConfig};
+use crate::blobs::BlobLimits;
 use crate::error::CommandError;
 use crate::rate_limit::{RateLimitConfig, WriteRateLimiter};
 use crate::service::Commands;
@@ -36,6 +38,8 @@ pub struct HttpConfig {
     /// The largest CAR file `importRepo` accepts, in bytes (the import is one log event, so
     /// a Kafka topic's `max.message.bytes` must allow it too).
     pub max_import: u64,
+    /// Limits on uploaded blobs.
+    pub blobs: BlobLimits,
 }
 
 impl Default for HttpConfig {
@@ -46,6 +50,7 @@ impl Default for HttpConfig {
             resolver: ResolverConfig::default(),
             rate_limit: RateLimitConfig::default(),
             max_import: 64 * 1024 * 1024,
+            blobs: BlobLimits::default(),
         }
     }
 }
@@ -100,37 +105,49 @@ pub fn routes(
         limiter,
     };
     let state = warp::any().map(move || state.clone());
-    let xrpc =
-        warp::path("xrpc")
-            .and(warp::path::param::<String>())
-            .and(warp::path::end())
-            .and(warp::method())
-            .and(warp::header::headers_cloned())
-            .and(state.clone())
-            .and(warp::body::bytes())
-            .then(
-                |nsid: String, method: Method, headers: HeaderMap, state: State, body: Body| async move {
-                    let started = std::time::Instant::now();
-                    let response = match xrpc(&state, &nsid, &method, &headers, &body).await {
-                        Ok(response) => response,
-                        Err(error) => error.into_response(),
-                    };
-                    // Unknown methods are counted together, so callers cannot grow the labels.
-                    let label = match PROCEDURES.contains(&nsid.as_str()) {
-                        true => nsid,
-                        false => "unknown".to_string(),
-                    };
-                    metrics::counter!(
-                        "stratos_xrpc_requests_total",
-                        "method" => label.clone(),
-                        "status" => response.status().as_u16().to_string()
-                    )
-                    .increment(1);
-                    metrics::histogram!("stratos_xrpc_request_seconds", "method" => label)
-                        .record(started.elapsed().as_secs_f64());
-                    response
-                },
-            );
+    let xrpc = warp::path("xrpc")
+        .and(warp::path::param::<String>())
+        .and(warp::path::end())
+        .and(warp::method())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(warp::header::headers_cloned())
+        .and(state.clone())
+        .and(warp::body::bytes())
+        .then(
+            |nsid: String,
+             method: Method,
+             query: HashMap<String, String>,
+             headers: HeaderMap,
+             state: State,
+             body: Body| async move {
+                let started = std::time::Instant::now();
+                let call = Call {
+                    nsid: &nsid,
+                    method: &method,
+                    query: &query,
+                    headers: &headers,
+                    body: &body,
+                };
+                let response = match xrpc(&state, call).await {
+                    Ok(response) => response,
+                    Err(error) => error.into_response(),
+                };
+                // Unknown methods are counted together, so callers cannot grow the labels.
+                let label = match PROCEDURES.contains(&nsid.as_str()) {
+                    true => nsid,
+                    false => "unknown".to_string(),
+                };
+                metrics::counter!(
+                    "stratos_xrpc_requests_total",
+                    "method" => label.clone(),
+                    "status" => response.status().as_u16().to_string()
+                )
+                .increment(1);
+                metrics::histogram!("stratos_xrpc_request_seconds", "method" => label)
+                    .record(started.elapsed().as_secs_f64());
+                response
+            },
+        );
     let did_document = warp::path!(".well-known" / "did.json")
         .and(warp::get())
         .and(state.clone())
@@ -160,9 +177,10 @@ pub fn routes(
             .and(warp::header::optional::<u64>("content-length"))
             .and_then(
                 |state: State, path: warp::path::FullPath, length: Option<u64>| async move {
-                    let limit = match path.as_str() == IMPORT_PATH {
-                        true => state.config.max_import,
-                        false => state.config.max_body,
+                    let limit = match path.as_str() {
+                        IMPORT_PATH => state.config.max_import,
+                        UPLOAD_PATH => state.config.blobs.max_bytes as u64,
+                        _ => state.config.max_body,
                     };
                     match length {
                         Some(length) if length > limit => {
@@ -192,6 +210,11 @@ pub fn routes(
 /// The import procedure, which takes a CAR body instead of JSON.
 const IMPORT: &str = "zone.stratos.repo.importRepo";
 const IMPORT_PATH: &str = "/xrpc/zone.stratos.repo.importRepo";
+/// The blob upload procedure, which takes the blob as its body.
+const UPLOAD: &str = "com.atproto.repo.uploadBlob";
+const UPLOAD_PATH: &str = "/xrpc/com.atproto.repo.uploadBlob";
+/// The blob download query.
+const GET_BLOB: &str = "com.atproto.sync.getBlob";
 
 /// A body over the configured limit.
 #[derive(Debug)]
@@ -215,23 +238,37 @@ fn rejected(rejection: Rejection) -> Response {
 }
 
 /// Dispatches one XRPC call.
-async fn xrpc(
-    state: &State,
-    nsid: &str,
-    method: &Method,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Response, XrpcError> {
-    if !PROCEDURES.contains(&nsid) {
-        return Err(XrpcError::new(
-            StatusCode::NOT_IMPLEMENTED,
-            "MethodNotImplemented",
-            format!("Method not implemented: {nsid}"),
-        ));
-    }
-    if method != Method::POST {
+/// One XRPC call as it arrived.
+struct Call<'a> {
+    nsid: &'a str,
+    method: &'a Method,
+    query: &'a HashMap<String, String>,
+    headers: &'a HeaderMap,
+    body: &'a [u8],
+}
+
+async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
+    let Call {
+        nsid,
+        method,
+        query,
+        headers,
+        body,
+    } = call;
+    let expected = match nsid {
+        GET_BLOB => Method::GET,
+        known if PROCEDURES.contains(&known) => Method::POST,
+        _ => {
+            return Err(XrpcError::new(
+                StatusCode::NOT_IMPLEMENTED,
+                "MethodNotImplemented",
+                format!("Method not implemented: {nsid}"),
+            ));
+        }
+    };
+    if *method != expected {
         return Err(XrpcError::invalid_request(format!(
-            "Incorrect HTTP method ({method}) expected POST"
+            "Incorrect HTTP method ({method}) expected {expected}"
         )));
     }
     let (commands, config) = (&state.commands, &state.config);
@@ -243,6 +280,29 @@ async fn xrpc(
         .caller(authorization, nsid)
         .await
         .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
+    if nsid == GET_BLOB {
+        return get_blob(commands, &caller, query).await;
+    }
+    if nsid == UPLOAD {
+        let mime = headers
+            .get(warp::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(';').next().unwrap_or(v).trim())
+            .filter(|v| !v.is_empty())
+            .unwrap_or("application/octet-stream");
+        let blob = commands
+            .upload_blob(&caller, mime, body, &config.blobs)
+            .await?;
+        return Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({"blob": {
+                "$type": "blob",
+                "ref": {"$link": blob.cid},
+                "mimeType": blob.mime_type,
+                "size": blob.size,
+            }}),
+        ));
+    }
     if nsid == IMPORT {
         let imported = commands
             .import(&caller, body, state.config.max_import as usize)
@@ -339,6 +399,41 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, XrpcError> {
             "Idempotency-Key must be 1 to 256 visible ASCII characters",
         )),
     }
+}
+
+/// `com.atproto.sync.getBlob?did=…&cid=…`: the owner's own blobs (blobs shared through
+/// records come with the query service).
+async fn get_blob(
+    commands: &Commands,
+    caller: &stratos_schema::syntax::Did,
+    query: &HashMap<String, String>,
+) -> Result<Response, XrpcError> {
+    let did = query
+        .get("did")
+        .ok_or_else(|| XrpcError::invalid_request("did is required"))?;
+    let cid = query
+        .get("cid")
+        .ok_or_else(|| XrpcError::invalid_request("cid is required"))
+        .and_then(|c| {
+            stratos_schema::data::parse_cid(c)
+                .map_err(|e| XrpcError::invalid_request(format!("cid: {e}")))
+        })?;
+    if did != caller.as_str() {
+        // Whether someone else's blob exists is not the caller's business.
+        return Err(CommandError::BlobNotFound(cid.to_string()).into());
+    }
+    let (mime, bytes) = commands.blob(caller, &cid).await?;
+    let mut response = Response::new(bytes.into());
+    if let Ok(value) = warp::http::HeaderValue::from_str(&mime) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::CONTENT_TYPE, value);
+    }
+    response.headers_mut().insert(
+        "x-content-type-options",
+        warp::http::HeaderValue::from_static("nosniff"),
+    );
+    Ok(response)
 }
 
 fn kind(op: &WriteOp) -> &'static str {

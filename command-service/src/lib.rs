@@ -5,6 +5,7 @@
 //!   record blocks with the actor's data key, append one event, and answer once the repo
 //!   projector has applied it (read-your-writes);
 //!   [`Commands::import`] brings a repository in from a CAR file, re-signed with the actor's key;
+//! * [`blobs`] — uploads and downloads of blobs, sealed at rest with the owner's data key;
 //! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
@@ -16,6 +17,7 @@
 //!   health, XRPC errors and body limits.
 
 pub mod auth;
+pub mod blobs;
 mod enroll;
 mod error;
 pub mod http;

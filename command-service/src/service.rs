@@ -15,6 +15,7 @@ use stratos_schema::syntax::Did;
 use stratos_schema::tid_clock::TidClock;
 use stratos_store::{Head, KeyKind, Store};
 
+use crate::blobs::BlobStore;
 use crate::error::CommandError;
 use crate::outcomes::Outcomes;
 
@@ -64,6 +65,8 @@ pub struct CommandConfig {
     pub allowed_domains: Vec<String>,
     /// How many times a write rejected because another write won is rebuilt and appended again.
     pub max_attempts: u32,
+    /// Where uploaded blobs are kept (sealed).
+    pub blob_dir: std::path::PathBuf,
 }
 
 /// An actor's repository as the writer sees it: the last commit appended by this instance (or
@@ -88,6 +91,7 @@ pub struct Commands {
     pub(crate) outcomes: Outcomes,
     pub(crate) config: Arc<CommandConfig>,
     pub(crate) clock: Arc<TidClock>,
+    pub(crate) blobs: BlobStore,
     actors: Arc<Mutex<HashMap<String, ActorSlot>>>,
 }
 
@@ -103,6 +107,7 @@ impl Commands {
             store,
             log,
             outcomes,
+            blobs: BlobStore::new(config.blob_dir.clone()),
             config: Arc::new(config),
             clock: Arc::new(TidClock::with_random_clock_id()),
             actors: Arc::default(),

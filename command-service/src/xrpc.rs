@@ -73,13 +73,15 @@ pub fn json_response(status: StatusCode, body: &Value) -> Response {
     response
 }
 
-/// The procedures (POST) this service answers.
+/// The methods this service answers (procedures, and the `getBlob` query).
 pub const PROCEDURES: &[&str] = &[
     "com.atproto.repo.createRecord",
     "com.atproto.repo.putRecord",
     "com.atproto.repo.deleteRecord",
     "com.atproto.repo.applyWrites",
     "zone.stratos.repo.importRepo",
+    "com.atproto.repo.uploadBlob",
+    "com.atproto.sync.getBlob",
 ];
 
 /// Decodes a JSON input body.

@@ -12,6 +12,7 @@
 //! * [`Views`] — the AppView table contract (spec §10.1) in a database or schema of its own.
 
 mod batch;
+mod blobs;
 mod digest;
 mod enrollments;
 pub mod keys;
@@ -24,6 +25,7 @@ pub mod testing;
 mod views;
 
 pub use self::batch::ProjectionBatch;
+pub use self::blobs::BlobMeta;
 pub use self::keys::{KeyKind, MasterKey};
 pub use self::notify::OUTCOME_CHANNEL;
 pub use self::rebuild::RebuildTarget;

@@ -294,6 +294,7 @@ async fn start_local(args: &WriteArgs) -> Result<Local> {
             service,
             allowed_domains: vec!["general".into()],
             max_attempts: 8,
+            blob_dir: dir.path().join("blobs"),
         },
     );
     let (stop, stopped) = oneshot::channel::<()>();

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 use stratos_command::auth::ResolverConfig;
+use stratos_command::blobs::BlobLimits;
 use stratos_command::http::{HttpConfig, serve};
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
@@ -68,6 +69,12 @@ pub struct ServiceOptions {
     /// Kafka, the topic's `max.message.bytes` must allow it too).
     #[arg(long, env = "STRATOS_IMPORT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     import_max_bytes: u64,
+    /// Where uploaded blobs are kept (sealed with their owner's data key).
+    #[arg(long, env = "STRATOS_BLOB_DIR", default_value = "data/blobs")]
+    blob_dir: std::path::PathBuf,
+    /// The largest blob, in bytes.
+    #[arg(long, env = "STRATOS_BLOB_MAX_BYTES", default_value_t = 5 * 1024 * 1024)]
+    blob_max_bytes: usize,
     /// The PLC directory that resolves token issuers' `did:plc`.
     #[arg(long, env = "STRATOS_PLC_URL", default_value = "https://plc.directory")]
     plc_url: String,
@@ -187,6 +194,7 @@ async fn commands(
             service,
             allowed_domains: options.allowed_domains.clone(),
             max_attempts: 8,
+            blob_dir: options.blob_dir.clone(),
         },
     ))
 }
@@ -196,6 +204,10 @@ fn http(options: &ServiceOptions) -> HttpConfig {
         dev_auth: options.dev_auth,
         max_body: options.max_body,
         max_import: options.import_max_bytes,
+        blobs: BlobLimits {
+            max_bytes: options.blob_max_bytes,
+            ..BlobLimits::default()
+        },
         resolver: ResolverConfig {
             plc_url: options.plc_url.clone(),
             allow_private: options.allow_private_did_hosts,

@@ -70,8 +70,14 @@ impl Stack {
                 service,
                 allowed_domains: vec!["general".into(), "writers".into()],
                 max_attempts: 16,
+                blob_dir: self.blob_dir(),
             },
         )
+    }
+
+    /// Where the command sides of this stack keep blobs.
+    pub fn blob_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("blobs")
     }
 
     /// Stops the projectors and drops the database.

@@ -1,0 +1,130 @@
+//! Blobs over HTTP: uploads with size and type limits, downloads by the owner only, sealed on
+//! disk, and gone once the owner's data key is destroyed.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use serde_json::Value;
+use stratos_command::blobs::BlobLimits;
+use stratos_command::http::HttpConfig;
+use support::{Stack, serve_http};
+
+const ALICE: &str = "did:plc:alice";
+const BOB: &str = "did:plc:bob";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_are_private_sealed_and_limited() {
+    let stack = Stack::new("sqlite").await;
+    let commands = stack.commands().await;
+    for did in [ALICE, BOB] {
+        commands
+            .enroll(&did.parse().unwrap(), &["general".into()])
+            .await
+            .unwrap();
+    }
+    let config = HttpConfig {
+        dev_auth: true,
+        blobs: BlobLimits {
+            max_bytes: 1024,
+            ..BlobLimits::default()
+        },
+        ..HttpConfig::default()
+    };
+    let (base, _stop) = serve_http(&stack, config).await;
+    let client = reqwest::Client::new();
+    let upload = |caller: &'static str, mime: &'static str, bytes: Vec<u8>| {
+        let request = client
+            .post(format!("{base}/xrpc/com.atproto.repo.uploadBlob"))
+            .bearer_auth(caller)
+            .header("content-type", mime)
+            .body(bytes);
+        async move {
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    };
+    let secret = b"\x89PNG a very private picture".to_vec();
+    let (status, uploaded) = upload(ALICE, "image/png", secret.clone()).await;
+    assert_eq!(status, 200, "{uploaded}");
+    let cid = uploaded["blob"]["ref"]["$link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(cid, stratos_schema::data::cid_for_raw(&secret).to_string());
+    assert_eq!(uploaded["blob"]["mimeType"], "image/png");
+    assert_eq!(uploaded["blob"]["size"], secret.len());
+
+    // Sealed on disk: the bytes are nowhere in the blob directory.
+    let mut found_plaintext = false;
+    for entry in walk(&stack.blob_dir()) {
+        let bytes = std::fs::read(entry).unwrap();
+        found_plaintext |= bytes.windows(secret.len()).any(|w| w == secret.as_slice());
+    }
+    assert!(!found_plaintext);
+
+    let get = |caller: &'static str, did: &'static str| {
+        let request = client
+            .get(format!(
+                "{base}/xrpc/com.atproto.sync.getBlob?did={did}&cid={cid}"
+            ))
+            .bearer_auth(caller);
+        async move { request.send().await.unwrap() }
+    };
+    let response = get(ALICE, ALICE).await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.bytes().await.unwrap().to_vec(), secret);
+    // Someone else learns nothing, not even that it exists.
+    let response = get(BOB, ALICE).await;
+    assert_eq!(response.status().as_u16(), 400);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["error"],
+        "BlobNotFound"
+    );
+
+    // Limits.
+    let refused = [
+        (
+            upload(ALICE, "image/png", vec![1; 2048]).await,
+            (413, "PayloadTooLarge"),
+        ),
+        (
+            upload(ALICE, "application/x-msdownload", vec![1; 10]).await,
+            (400, "InvalidMimeType"),
+        ),
+        (
+            upload(ALICE, "image/png", Vec::new()).await,
+            (400, "InvalidRequest"),
+        ),
+    ];
+    for ((status, body), expected) in refused {
+        assert_eq!(
+            (status, body["error"].as_str().unwrap()),
+            expected,
+            "{body}"
+        );
+    }
+
+    // Purge: without the data key the blob is unreadable for good.
+    stack.store.destroy_keys(ALICE).await.unwrap();
+    let response = get(ALICE, ALICE).await;
+    assert_eq!(response.status().as_u16(), 400);
+    stack.finish().await;
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
