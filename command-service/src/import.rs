@@ -90,7 +90,7 @@ impl Commands {
                 .ok_or_else(|| invalid(format!("record {path} is missing")))?;
             let record = decode_ipld(bytes).map_err(|e| invalid(format!("{path}: {e}")))?;
             crate::writes::check_key(&collection, &rkey)?;
-            self.check_record(repo, &collection, &record)
+            self.check_record(repo, &collection, &record, &Default::default())
                 .map_err(|e| match e {
                     CommandError::Record(mut error) => {
                         error.message = format!("{path}: {}", error.message);

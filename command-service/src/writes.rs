@@ -310,7 +310,8 @@ impl Commands {
                         }
                         _ => {}
                     }
-                    self.check_record(repo, collection, record)?;
+                    let parents = self.reply_parent(record).await?;
+                    self.check_record(repo, collection, record, &parents)?;
                     let block = to_dag_cbor(record)
                         .map_err(|e| CommandError::InvalidRequest(format!("record: {e}")))?;
                     let cid = cid_for_dag_cbor(&block);
@@ -417,13 +418,44 @@ impl Commands {
         repo: &ActorRepo,
         collection: &Nsid,
         record: &Ipld,
+        parents: &ParentMap,
     ) -> Result<(), CommandError> {
         let config: &CommandConfig = &self.config;
         let allowed = self.allowed_boundaries();
-        let context = ValidationContext::new(&config.service.did, &allowed);
+        let context = ValidationContext::new(&config.service.did, &allowed).with_parents(parents);
         validate_record(&context, collection, record)?;
         check_record_author(&config.service.did, record, &repo.boundaries)?;
         Ok(())
+    }
+}
+
+/// The boundaries of reply parents stored on this service, by URI.
+pub(crate) type ParentMap = std::collections::BTreeMap<String, Vec<String>>;
+
+impl Commands {
+    /// The boundaries of the record's reply parent, when the projection holds it. A parent not
+    /// (yet) projected yields an empty map: the subset rule has nothing to compare with, and
+    /// the author-boundary rule still applies.
+    async fn reply_parent(&self, record: &Ipld) -> Result<ParentMap, CommandError> {
+        let mut parents = ParentMap::new();
+        let Some(uri) = stratos_schema::lexicon::reply_parent_uri(record) else {
+            return Ok(parents);
+        };
+        let Ok(parsed) = uri.parse::<stratos_schema::syntax::AtUri>() else {
+            return Ok(parents);
+        };
+        let (Some(collection), Some(rkey)) = (parsed.collection(), parsed.rkey()) else {
+            return Ok(parents);
+        };
+        let author = parsed.authority().to_string();
+        if let Some(row) = self
+            .store
+            .record(&author, collection.as_str(), rkey.as_str())
+            .await?
+        {
+            parents.insert(uri.to_string(), row.boundaries);
+        }
+        Ok(parents)
     }
 }
 

@@ -277,6 +277,53 @@ async fn concurrent_writers_make_one_linear_chain(setup: Setup) {
     setup.finish().await;
 }
 
+async fn replies_keep_within_their_parents_boundaries(setup: Setup) {
+    let commands = setup.commands().await;
+    let alice = did("alice");
+    commands
+        .enroll(&alice, &["general".into(), "writers".into()])
+        .await
+        .unwrap();
+    let parent = commands
+        .write(&alice, vec![create("parent")], None)
+        .await
+        .unwrap();
+    let reply = |boundary: &str| {
+        let mut record = serde_json::json!({
+            "$type": "zone.stratos.feed.post",
+            "text": "reply",
+            "boundary": {"values": [{"value": boundary}]},
+            "createdAt": "2026-11-28T12:00:00.000Z",
+        });
+        let reference = json!({
+            "uri": parent.results[0].uri,
+            "cid": parent.results[0].cid.unwrap().to_string(),
+        });
+        record["reply"] = json!({"root": reference, "parent": reference});
+        WriteOp::Create {
+            collection: posts(),
+            rkey: None,
+            record: json_to_ipld(&record).unwrap(),
+        }
+    };
+    // The author has "writers", but the parent does not: no escalation through a reply.
+    let error = commands
+        .write(
+            &alice,
+            vec![reply("did:web:stratos.example.com/writers")],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.name(), "InvalidRecord");
+    assert!(error.to_string().contains("subset"), "{error}");
+    commands
+        .write(&alice, vec![reply(GENERAL)], None)
+        .await
+        .unwrap();
+    setup.finish().await;
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -296,6 +343,7 @@ suite!(
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
+    replies_keep_within_their_parents_boundaries,
 );
 suite!(
     postgres,
@@ -303,4 +351,5 @@ suite!(
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
+    replies_keep_within_their_parents_boundaries,
 );
