@@ -224,12 +224,18 @@ impl warp::reject::Reject for TooLarge {}
 
 fn rejected(rejection: Rejection) -> Response {
     if let Some(TooLarge(limit)) = rejection.find() {
-        return XrpcError::new(
+        let mut response = XrpcError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "PayloadTooLarge",
             format!("request bodies are limited to {limit} bytes"),
         )
         .into_response();
+        // The body was not read, so this connection cannot carry another request.
+        response.headers_mut().insert(
+            warp::http::header::CONNECTION,
+            warp::http::HeaderValue::from_static("close"),
+        );
+        return response;
     }
     if rejection.is_not_found() {
         return XrpcError::new(StatusCode::NOT_FOUND, "NotFound", "Not found").into_response();
