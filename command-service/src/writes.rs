@@ -146,7 +146,7 @@ impl Commands {
             })
             .collect();
         let mut last_reason = String::new();
-        for _ in 0..self.config.max_attempts.max(1) {
+        for attempt in 0..self.config.max_attempts.max(1) {
             let (position, results, commit) = {
                 let slot = self.slot(did);
                 let mut guard = slot.lock().await;
@@ -206,9 +206,11 @@ impl Commands {
                 Decision::Rejected(reason) => {
                     metrics::counter!("stratos_write_retries_total").increment(1);
                     tracing::debug!(%did, %reason, "commit rejected; rebuilding on the projected head");
-                    // Another commit won: rebuild from the projection, which has decided ours.
+                    // Another commit won: rebuild from the projection, which has decided ours,
+                    // after a short random pause so competing instances stop colliding.
                     *self.slot(did).lock().await = None;
                     last_reason = reason;
+                    tokio::time::sleep(retry_pause(attempt)).await;
                 }
             }
         }
@@ -489,6 +491,13 @@ fn crash_after_append(key: Option<&str>) {
 
 #[cfg(not(feature = "fault-injection"))]
 fn crash_after_append(_: Option<&str>) {}
+
+/// A random pause before the next attempt: up to 5 ms × 2^attempt, at most 250 ms.
+fn retry_pause(attempt: u32) -> std::time::Duration {
+    use rand::Rng;
+    let ceiling = (5u64 << attempt.min(6)).min(250);
+    std::time::Duration::from_millis(rand::thread_rng().gen_range(0..=ceiling))
+}
 
 /// The SHA-256 (hex) of a client's idempotency key: what the log and the store keep.
 fn hash_key(key: &str) -> String {

@@ -193,7 +193,7 @@ async fn commands(
         CommandConfig {
             service,
             allowed_domains: options.allowed_domains.clone(),
-            max_attempts: 8,
+            max_attempts: 16,
             blob_dir: options.blob_dir.clone(),
         },
     ))

@@ -4,18 +4,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod support;
+
 use serde_json::{Value, json};
-use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use support::{free_port, wait_ready};
 
 /// `stratos up --dev-auth` on `port` in `dir`; with `crash_key`, it aborts right after
 /// appending the write of the request with that idempotency key (a test-build fault point).
@@ -35,20 +29,6 @@ fn spawn_up(dir: &std::path::Path, port: u16, crash_key: Option<&str>) -> std::p
         None => command.env_remove("STRATOS_FAULT_ABORT_AFTER_APPEND"),
     };
     command.spawn().unwrap()
-}
-
-/// Waits until the service at `base` answers its health check.
-async fn wait_ready(client: &reqwest::Client, base: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await
-            && response.status().is_success()
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "stratos up did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test]

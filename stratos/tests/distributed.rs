@@ -1,0 +1,135 @@
+//! The distributed mode as separate processes: a Kafka-API broker, PostgreSQL, one
+//! `stratos projector` and two `stratos command-service` processes writing the same actor. Every
+//! acknowledged write is there, in one chain, and each answer came back through Postgres
+//! `LISTEN/NOTIFY` from the projector process.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use stratos_log::testing::Broker;
+use stratos_store::testing::TestDatabase;
+use stratos_store::{MasterKey, Store};
+use support::{free_port, wait_ready};
+
+const SERVICE: &str = "did:web:stratos.test";
+const WRITES: usize = 40;
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Process {
+    Process(
+        Command::new(env!("CARGO_BIN_EXE_stratos"))
+            .args(args)
+            .args(["--kafka-bootstrap", &broker.bootstrap()])
+            // tansu 0.6.0 loses a partition's last multi-record batch (see the commit-log suite).
+            .args(["--kafka-property", "batch.num.messages=1"])
+            .args(["--partitions", "4"])
+            .env("DATABASE_URL", database)
+            .env("STRATOS_MASTER_KEY", master_key)
+            .env_remove("STRATOS_VIEWS_URL")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_command_services_and_a_projector_make_one_chain() {
+    let broker = Broker::start();
+    let database = TestDatabase::create("postgres").await.unwrap();
+    let master_key = MasterKey::generate().to_hex().to_string();
+    // The schema exists before three processes race to migrate it.
+    let store = Store::connect(&database.url, MasterKey::from_hex(&master_key).unwrap())
+        .await
+        .unwrap();
+
+    let _projector = stratos(&["projector"], &broker, &database.url, &master_key);
+    let ports = [free_port(), free_port()];
+    let bases: Vec<String> = ports
+        .iter()
+        .map(|p| format!("http://127.0.0.1:{p}"))
+        .collect();
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::new();
+    let mut services = Vec::new();
+    for port in ports {
+        let listen = format!("127.0.0.1:{port}");
+        services.push(stratos(
+            &[
+                "command-service",
+                "--dev-auth",
+                "--listen",
+                &listen,
+                "--public-url",
+                "https://stratos.test",
+                "--service-did",
+                SERVICE,
+            ],
+            &broker,
+            &database.url,
+            &master_key,
+        ));
+        wait_ready(&client, &format!("http://{listen}")).await;
+    }
+
+    let write = |base: String, index: usize| {
+        let request = client
+            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+            .bearer_auth("did:plc:alice")
+            .json(&json!({
+                "repo": "did:plc:alice",
+                "collection": "zone.stratos.feed.post",
+                "record": {
+                    "$type": "zone.stratos.feed.post",
+                    "text": format!("post {index}"),
+                    "boundary": {"values": [{"value": format!("{SERVICE}/general")}]},
+                    "createdAt": "2026-11-28T12:00:00.000Z",
+                },
+            }));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    // The first write enrolls the actor.
+    let (status, body) = write(bases[0].clone(), 0).await;
+    assert_eq!(status, 200, "{body}");
+    let answers =
+        futures::future::join_all((1..=WRITES).map(|index| write(bases[index % 2].clone(), index)))
+            .await;
+    let mut uris = vec![body["uri"].as_str().unwrap().to_string()];
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+        uris.push(body["uri"].as_str().unwrap().to_string());
+    }
+
+    // Every acknowledged write is there, in one chain numbered 1..=41.
+    let records = store.records("did:plc:alice").await.unwrap();
+    assert_eq!(records.len(), WRITES + 1);
+    for uri in &uris {
+        let rkey = uri.rsplit('/').next().unwrap();
+        assert!(records.iter().any(|r| r.rkey == rkey), "{uri} is missing");
+    }
+    let events = store.actor_events("did:plc:alice", 0, 1_000).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=(WRITES as u64 + 1)).collect::<Vec<_>>()
+    );
+    drop(services);
+    store.close().await;
+    database.drop_database().await.unwrap();
+}
