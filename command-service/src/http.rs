@@ -376,7 +376,7 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
         // Development callers are enrolled in every allowed boundary on first use.
         Err(CommandError::NotEnrolled) if config.dev_auth => {
             commands
-                .enroll(&caller, &commands.allowed_boundaries())
+                .enroll(&caller, commands.allowed_boundaries())
                 .await?;
             commands
                 .write_idempotent(&caller, ops, swap_commit, key)

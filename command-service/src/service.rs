@@ -92,6 +92,8 @@ pub struct Commands {
     pub(crate) config: Arc<CommandConfig>,
     pub(crate) clock: Arc<TidClock>,
     pub(crate) blobs: BlobStore,
+    /// The configured boundaries, qualified once.
+    allowed: Arc<Vec<String>>,
     actors: Arc<Mutex<HashMap<String, ActorSlot>>>,
 }
 
@@ -103,11 +105,20 @@ impl Commands {
         outcomes: Outcomes,
         config: CommandConfig,
     ) -> Self {
+        let allowed = config
+            .allowed_domains
+            .iter()
+            .map(|d| match is_qualified(d) {
+                true => d.clone(),
+                false => qualify(&config.service.did, d),
+            })
+            .collect();
         Self {
             store,
             log,
             outcomes,
             blobs: BlobStore::new(config.blob_dir.clone()),
+            allowed: Arc::new(allowed),
             config: Arc::new(config),
             clock: Arc::new(TidClock::with_random_clock_id()),
             actors: Arc::default(),
@@ -120,15 +131,8 @@ impl Commands {
     }
 
     /// The allowed boundaries, qualified with the service DID.
-    pub fn allowed_boundaries(&self) -> Vec<String> {
-        self.config
-            .allowed_domains
-            .iter()
-            .map(|d| match is_qualified(d) {
-                true => d.clone(),
-                false => qualify(&self.config.service.did, d),
-            })
-            .collect()
+    pub fn allowed_boundaries(&self) -> &[String] {
+        &self.allowed
     }
 
     /// The write slot of `did`.

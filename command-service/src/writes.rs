@@ -423,8 +423,8 @@ impl Commands {
         parents: &ParentMap,
     ) -> Result<(), CommandError> {
         let config: &CommandConfig = &self.config;
-        let allowed = self.allowed_boundaries();
-        let context = ValidationContext::new(&config.service.did, &allowed).with_parents(parents);
+        let context = ValidationContext::new(&config.service.did, self.allowed_boundaries())
+            .with_parents(parents);
         validate_record(&context, collection, record)?;
         check_record_author(&config.service.did, record, &repo.boundaries)?;
         Ok(())

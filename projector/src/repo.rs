@@ -100,6 +100,8 @@ pub struct PartitionProjector {
     partition: u32,
     progress: broadcast::Sender<Progress>,
     actors: HashMap<String, CachedActor>,
+    /// The stored position, once read: this worker is the only one that moves it.
+    next_offset: Option<u64>,
 }
 
 /// The outcome of one event inside a batch.
@@ -113,16 +115,22 @@ impl PartitionProjector {
             partition,
             progress,
             actors: HashMap::new(),
+            next_offset: None,
         }
     }
 
     /// Where this partition's projection will read next (0 on a fresh projection).
-    pub async fn position(&self) -> Result<u64, StoreError> {
-        Ok(self
+    pub async fn position(&mut self) -> Result<u64, StoreError> {
+        if let Some(next) = self.next_offset {
+            return Ok(next);
+        }
+        let next = self
             .store
             .position(CONSUMER, self.partition)
             .await?
-            .unwrap_or(0))
+            .unwrap_or(0);
+        self.next_offset = Some(next);
+        Ok(next)
     }
 
     /// Applies a batch of consecutive records of the partition in one transaction. Records
@@ -146,15 +154,18 @@ impl PartitionProjector {
         let result = self.write_batch(&fresh, next_offset, &mut touched).await;
         match result {
             Ok(progress) => {
+                self.next_offset = Some(progress.next_offset);
                 // Nobody may be listening; that is fine.
                 let _ = self.progress.send(progress.clone());
                 Ok(progress)
             }
             Err(error) => {
-                // The transaction rolled back: forget what the batch did to the cache.
+                // The transaction may or may not have committed: forget what the batch did to
+                // the cache and read the position again.
                 for did in touched {
                     self.actors.remove(&did);
                 }
+                self.next_offset = None;
                 Err(error)
             }
         }

@@ -33,6 +33,8 @@ pub struct ViewProjector {
     partition: u32,
     repo_progress: broadcast::Receiver<Progress>,
     data_keys: HashMap<String, Option<DataKey>>,
+    /// The stored position, once read: this worker is the only one that moves it.
+    next_offset: Option<u64>,
 }
 
 impl ViewProjector {
@@ -49,6 +51,7 @@ impl ViewProjector {
             partition,
             repo_progress,
             data_keys: HashMap::new(),
+            next_offset: None,
         }
     }
 
@@ -107,10 +110,24 @@ impl ViewProjector {
 
 impl Applier for ViewProjector {
     async fn position(&mut self) -> Result<u64, ProjectorError> {
-        Ok(self.views.position(self.partition).await?.unwrap_or(0))
+        if let Some(next) = self.next_offset {
+            return Ok(next);
+        }
+        let next = self.views.position(self.partition).await?.unwrap_or(0);
+        self.next_offset = Some(next);
+        Ok(next)
     }
 
     async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
+        let result = self.write(records).await;
+        // After a failure the commit may or may not have happened: read the position again.
+        self.next_offset = result.as_ref().ok().copied();
+        result
+    }
+}
+
+impl ViewProjector {
+    async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
         let start = self.position().await?;
         let records: Vec<&LogRecord> = records
             .iter()

@@ -6,13 +6,13 @@ use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Row};
 
-use crate::store::{Store, StoreError, on};
+use crate::store::{Pool, Store, StoreError, on};
 
 /// A table and its columns in key order; `true` marks a binary column.
-struct Table {
-    name: &'static str,
-    columns: &'static [(&'static str, bool)],
-    order: &'static str,
+pub(crate) struct Table {
+    pub(crate) name: &'static str,
+    pub(crate) columns: &'static [(&'static str, bool)],
+    pub(crate) order: &'static str,
 }
 
 const TABLES: &[Table] = &[
@@ -94,15 +94,20 @@ impl Store {
     /// SHA-256 over every row of the repo projection (heads, blocks, records, event sequences,
     /// rejections, enrollments) in key order, as lowercase hex.
     pub async fn digest(&self) -> Result<String, StoreError> {
-        let mut hasher = Sha256::new();
-        for table in TABLES {
-            hash_table(self, table, &mut hasher).await?;
-        }
-        Ok(hex(&hasher.finalize()))
+        digest_tables(&self.pool, TABLES).await
     }
 }
 
-async fn hash_table(store: &Store, table: &Table, hasher: &mut Sha256) -> Result<(), StoreError> {
+/// SHA-256 over every row of `tables`, as lowercase hex.
+pub(crate) async fn digest_tables(pool: &Pool, tables: &[Table]) -> Result<String, StoreError> {
+    let mut hasher = Sha256::new();
+    for table in tables {
+        hash_table(pool, table, &mut hasher).await?;
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+async fn hash_table(pool: &Pool, table: &Table, hasher: &mut Sha256) -> Result<(), StoreError> {
     let columns: Vec<String> = table
         .columns
         .iter()
@@ -121,7 +126,7 @@ async fn hash_table(store: &Store, table: &Table, hasher: &mut Sha256) -> Result
         table.order
     );
     hasher.update(table.name.as_bytes());
-    on!(&store.pool, db => {
+    on!(pool, db => {
         let mut rows = sqlx::query(AssertSqlSafe(query)).fetch(db);
         while let Some(row) = rows.try_next().await? {
             for (index, (_, binary)) in table.columns.iter().enumerate() {
@@ -145,6 +150,6 @@ async fn hash_table(store: &Store, table: &Table, hasher: &mut Sha256) -> Result
 }
 
 /// Lowercase hex of `bytes`.
-pub(crate) fn hex(bytes: &[u8]) -> String {
+fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,9 +5,8 @@
 
 use sqlx::Row;
 
-use crate::digest::hex;
+use crate::digest::{Table, digest_tables};
 use crate::store::{Pool, StoreError, StoreTx, on, on_tx, sql};
-use sha2::{Digest, Sha256};
 
 /// One `stratos_post` row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -64,6 +63,47 @@ pub struct EnrollmentRow {
     /// The actor's qualified boundaries.
     pub boundaries: Vec<String>,
 }
+
+/// The views' tables for [`Views::digest`], columns in key order (quoted names as in SQL).
+const VIEW_TABLES: &[Table] = &[
+    Table {
+        name: "stratos_post",
+        columns: &[
+            ("uri", false),
+            ("cid", false),
+            ("rkey", false),
+            ("creator", false),
+            ("text", false),
+            ("\"replyRoot\"", false),
+            ("\"replyRootCid\"", false),
+            ("\"replyParent\"", false),
+            ("\"replyParentCid\"", false),
+            ("embed", false),
+            ("facets", false),
+            ("labels", false),
+            ("langs", false),
+            ("tags", false),
+            ("\"createdAt\"", false),
+            ("\"indexedAt\"", false),
+        ],
+        order: "uri",
+    },
+    Table {
+        name: "stratos_post_boundary",
+        columns: &[("uri", false), ("boundary", false), ("\"sortAt\"", false)],
+        order: "uri, boundary",
+    },
+    Table {
+        name: "stratos_enrollment",
+        columns: &[
+            ("did", false),
+            ("\"serviceUrl\"", false),
+            ("\"enrolledAt\"", false),
+            ("boundaries", false),
+        ],
+        order: "did",
+    },
+];
 
 /// A `stratos_enrollment` row as the database returns it.
 type StoredEnrollmentRow = (String, Option<String>, Option<String>, Option<String>);
@@ -170,44 +210,7 @@ impl Views {
 
     /// SHA-256 over every post, boundary and enrollment row in key order, as lowercase hex.
     pub async fn digest(&self) -> Result<String, StoreError> {
-        let posts = sql(
-            self.backend(),
-            "SELECT uri, cid, rkey, creator, text, \"replyRoot\", \"replyRootCid\", \
-             \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, tags, \
-             \"createdAt\", \"indexedAt\" FROM stratos_post ORDER BY uri",
-        );
-        let boundaries = sql(
-            self.backend(),
-            "SELECT uri, boundary, \"sortAt\" FROM stratos_post_boundary ORDER BY uri, boundary",
-        );
-        let enrollments = sql(
-            self.backend(),
-            "SELECT did, \"serviceUrl\", \"enrolledAt\", boundaries FROM stratos_enrollment \
-             ORDER BY did",
-        );
-        let mut hasher = Sha256::new();
-        for query in [posts, boundaries, enrollments] {
-            let rows: Vec<Vec<Option<String>>> = on!(&self.pool, db => {
-                sqlx::query(query)
-                    .fetch_all(db)
-                    .await?
-                    .iter()
-                    .map(|row| (0..row.len()).map(|i| row.get(i)).collect())
-                    .collect()
-            });
-            hasher.update((rows.len() as u64).to_be_bytes());
-            for value in rows.iter().flatten() {
-                match value {
-                    None => hasher.update([0u8]),
-                    Some(text) => {
-                        hasher.update([1u8]);
-                        hasher.update((text.len() as u64).to_be_bytes());
-                        hasher.update(text.as_bytes());
-                    }
-                }
-            }
-        }
-        Ok(hex(&hasher.finalize()))
+        digest_tables(&self.pool, VIEW_TABLES).await
     }
 
     /// Starts a transaction.

@@ -3,7 +3,6 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use std::time::Instant;
 use stratos_projector::service::{DEFAULT_BATCH_SIZE, ProjectorOptions, start};
 use stratos_store::{MasterKey, RebuildTarget};
@@ -59,7 +58,7 @@ pub async fn bench_fill(args: FillArgs) -> Result<()> {
     let log = args.log.open(false).await?;
     let (store, _) = args.store.connect().await?;
     let total = args.actors as u64 + args.commits;
-    let bar = progress(total, "appending")?;
+    let bar = crate::progress::bar(total, "appending")?;
     let started = Instant::now();
     let filled = fill(&log, &store, args.actors, args.commits, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
@@ -94,12 +93,12 @@ pub async fn bench_project(args: ProjectArgs) -> Result<()> {
     // The log, and the keys of its actors.
     let apply_target = RebuildTarget::prepare(&url, "bench_apply").await?;
     let store = connect_store(apply_target.url(), master.clone()).await?;
-    let bar = progress(args.actors as u64 + args.commits, "filling the log")?;
+    let bar = crate::progress::bar(args.actors as u64 + args.commits, "filling the log")?;
     let filled = fill(&log, &store, args.actors, args.commits, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
 
     // The repo projector alone.
-    let bar = progress(filled.events, "applying")?;
+    let bar = crate::progress::bar(filled.events, "applying")?;
     let counter = bar.clone();
     let started = Instant::now();
     let options = ProjectorOptions {
@@ -162,10 +161,4 @@ pub async fn bench_project(args: ProjectArgs) -> Result<()> {
         report.events as f64 / report.seconds.max(1e-9)
     );
     Ok(())
-}
-
-fn progress(total: u64, what: &str) -> Result<ProgressBar> {
-    let template =
-        format!("{{spinner}} {what} [{{bar:40}}] {{human_pos}}/{{human_len}}, {{per_sec}}");
-    Ok(ProgressBar::new(total).with_style(ProgressStyle::with_template(&template)?))
 }

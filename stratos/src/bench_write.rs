@@ -5,7 +5,6 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +12,7 @@ use std::time::{Duration, Instant};
 use stratos_command::auth::install_tls_provider;
 use stratos_command::http::{HttpConfig, serve};
 use stratos_command::rate_limit::RateLimitConfig;
-use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
-use stratos_projector::service::{ProjectorOptions, start};
+use stratos_command::{CommandConfig, Commands, ServiceIdentity};
 use stratos_store::{MasterKey, RebuildTarget};
 use tokio::sync::oneshot;
 
@@ -95,7 +93,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
     };
 
     // Enroll every actor (their first write) before the clock starts.
-    let warmup = progress(args.actors as u64, "enrolling")?;
+    let warmup = crate::progress::bar(args.actors as u64, "enrolling")?;
     futures::future::try_join_all((0..args.actors).map(|actor| {
         let (driver, warmup) = (&driver, &warmup);
         async move {
@@ -109,7 +107,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
 
     let rss_before = rss_kib();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
-    let bar = progress(args.seconds, "writing (s)")?;
+    let bar = crate::progress::bar(args.seconds, "writing (s)")?;
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let ticker = {
@@ -271,16 +269,7 @@ async fn start_local(args: &WriteArgs) -> Result<Local> {
     };
     let store = connect_store(&url, MasterKey::generate()).await?;
     let views = connect_views(&url).await?;
-    let projectors = start(
-        log.clone(),
-        store.clone(),
-        Some(views),
-        ProjectorOptions::default(),
-        |_| {},
-    )
-    .await?;
-    let outcomes = Outcomes::new(store.clone());
-    outcomes.follow_channel(projectors.subscribe());
+    let (projectors, outcomes) = crate::serve::start_projectors(&log, &store, views).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let address = listener.local_addr()?;
     let service_did = format!("did:web:127.0.0.1%3A{}", address.port());
@@ -320,11 +309,6 @@ async fn start_local(args: &WriteArgs) -> Result<Local> {
         scratch,
         _dir: dir,
     })
-}
-
-fn progress(total: u64, what: &str) -> Result<ProgressBar> {
-    let template = format!("{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}}");
-    Ok(ProgressBar::new(total).with_style(ProgressStyle::with_template(&template)?))
 }
 
 /// This process's resident set size in KiB (0 where `/proc` is missing).

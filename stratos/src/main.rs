@@ -6,6 +6,7 @@ mod bench_projection;
 mod bench_write;
 mod debug;
 mod options;
+mod progress;
 mod projections;
 mod serve;
 mod workload;

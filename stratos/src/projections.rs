@@ -4,7 +4,6 @@
 
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -266,12 +265,7 @@ pub async fn rebuild(
     batch_size: usize,
 ) -> Result<Report> {
     let events: u64 = log.partitions().await?.iter().map(|p| p.end).sum();
-    let bar = ProgressBar::new(events).with_style(
-        ProgressStyle::with_template(
-            "{spinner} replaying [{bar:40}] {human_pos}/{human_len} events, {per_sec}, eta {eta}",
-        )?
-        .progress_chars("=> "),
-    );
+    let bar = crate::progress::bar(events, "replaying events")?;
     let started = Instant::now();
     let counter = bar.clone();
     let options = ProjectorOptions {

@@ -6,14 +6,16 @@ use clap::Args;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 use stratos_command::auth::ResolverConfig;
 use stratos_command::blobs::BlobLimits;
 use stratos_command::http::{HttpConfig, serve};
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
-use stratos_projector::service::{ProjectorOptions, start};
-use stratos_store::{MasterKey, Store};
+use stratos_log::CommitLog;
+use stratos_projector::service::{ProjectorOptions, Projectors, start};
+use stratos_store::{MasterKey, Store, Views};
 
 use crate::options::{LogOptions, StoreOptions, connect_store, connect_views};
 use crate::projections::shutdown_signal;
@@ -128,16 +130,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let log = args.log.open(false).await?;
         let store = connect_store(&args.store.database_url, master).await?;
         let views = connect_views(args.store.views_url()).await?;
-        let projectors = start(
-            log.clone(),
-            store.clone(),
-            Some(views),
-            ProjectorOptions::default(),
-            |_| {},
-        )
-        .await?;
-        let outcomes = Outcomes::new(store.clone());
-        outcomes.follow_channel(projectors.subscribe());
+        let (projectors, outcomes) = start_projectors(&log, &store, views).await?;
         let commands = commands(&args.service, store, log, outcomes).await?;
         let listener = bind(&args.service).await?;
         announce(&args.service, &commands, true);
@@ -176,10 +169,29 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
     })
 }
 
+/// Starts both projectors in this process, and the outcomes a command side waits on.
+pub async fn start_projectors(
+    log: &Arc<dyn CommitLog>,
+    store: &Store,
+    views: Views,
+) -> Result<(Projectors, Outcomes)> {
+    let projectors = start(
+        log.clone(),
+        store.clone(),
+        Some(views),
+        ProjectorOptions::default(),
+        |_| {},
+    )
+    .await?;
+    let outcomes = Outcomes::new(store.clone());
+    outcomes.follow_channel(projectors.subscribe());
+    Ok((projectors, outcomes))
+}
+
 async fn commands(
     options: &ServiceOptions,
     store: Store,
-    log: std::sync::Arc<dyn stratos_log::CommitLog>,
+    log: Arc<dyn CommitLog>,
     outcomes: Outcomes,
 ) -> Result<Commands> {
     let service =
