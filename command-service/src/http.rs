@@ -72,10 +72,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     if config.dev_auth {
-        tracing::warn!(
-            "DEVELOPMENT AUTHENTICATION IS ON: any caller can act as any DID with \
-             `Authorization: Bearer <did>`. Never run this in production."
-        );
+        crate::auth::warn_dev_auth();
     }
     let routes = routes(commands, config);
     warp::serve(routes)
@@ -134,17 +131,10 @@ pub fn routes(
                 };
                 // Unknown methods are counted together, so callers cannot grow the labels.
                 let label = match PROCEDURES.contains(&nsid.as_str()) {
-                    true => nsid,
-                    false => "unknown".to_string(),
+                    true => nsid.as_str(),
+                    false => "unknown",
                 };
-                metrics::counter!(
-                    "stratos_xrpc_requests_total",
-                    "method" => label.clone(),
-                    "status" => response.status().as_u16().to_string()
-                )
-                .increment(1);
-                metrics::histogram!("stratos_xrpc_request_seconds", "method" => label)
-                    .record(started.elapsed().as_secs_f64());
+                crate::metrics::record_request(label, response.status().as_u16(), started);
                 response
             },
         );

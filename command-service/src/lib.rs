@@ -9,25 +9,23 @@
 //! * [`Outcomes`] — the repo projector's decisions, heard in process or over `LISTEN`, with the
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
-//! * [`auth`] — ATProto service-auth tokens checked against the issuer's DID document (with an
-//!   SSRF-guarded, cached resolver), and the development-only `Bearer <did>`;
-//! * [`metrics`] — the Prometheus recorder behind `GET /metrics`;
+//! * [`auth`] and [`metrics`] — from `stratos-xrpc`, shared with the query service;
 //! * [`rate_limit`] — per-DID write rate limits (spec §13.1);
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
 //!   health, XRPC errors and body limits.
 
-pub mod auth;
 pub mod blobs;
 mod enroll;
 mod error;
 pub mod http;
 mod import;
-pub mod metrics;
 mod outcomes;
 pub mod rate_limit;
 mod service;
 mod writes;
 pub mod xrpc;
+
+pub use stratos_xrpc::{auth, metrics};
 
 pub use self::error::CommandError;
 pub use self::import::Imported;

@@ -6,51 +6,11 @@ use serde_json::{Value, json};
 use stratos_schema::Cid;
 use stratos_schema::data::json_to_ipld;
 use stratos_schema::syntax::{Nsid, RecordKey};
+pub use stratos_xrpc::{XrpcError, json_response};
 use warp::http::StatusCode;
-use warp::reply::Response;
 
 use crate::error::CommandError;
 use crate::writes::{WriteOp, WriteResult};
-
-/// An XRPC error answer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct XrpcError {
-    /// The HTTP status.
-    pub status: StatusCode,
-    /// The error name.
-    pub error: &'static str,
-    /// A human-readable message.
-    pub message: String,
-}
-
-impl XrpcError {
-    /// An error with this status, name and message.
-    pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            error,
-            message: message.into(),
-        }
-    }
-
-    /// `400 InvalidRequest`.
-    pub fn invalid_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", message)
-    }
-
-    /// `401 AuthRequired`.
-    pub fn auth_required(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "AuthRequired", message)
-    }
-
-    /// The JSON response.
-    pub fn into_response(self) -> Response {
-        json_response(
-            self.status,
-            &json!({"error": self.error, "message": self.message}),
-        )
-    }
-}
 
 impl From<CommandError> for XrpcError {
     fn from(error: CommandError) -> Self {
@@ -60,17 +20,6 @@ impl From<CommandError> for XrpcError {
         let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST);
         Self::new(status, error.name(), error.public_message())
     }
-}
-
-/// A JSON response with a status.
-pub fn json_response(status: StatusCode, body: &Value) -> Response {
-    let mut response = Response::new(body.to_string().into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        warp::http::header::CONTENT_TYPE,
-        warp::http::HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 /// The methods this service answers (procedures, and the `getBlob` query).

@@ -40,6 +40,33 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Up to `limit` enrollments, active or not, after `(updated_at, did)` in that order: how
+    /// the service stream follows enrollments (keyset pages).
+    pub async fn enrollments_changed(
+        &self,
+        after: (&str, &str),
+        limit: u32,
+    ) -> Result<Vec<Enrollment>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT did, signing_key, boundaries, service_endpoint, enrolled_at, updated_at, \
+             active FROM enrollment WHERE updated_at > ? OR (updated_at = ? AND did > ?) \
+             ORDER BY updated_at, did LIMIT ?",
+        );
+        let rows: Vec<StoredEnrollment> = on!(&self.pool, db => {
+            sqlx::query_as(query)
+                .bind(after.0)
+                .bind(after.0)
+                .bind(after.1)
+                .bind(i64::from(limit))
+                .fetch_all(db)
+                .await?
+        });
+        Ok(rows.into_iter().map(Enrollment::from_stored).collect())
+    }
+}
+
 impl StoreTx {
     /// Writes an actor's enrollment (insert or replace).
     pub(crate) async fn put_enrollment(

@@ -15,8 +15,10 @@ mod batch;
 mod blobs;
 mod digest;
 mod enrollments;
+mod feeds;
 pub mod keys;
 mod notify;
+mod reads;
 mod rebuild;
 mod requests;
 mod store;
@@ -26,8 +28,10 @@ mod views;
 
 pub use self::batch::ProjectionBatch;
 pub use self::blobs::BlobMeta;
+pub use self::feeds::{FeedCursor, FeedItem, MAX_TIMELINE_BOUNDARIES};
 pub use self::keys::{KeyKind, MasterKey};
 pub use self::notify::OUTCOME_CHANNEL;
+pub use self::reads::KeyOrder;
 pub use self::rebuild::RebuildTarget;
 pub use self::requests::StoredRequest;
 pub use self::store::{

@@ -106,10 +106,10 @@ fn split_lines(text: &str) -> Vec<String> {
 }
 
 /// A record row as the database returns it: collection, rkey, CID, boundaries, block.
-type StoredRecord = (String, String, String, String, Option<Vec<u8>>);
+pub(crate) type StoredRecord = (String, String, String, String, Option<Vec<u8>>);
 
 impl RecordRow {
-    fn from_stored(row: StoredRecord) -> Result<Self, StoreError> {
+    pub(crate) fn from_stored(row: StoredRecord) -> Result<Self, StoreError> {
         let (collection, rkey, cid, boundaries, block) = row;
         Ok(Self {
             collection,

@@ -111,7 +111,7 @@ type StoredEnrollmentRow = (String, Option<String>, Option<String>, Option<Strin
 /// The AppView views' database.
 #[derive(Clone)]
 pub struct Views {
-    pool: Pool,
+    pub(crate) pool: Pool,
 }
 
 /// A transaction on the views: rows and the projector's position become visible together.

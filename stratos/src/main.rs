@@ -54,10 +54,13 @@ fn init_logging(format: LogFormat) {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run the command service and the projectors in one process on the embedded defaults.
+    /// Run the command service, the query service and the projectors in one process on the
+    /// embedded defaults.
     Up(serve::UpArgs),
     /// Run the command service alone (the projectors run elsewhere).
     CommandService(serve::CommandServiceArgs),
+    /// Run the query service alone (reads, hydration, export, subscribeRecords, feeds).
+    QueryService(serve::QueryServiceArgs),
     /// Tools for debugging ATProto interop (MST roots, CAR files).
     #[command(subcommand)]
     Debug(debug::DebugCommand),
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Task::Up(args) => serve::run_up(args),
         Task::CommandService(args) => serve::run_command_service(args),
+        Task::QueryService(args) => serve::run_query_service(args),
         Task::Debug(command) => debug::run(command),
         Task::Projector(args) => projections::run_projector(args),
         Task::Replay(args) => projections::run_replay(args),

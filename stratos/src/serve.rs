@@ -1,5 +1,6 @@
-//! `stratos up` (everything in one process on the embedded defaults) and
-//! `stratos command-service` (the write side alone, following projectors elsewhere).
+//! `stratos up` (everything in one process on the embedded defaults),
+//! `stratos command-service` (the write side alone, following projectors elsewhere) and
+//! `stratos query-service` (the read side alone, over projections kept elsewhere).
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -15,7 +16,10 @@ use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
+use stratos_query::subscribe::SubscribeLimits;
+use stratos_query::{Changes, Queries, QueryConfig};
 use stratos_store::{MasterKey, Store, Views};
+use warp::Filter;
 
 use crate::options::{LogOptions, StoreOptions, connect_store, connect_views};
 use crate::projections::shutdown_signal;
@@ -84,6 +88,13 @@ pub struct ServiceOptions {
     /// For local test stacks only.
     #[arg(long, env = "STRATOS_ALLOW_PRIVATE_DID_HOSTS")]
     allow_private_did_hosts: bool,
+    /// Services (AppView DIDs) allowed to read for named viewers, export repositories and
+    /// subscribe to every stream, comma-separated.
+    #[arg(long, env = "STRATOS_ALLOWED_APPVIEWS", value_delimiter = ',')]
+    allowed_appviews: Vec<String>,
+    /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
+    #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
+    sync_token: Option<String>,
 }
 
 impl ServiceOptions {
@@ -122,7 +133,17 @@ pub struct CommandServiceArgs {
     store: StoreOptions,
 }
 
-/// Runs the command service and the projectors in one process until SIGINT or SIGTERM.
+/// Arguments of `stratos query-service`.
+#[derive(Debug, Args)]
+pub struct QueryServiceArgs {
+    #[command(flatten)]
+    service: ServiceOptions,
+    #[command(flatten)]
+    store: StoreOptions,
+}
+
+/// Runs the command service, the query service and the projectors in one process until
+/// SIGINT or SIGTERM.
 pub fn run_up(args: UpArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         stratos_command::metrics::handle();
@@ -130,14 +151,26 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let log = args.log.open(false).await?;
         let store = connect_store(&args.store.database_url, master).await?;
         let views = connect_views(args.store.views_url()).await?;
-        let (projectors, outcomes) = start_projectors(&log, &store, views).await?;
+        let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
+        let changes = Changes::new();
+        changes.follow_channel(projectors.subscribe());
+        let queries = queries(&args.service, store.clone(), Some(views), changes);
         let commands = commands(&args.service, store, log, outcomes).await?;
         let listener = bind(&args.service).await?;
         announce(&args.service, &commands, true);
-        serve(listener, commands, http(&args.service), async {
-            let _ = shutdown_signal().await;
-        })
-        .await;
+        if args.service.dev_auth {
+            stratos_command::auth::warn_dev_auth();
+        }
+        let routes = stratos_query::http::routes(queries)
+            .or(stratos_command::http::routes(commands, http(&args.service)))
+            .unify();
+        warp::serve(routes)
+            .incoming(listener)
+            .graceful(async {
+                let _ = shutdown_signal().await;
+            })
+            .run()
+            .await;
         tracing::info!("stopping the projectors after their current batches");
         projectors.stop().await;
         Ok(ExitCode::SUCCESS)
@@ -167,6 +200,56 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
         .await;
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Runs the query service alone, reading projections that projectors elsewhere keep.
+pub fn run_query_service(args: QueryServiceArgs) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let master = args.store.master_key()?;
+        let store = connect_store(&args.store.database_url, master).await?;
+        let views = connect_views(args.store.views_url()).await?;
+        let changes = Changes::new();
+        match store.listen().await? {
+            Some(notifications) => changes.follow_notifications(notifications),
+            None => tracing::warn!(
+                "the projections are on SQLite: no notifications from projectors in other \
+                 processes, so subscribers follow by polling (use Postgres, or `stratos up`)"
+            ),
+        }
+        let queries = queries(&args.service, store, Some(views), changes);
+        let listener = bind(&args.service).await?;
+        println!(
+            "stratos query service listening on http://{}",
+            args.service.listen
+        );
+        stratos_query::http::serve(listener, queries, async {
+            let _ = shutdown_signal().await;
+        })
+        .await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// The query side over `store` and `views`.
+fn queries(
+    options: &ServiceOptions,
+    store: Store,
+    views: Option<Views>,
+    changes: Changes,
+) -> Queries {
+    Queries::new(
+        store,
+        views,
+        changes,
+        QueryConfig {
+            service_did: options.service_did(),
+            trusted_services: options.allowed_appviews.clone(),
+            dev_auth: options.dev_auth,
+            resolver: resolver(options),
+            sync_token: options.sync_token.clone(),
+            subscribe: SubscribeLimits::default(),
+        },
+    )
 }
 
 /// Starts both projectors in this process, and the outcomes a command side waits on.
@@ -220,18 +303,22 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             max_bytes: options.blob_max_bytes,
             ..BlobLimits::default()
         },
-        resolver: ResolverConfig {
-            plc_url: options.plc_url.clone(),
-            allow_private: options.allow_private_did_hosts,
-            allow_http: options.allow_private_did_hosts,
-            ..ResolverConfig::default()
-        },
+        resolver: resolver(options),
         rate_limit: RateLimitConfig {
             max_writes: options.write_rate_max_writes,
             window: Duration::from_millis(options.write_rate_window_ms),
             cooldown: Duration::from_millis(options.write_rate_cooldown_ms),
             jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
+    }
+}
+
+fn resolver(options: &ServiceOptions) -> ResolverConfig {
+    ResolverConfig {
+        plc_url: options.plc_url.clone(),
+        allow_private: options.allow_private_did_hosts,
+        allow_http: options.allow_private_did_hosts,
+        ..ResolverConfig::default()
     }
 }
 
@@ -243,7 +330,7 @@ async fn bind(options: &ServiceOptions) -> Result<tokio::net::TcpListener> {
 
 fn announce(options: &ServiceOptions, commands: &Commands, everything: bool) {
     let what = if everything {
-        "command service and projectors"
+        "command service, query service and projectors"
     } else {
         "command service"
     };

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test file uses a different part
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+pub mod atproto;
+
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 

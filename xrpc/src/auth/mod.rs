@@ -16,6 +16,14 @@ pub use self::resolver::{
     DidResolver, ResolveError, ResolverConfig, install_tls_provider, is_public,
 };
 
+/// Says loudly that development authentication (`Bearer <did>`) is on.
+pub fn warn_dev_auth() {
+    tracing::warn!(
+        "DEVELOPMENT AUTHENTICATION IS ON: any caller can act as any DID with \
+         `Authorization: Bearer <did>`. Never run this in production."
+    );
+}
+
 /// Why a caller was not authenticated; answered with 401 and [`AuthError::name`].
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum AuthError {

@@ -1,7 +1,8 @@
 //! Prometheus metrics: one recorder per process, rendered at `GET /metrics`.
 //!
 //! Recorded here: `stratos_xrpc_requests_total{method,status}`,
-//! `stratos_xrpc_request_seconds{method}`, `stratos_write_retries_total`; the projectors add
+//! `stratos_xrpc_request_seconds{method}`, `stratos_write_retries_total`,
+//! `stratos_subscribers` (open `subscribeRecords` connections); the projectors add
 //! `stratos_projector_events_total{projector,outcome}` and `stratos_projector_batch_seconds`.
 
 use std::sync::OnceLock;
@@ -28,4 +29,17 @@ pub fn handle() -> &'static PrometheusHandle {
         let _ = metrics::set_global_recorder(recorder);
         handle
     })
+}
+
+/// Counts one XRPC request and records its latency (`method` must come from a fixed set, so
+/// callers cannot grow the labels).
+pub fn record_request(method: &str, status: u16, started: std::time::Instant) {
+    metrics::counter!(
+        "stratos_xrpc_requests_total",
+        "method" => method.to_string(),
+        "status" => status.to_string()
+    )
+    .increment(1);
+    metrics::histogram!("stratos_xrpc_request_seconds", "method" => method.to_string())
+        .record(started.elapsed().as_secs_f64());
 }

@@ -93,6 +93,29 @@ impl DidResolver {
         Ok(key)
     }
 
+    /// The DID document of `did` (not cached).
+    pub async fn document(&self, did: &str) -> Result<Value, ResolveError> {
+        let url = self.document_url(did)?;
+        let document = self.fetch(&url).await?;
+        match document.get("id").and_then(Value::as_str) == Some(did) {
+            true => Ok(document),
+            false => Err(ResolveError::Document(format!("its id is not {did}"))),
+        }
+    }
+
+    /// The DID a handle claims over HTTPS (`/.well-known/atproto-did`), if it answers one.
+    pub async fn handle_did(&self, handle: &str) -> Option<String> {
+        let scheme = if self.config.allow_http {
+            "http"
+        } else {
+            "https"
+        };
+        let url = format!("{scheme}://{handle}/.well-known/atproto-did");
+        let body = self.fetch_bytes(&url, "text/plain").await.ok()?;
+        let did = String::from_utf8(body).ok()?.trim().to_string();
+        did.starts_with("did:").then_some(did)
+    }
+
     fn cached(&self, did: &str) -> Option<PublicKey> {
         let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
         let (at, key) = cache.get(did)?;
@@ -130,6 +153,12 @@ impl DidResolver {
     }
 
     async fn fetch(&self, url: &str) -> Result<Value, ResolveError> {
+        let body = self.fetch_bytes(url, "application/json").await?;
+        serde_json::from_slice(&body).map_err(|e| ResolveError::Document(e.to_string()))
+    }
+
+    /// GETs `url` from a checked address, within the size and time caps.
+    async fn fetch_bytes(&self, url: &str, accept: &'static str) -> Result<Vec<u8>, ResolveError> {
         let fetch_error = |e: reqwest::Error| ResolveError::Fetch(e.to_string());
         let parsed = reqwest::Url::parse(url).map_err(|e| ResolveError::Fetch(e.to_string()))?;
         let host = parsed
@@ -146,7 +175,7 @@ impl DidResolver {
             .map_err(fetch_error)?;
         let mut response = client
             .get(parsed)
-            .header("accept", "application/json")
+            .header("accept", accept)
             .send()
             .await
             .map_err(fetch_error)?;
@@ -163,7 +192,7 @@ impl DidResolver {
             }
             body.extend_from_slice(&chunk);
         }
-        serde_json::from_slice(&body).map_err(|e| ResolveError::Document(e.to_string()))
+        Ok(body)
     }
 
     /// The first address of `host` we may connect to.

@@ -1,0 +1,116 @@
+//! The reads of the query service: record pages, batches of records, single repository blocks,
+//! an actor's collections and sequence range.
+
+use sqlx::{QueryBuilder, Row};
+use stratos_schema::Cid;
+
+use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, sql};
+
+/// Which way a record page runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyOrder {
+    /// Record keys ascending.
+    Ascending,
+    /// Record keys descending.
+    Descending,
+}
+
+impl Store {
+    /// Up to `limit` records of one collection after the record key `cursor` in `order`.
+    pub async fn record_page(
+        &self,
+        did: &str,
+        collection: &str,
+        cursor: Option<&str>,
+        order: KeyOrder,
+        limit: u32,
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        let query = match (order, cursor.is_some()) {
+            (KeyOrder::Ascending, false) => {
+                "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+                 AND collection = ? ORDER BY rkey LIMIT ?"
+            }
+            (KeyOrder::Ascending, true) => {
+                "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+                 AND collection = ? AND rkey > ? ORDER BY rkey LIMIT ?"
+            }
+            (KeyOrder::Descending, false) => {
+                "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+                 AND collection = ? ORDER BY rkey DESC LIMIT ?"
+            }
+            (KeyOrder::Descending, true) => {
+                "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+                 AND collection = ? AND rkey < ? ORDER BY rkey DESC LIMIT ?"
+            }
+        };
+        let query = sql(self.backend(), query);
+        let rows: Vec<StoredRecord> = on!(&self.pool, db => {
+            let mut q = sqlx::query_as(query).bind(did).bind(collection);
+            if let Some(cursor) = cursor {
+                q = q.bind(cursor);
+            }
+            q.bind(i64::from(limit)).fetch_all(db).await?
+        });
+        rows.into_iter().map(RecordRow::from_stored).collect()
+    }
+
+    /// The records of `did` at these `(collection, rkey)` paths that exist, in no set order.
+    pub async fn records_at(
+        &self,
+        did: &str,
+        paths: &[(&str, &str)],
+    ) -> Result<Vec<RecordRow>, StoreError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut rows: Vec<StoredRecord> = Vec::with_capacity(paths.len());
+        for chunk in paths.chunks(crate::store::ROWS_PER_STATEMENT) {
+            on!(&self.pool, db => {
+                let mut query = QueryBuilder::new(
+                    "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ",
+                );
+                query.push_bind(did).push(" AND (collection, rkey) IN (");
+                query.push_values(chunk, |mut row, (collection, rkey)| {
+                    row.push_bind(*collection).push_bind(*rkey);
+                });
+                query.push(")");
+                rows.extend(query.build_query_as::<StoredRecord>().fetch_all(db).await?);
+            });
+        }
+        rows.into_iter().map(RecordRow::from_stored).collect()
+    }
+
+    /// One commit or MST node block of an actor.
+    pub async fn block(&self, did: &str, cid: &Cid) -> Result<Option<Vec<u8>>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT bytes FROM repo_block WHERE did = ? AND cid = ?",
+        );
+        let cid = cid.to_string();
+        Ok(on!(&self.pool, db => {
+            sqlx::query_scalar(query).bind(did).bind(&cid).fetch_optional(db).await?
+        }))
+    }
+
+    /// The collections an actor has records in, sorted.
+    pub async fn collections(&self, did: &str) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT DISTINCT collection FROM record WHERE did = ? ORDER BY collection",
+        );
+        Ok(on!(&self.pool, db => sqlx::query_scalar(query).bind(did).fetch_all(db).await?))
+    }
+
+    /// The lowest and highest sequence numbers of an actor's events (`None` without events).
+    pub async fn seq_range(&self, did: &str) -> Result<Option<(u64, u64)>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT MIN(seq), MAX(seq) FROM actor_event WHERE did = ?",
+        );
+        let (low, high): (Option<i64>, Option<i64>) = on!(&self.pool, db => {
+            let row = sqlx::query(query).bind(did).fetch_one(db).await?;
+            (row.get(0), row.get(1))
+        });
+        Ok(low.zip(high).map(|(low, high)| (low as u64, high as u64)))
+    }
+}

@@ -1,0 +1,148 @@
+//! A real ATProto stack for tests: the PDS and PLC directory of `tests/atproto-stack/`, run by
+//! the Node that `scripts/install-atproto-stack` installs (once, into a cache).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A running PDS + PLC directory; stopped when dropped (its stdin closes).
+pub struct AtprotoStack {
+    /// The PDS, e.g. `http://localhost:41234`.
+    pub pds_url: String,
+    /// The PLC directory, e.g. `http://localhost:41235`.
+    pub plc_url: String,
+    client: reqwest::Client,
+    _process: Child,
+}
+
+/// An account on the PDS, signed in.
+pub struct Account {
+    /// Its DID (`did:plc:…`).
+    pub did: String,
+    /// Its handle (`<name>.test`).
+    pub handle: String,
+    /// Its password.
+    pub password: String,
+    /// Its session's access token.
+    pub access_jwt: String,
+}
+
+fn checkout() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+impl AtprotoStack {
+    /// Installs the stack if needed, starts it and waits until it answers.
+    pub async fn start() -> Self {
+        stratos_command::auth::install_tls_provider();
+        let root = checkout();
+        let install = std::process::Command::new(root.join("scripts/install-atproto-stack"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("running scripts/install-atproto-stack");
+        assert!(
+            install.status.success(),
+            "installing the ATProto stack failed"
+        );
+        let node = String::from_utf8(install.stdout)
+            .unwrap()
+            .trim()
+            .to_string();
+        let mut process = Command::new(node)
+            .arg(root.join("tests/atproto-stack/pds-harness.mjs"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("starting the PDS harness");
+        let mut lines = BufReader::new(process.stdout.take().unwrap()).lines();
+        let ready = tokio::time::timeout(Duration::from_secs(90), async {
+            while let Some(line) = lines.next_line().await.unwrap() {
+                if let Some(json) = line.strip_prefix("READY ") {
+                    return serde_json::from_str::<Value>(json).unwrap();
+                }
+            }
+            panic!("the PDS harness stopped before it was ready");
+        })
+        .await
+        .expect("the PDS harness did not start within 90 s");
+        Self {
+            pds_url: ready["pdsUrl"].as_str().unwrap().to_string(),
+            plc_url: ready["plcUrl"].as_str().unwrap().to_string(),
+            client: reqwest::Client::new(),
+            _process: process,
+        }
+    }
+
+    /// Creates the account `<name>.test` and signs it in.
+    pub async fn create_account(&self, name: &str) -> Account {
+        let handle = format!("{name}.test");
+        let password = format!("{name}-password");
+        let created = self
+            .xrpc_post(
+                "com.atproto.server.createAccount",
+                None,
+                &json!({"handle": handle, "email": format!("{name}@example.test"), "password": password}),
+            )
+            .await;
+        Account {
+            did: created["did"].as_str().unwrap().to_string(),
+            handle,
+            password,
+            access_jwt: created["accessJwt"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// A service-auth token minted by the PDS for `account` (`getServiceAuth`).
+    pub async fn service_auth(
+        &self,
+        account: &Account,
+        aud: &str,
+        lxm: &str,
+        exp: Option<i64>,
+    ) -> String {
+        let mut query = vec![("aud", aud.to_string()), ("lxm", lxm.to_string())];
+        if let Some(exp) = exp {
+            query.push(("exp", exp.to_string()));
+        }
+        let response = self
+            .client
+            .get(format!(
+                "{}/xrpc/com.atproto.server.getServiceAuth",
+                self.pds_url
+            ))
+            .query(&query)
+            .bearer_auth(&account.access_jwt)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "getServiceAuth: {status} {body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A procedure call on the PDS, optionally as `account`; panics unless it succeeds.
+    pub async fn xrpc_post(&self, method: &str, account: Option<&Account>, body: &Value) -> Value {
+        let mut request = self
+            .client
+            .post(format!("{}/xrpc/{method}", self.pds_url))
+            .json(body);
+        if let Some(account) = account {
+            request = request.bearer_auth(&account.access_jwt);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert!(status.is_success(), "{method}: {status} {body}");
+        body
+    }
+}

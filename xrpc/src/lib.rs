@@ -1,0 +1,13 @@
+//! What the Stratos HTTP services share:
+//!
+//! * [`XrpcError`] and [`json_response`] — XRPC answers: JSON `{"error", "message"}` with their
+//!   status;
+//! * [`auth`] — ATProto service-auth tokens checked against the issuer's DID document (with an
+//!   SSRF-guarded, cached resolver), and the development-only `Bearer <did>`;
+//! * [`metrics`] — the process's Prometheus recorder behind `GET /metrics`.
+
+pub mod auth;
+mod error;
+pub mod metrics;
+
+pub use self::error::{XrpcError, json_response};
