@@ -3,7 +3,7 @@
 //! the query side behind one router (as `stratos up` runs them), with development
 //! authentication (`Bearer <did>`).
 
-#![allow(dead_code)] // each test file uses a different part
+#![allow(dead_code, unused_macros)] // each test file uses a different part
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::sync::Arc;
