@@ -152,6 +152,16 @@ pub fn routes(
     subscribe.or(xrpc).unify()
 }
 
+/// An optional CID parameter, checked for syntax.
+fn cid_param(value: Option<&str>) -> Result<Option<&str>, XrpcError> {
+    match value {
+        Some(text) if stratos_schema::data::parse_cid(text).is_err() => Err(
+            XrpcError::invalid_request(format!("cid: not a CID: {text}")),
+        ),
+        other => Ok(other),
+    }
+}
+
 /// The request body, refused once it grows past `cap` bytes.
 async fn read_capped(
     body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
@@ -217,7 +227,7 @@ async fn call(
                     &did_param("repo", params.get("repo"))?,
                     &collection_param(params.get("collection"))?,
                     &rkey_param(params.get("rkey"))?,
-                    params.get("cid"),
+                    cid_param(params.get("cid"))?,
                 )
                 .await?,
         ),
@@ -267,7 +277,7 @@ async fn call(
         }
         "zone.stratos.repo.hydrateRecord" => json(
             queries
-                .hydrate_record(&viewer, params.get("uri"), params.get("cid"))
+                .hydrate_record(&viewer, params.get("uri"), cid_param(params.get("cid"))?)
                 .await?,
         ),
         "zone.stratos.repo.hydrateRecords" => {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use serde_json::{Value, json};
 use stratos_schema::syntax::{AtIdentifier, AtUri};
+use stratos_store::RecordRow;
 use stratos_xrpc::XrpcError;
 
 use crate::Queries;
@@ -110,34 +111,30 @@ impl Queries {
     ) -> Result<Vec<Hydrated>, XrpcError> {
         let paths: Vec<Option<(String, String, String)>> =
             uris.iter().map(|(uri, _)| record_path(uri)).collect();
-        let mut by_owner: HashMap<&str, Vec<(&str, &str)>> = HashMap::new();
-        for (did, collection, rkey) in paths.iter().flatten() {
-            by_owner
-                .entry(did)
-                .or_default()
-                .push((collection.as_str(), rkey.as_str()));
-        }
-        let mut found = HashMap::new();
-        for (did, keys) in by_owner {
-            for row in self
-                .store()
-                .records_at(did, &keys)
-                .await
-                .map_err(internal)?
-            {
-                found.insert((did, row.collection.clone(), row.rkey.clone()), row);
-            }
-        }
+        let keys: Vec<(&str, &str, &str)> = paths
+            .iter()
+            .flatten()
+            .map(|(did, collection, rkey)| (did.as_str(), collection.as_str(), rkey.as_str()))
+            .collect();
+        let found: HashMap<(String, String, String), RecordRow> = self
+            .store()
+            .records_at(&keys)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(|(did, row)| ((did, row.collection.clone(), row.rkey.clone()), row))
+            .collect();
         Ok(paths
             .iter()
             .zip(uris)
             .map(|(path, (_, cid))| {
-                let Some((did, collection, rkey)) = path else {
+                let Some(key) = path else {
                     return Hydrated::NotFound;
                 };
-                let Some(row) = found.get(&(did.as_str(), collection.clone(), rkey.clone())) else {
+                let Some(row) = found.get(key) else {
                     return Hydrated::NotFound;
                 };
+                let did = &key.0;
                 if cid.as_ref().is_some_and(|cid| *cid != row.cid.to_string()) {
                     return Hydrated::NotFound;
                 }

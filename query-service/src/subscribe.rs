@@ -415,19 +415,22 @@ impl Queries {
                 })
             })
             .collect();
-        let paths: HashSet<(&str, &str)> = commits
+        let paths: HashSet<(&str, &str, &str)> = commits
             .iter()
             .flat_map(|(_, commit)| commit.ops.iter())
             .filter(|op| op.cid.is_some())
-            .map(|op| op.path.split_once('/').unwrap_or((op.path.as_str(), "")))
+            .map(|op| {
+                let (collection, rkey) = op.path.split_once('/').unwrap_or((op.path.as_str(), ""));
+                (did, collection, rkey)
+            })
             .collect();
-        let paths: Vec<(&str, &str)> = paths.into_iter().collect();
+        let paths: Vec<(&str, &str, &str)> = paths.into_iter().collect();
         let current: HashMap<(String, Cid), Vec<u8>> = self
             .store()
-            .records_at(did, &paths)
+            .records_at(&paths)
             .await?
             .into_iter()
-            .filter_map(|row| {
+            .filter_map(|(_, row)| {
                 let block = row.block?;
                 Some(((format!("{}/{}", row.collection, row.rkey), row.cid), block))
             })

@@ -52,8 +52,21 @@ async fn who_sees_a_record(system: System) {
         "cid",
         "bafyreie5737gdxlw5i64vzichcalba3z2v5n6icifvx5xytvske7mr3hpm",
     ));
-    let (status, _) = system.call(Some(&alice), GET_RECORD, &stale).await;
-    assert_eq!(status, 400);
+    let (status, body) = system.call(Some(&alice), GET_RECORD, &stale).await;
+    assert_eq!((status, error_name(&body)), (400, "RecordNotFound"));
+    // A malformed CID is a bad request, for reads and hydration alike.
+    let mut malformed = params.to_vec();
+    malformed.push(("cid", "not-a-cid"));
+    let (status, body) = system.call(Some(&alice), GET_RECORD, &malformed).await;
+    assert_eq!((status, error_name(&body)), (400, "InvalidRequest"));
+    let (status, body) = system
+        .call(
+            Some(&alice),
+            HYDRATE,
+            &[("uri", &uri), ("cid", "not-a-cid")],
+        )
+        .await;
+    assert_eq!((status, error_name(&body)), (400, "InvalidRequest"));
 
     // Hydration tells blocked from missing.
     let (status, body) = system.call(Some(&bob), HYDRATE, &[("uri", &uri)]).await;
@@ -130,6 +143,9 @@ async fn hydrating_many_records(system: System) {
         .call_post(Some(&bob), HYDRATE_MANY, &json!({"urls": []}))
         .await;
     assert_eq!((status, error_name(&body)), (400, "InvalidInput"));
+    let oversized = json!({"uris": ["x".repeat(300 * 1024)]});
+    let (status, body) = system.call_post(Some(&bob), HYDRATE_MANY, &oversized).await;
+    assert_eq!((status, error_name(&body)), (413, "PayloadTooLarge"));
     system.finish().await;
 }
 

@@ -6,6 +6,9 @@ use stratos_schema::Cid;
 
 use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, sql};
 
+/// A record row with its actor, as the database returns it.
+type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
+
 /// Which way a record page runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyOrder {
@@ -54,30 +57,32 @@ impl Store {
         rows.into_iter().map(RecordRow::from_stored).collect()
     }
 
-    /// The records of `did` at these `(collection, rkey)` paths that exist, in no set order.
+    /// The records at these `(did, collection, rkey)` keys that exist, with their actor, in no
+    /// set order: one query for any mix of actors.
     pub async fn records_at(
         &self,
-        did: &str,
-        paths: &[(&str, &str)],
-    ) -> Result<Vec<RecordRow>, StoreError> {
-        if paths.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut rows: Vec<StoredRecord> = Vec::with_capacity(paths.len());
-        for chunk in paths.chunks(crate::store::ROWS_PER_STATEMENT) {
+        keys: &[(&str, &str, &str)],
+    ) -> Result<Vec<(String, RecordRow)>, StoreError> {
+        let mut rows: Vec<ActorRecord> = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(crate::store::ROWS_PER_STATEMENT) {
             on!(&self.pool, db => {
                 let mut query = QueryBuilder::new(
-                    "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ",
+                    "SELECT did, collection, rkey, cid, boundaries, block FROM record \
+                     WHERE (did, collection, rkey) IN (",
                 );
-                query.push_bind(did).push(" AND (collection, rkey) IN (");
-                query.push_values(chunk, |mut row, (collection, rkey)| {
-                    row.push_bind(*collection).push_bind(*rkey);
+                query.push_values(chunk, |mut row, (did, collection, rkey)| {
+                    row.push_bind(*did).push_bind(*collection).push_bind(*rkey);
                 });
                 query.push(")");
-                rows.extend(query.build_query_as::<StoredRecord>().fetch_all(db).await?);
+                rows.extend(query.build_query_as().fetch_all(db).await?);
             });
         }
-        rows.into_iter().map(RecordRow::from_stored).collect()
+        rows.into_iter()
+            .map(|(did, collection, rkey, cid, boundaries, block)| {
+                let row = RecordRow::from_stored((collection, rkey, cid, boundaries, block))?;
+                Ok((did, row))
+            })
+            .collect()
     }
 
     /// One commit or MST node block of an actor.

@@ -18,6 +18,11 @@ pub enum BenchCommand {
     Project(crate::bench_projection::ProjectArgs),
     /// createRecord throughput and latency over HTTP at a given concurrency.
     Write(crate::bench_write::WriteArgs),
+    /// Reads over HTTP and WebSocket: getRecord, hydrateRecords, getTimeline, getRepo,
+    /// subscribeRecords backfill.
+    Read(crate::bench_read::ReadArgs),
+    /// Timeline page latency over large synthetic AppView views.
+    Timeline(crate::bench_timeline::TimelineArgs),
 }
 
 /// Which commit-log adapters to measure.
@@ -76,6 +81,10 @@ pub fn run(command: BenchCommand) -> Result<()> {
             runtime.block_on(crate::bench_projection::bench_project(args))
         }
         BenchCommand::Write(args) => runtime.block_on(crate::bench_write::bench_write(args)),
+        BenchCommand::Read(args) => runtime.block_on(crate::bench_read::bench_read(args)),
+        BenchCommand::Timeline(args) => {
+            runtime.block_on(crate::bench_timeline::bench_timeline(args))
+        }
     }
 }
 

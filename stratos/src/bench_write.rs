@@ -3,20 +3,15 @@
 //! log and SQLite in a temporary directory, or Kafka and Postgres), with development
 //! authentication; `--url` drives a running service instead (started with `--dev-auth`).
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use stratos_command::auth::install_tls_provider;
-use stratos_command::http::{HttpConfig, serve};
-use stratos_command::rate_limit::RateLimitConfig;
-use stratos_command::{CommandConfig, Commands, ServiceIdentity};
-use stratos_store::{MasterKey, RebuildTarget};
-use tokio::sync::oneshot;
 
-use crate::options::{LogOptions, connect_store, connect_views};
+use crate::bench_service::{Local, LocalOptions, rss_kib, service_did};
 
 /// Arguments of `stratos bench write`.
 #[derive(Debug, Args)]
@@ -52,24 +47,21 @@ pub struct WriteArgs {
     partitions: u32,
 }
 
-/// A service started by the bench, and how to stop it.
-struct Local {
-    url: String,
-    boundary: String,
-    stop: oneshot::Sender<()>,
-    server: tokio::task::JoinHandle<()>,
-    projectors: stratos_projector::service::Projectors,
-    store: stratos_store::Store,
-    scratch: Option<RebuildTarget>,
-    _dir: tempfile::TempDir,
-}
-
 /// Runs the bench.
 pub async fn bench_write(args: WriteArgs) -> Result<()> {
     install_tls_provider();
     let local = match &args.url {
         Some(_) => None,
-        None => Some(start_local(&args).await?),
+        None => Some(
+            Local::start(&LocalOptions {
+                kafka_bootstrap: args.kafka_bootstrap.clone(),
+                kafka_properties: args.kafka_properties.clone(),
+                database_url: args.database_url.clone(),
+                partitions: args.partitions,
+                label: "write",
+            })
+            .await?,
+        ),
     };
     let (url, boundary) = match (&args.url, &local) {
         (Some(url), _) => {
@@ -152,12 +144,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
     let rss_after = rss_kib();
 
     latencies.sort();
-    let quantile = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
+    let quantile = |q: f64| crate::bench_service::quantile(&latencies, q);
     let mode = match (&args.url, &args.kafka_bootstrap, &args.database_url) {
         (Some(url), _, _) => url.clone(),
         (None, Some(_), Some(_)) => "kafka+postgres".into(),
@@ -190,13 +177,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
         );
     }
     if let Some(local) = local {
-        let _ = local.stop.send(());
-        let _ = local.server.await;
-        local.projectors.stop().await;
-        local.store.close().await;
-        if let Some(scratch) = local.scratch {
-            scratch.discard().await?;
-        }
+        local.stop().await?;
     }
     Ok(())
 }
@@ -233,94 +214,4 @@ impl Driver {
         }
         Ok(())
     }
-}
-
-async fn service_did(url: &str) -> Result<String> {
-    let document: serde_json::Value = reqwest::get(format!("{url}/.well-known/did.json"))
-        .await?
-        .json()
-        .await?;
-    document["id"]
-        .as_str()
-        .map(str::to_string)
-        .context("the service's DID document has no id")
-}
-
-async fn start_local(args: &WriteArgs) -> Result<Local> {
-    let dir = tempfile::tempdir()?;
-    let log = LogOptions {
-        log_file: dir.path().join("log.sqlite"),
-        kafka_bootstrap: args.kafka_bootstrap.clone(),
-        topic: format!("stratos.bench.write.{}", std::process::id()),
-        partitions: args.partitions,
-        kafka_properties: args.kafka_properties.clone(),
-    }
-    .open(false)
-    .await?;
-    let (url, scratch) = match &args.database_url {
-        Some(url) => {
-            let scratch = RebuildTarget::prepare(url, "bench_write").await?;
-            (scratch.url().to_string(), Some(scratch))
-        }
-        None => (
-            format!("sqlite://{}", dir.path().join("stratos.sqlite").display()),
-            None,
-        ),
-    };
-    let store = connect_store(&url, MasterKey::generate()).await?;
-    let views = connect_views(&url).await?;
-    let (projectors, outcomes) = crate::serve::start_projectors(&log, &store, views).await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let address = listener.local_addr()?;
-    let service_did = format!("did:web:127.0.0.1%3A{}", address.port());
-    let service =
-        ServiceIdentity::load_or_create(&store, &service_did, &format!("http://{address}")).await?;
-    let commands = Commands::new(
-        store.clone(),
-        log,
-        outcomes,
-        CommandConfig {
-            service,
-            allowed_domains: vec!["general".into()],
-            max_attempts: 8,
-            blob_dir: dir.path().join("blobs"),
-        },
-    );
-    let (stop, stopped) = oneshot::channel::<()>();
-    // The bench measures the write path, not the per-DID rate limit.
-    let config = HttpConfig {
-        dev_auth: true,
-        rate_limit: RateLimitConfig {
-            max_writes: u32::MAX,
-            ..RateLimitConfig::default()
-        },
-        ..HttpConfig::default()
-    };
-    let server = tokio::spawn(serve(listener, commands, config, async move {
-        let _ = stopped.await;
-    }));
-    Ok(Local {
-        url: format!("http://{address}"),
-        boundary: format!("{service_did}/general"),
-        stop,
-        server,
-        projectors,
-        store,
-        scratch,
-        _dir: dir,
-    })
-}
-
-/// This process's resident set size in KiB (0 where `/proc` is missing).
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kib| kib.parse().ok())
-        })
-        .unwrap_or(0)
 }

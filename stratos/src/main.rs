@@ -3,6 +3,9 @@
 mod audit;
 mod bench;
 mod bench_projection;
+mod bench_read;
+mod bench_service;
+mod bench_timeline;
 mod bench_write;
 mod debug;
 mod options;

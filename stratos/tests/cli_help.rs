@@ -10,6 +10,7 @@ fn every_subcommand_has_help() {
         &[],
         &["up"],
         &["command-service"],
+        &["query-service"],
         &["debug"],
         &["debug", "mst-root"],
         &["debug", "car"],
@@ -22,6 +23,8 @@ fn every_subcommand_has_help() {
         &["bench", "fill"],
         &["bench", "project"],
         &["bench", "write"],
+        &["bench", "read"],
+        &["bench", "timeline"],
     ];
     for command in commands {
         let output = Command::new(env!("CARGO_BIN_EXE_stratos"))

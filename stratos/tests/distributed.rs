@@ -1,18 +1,25 @@
 //! The distributed mode as separate processes: a Kafka-API broker, PostgreSQL, one
-//! `stratos projector` and two `stratos command-service` processes writing the same actor. Every
-//! acknowledged write is there, in one chain, and each answer came back through Postgres
-//! `LISTEN/NOTIFY` from the projector process.
+//! `stratos projector`, two `stratos command-service` processes writing the same actor and one
+//! `stratos query-service` reading. Every acknowledged write is there, in one chain; each answer
+//! came back through Postgres `LISTEN/NOTIFY` from the projector process; a subscriber of the
+//! query service sees every event once, in order, and reads see the records.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod support;
 
+use futures::StreamExt;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use stratos_log::testing::Broker;
+use stratos_query::subscribe::decode_frame;
+use stratos_schema::Ipld;
 use stratos_store::testing::TestDatabase;
 use stratos_store::{MasterKey, Store};
 use support::{free_port, wait_ready};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SERVICE: &str = "did:web:stratos.test";
 const WRITES: usize = 40;
@@ -28,13 +35,18 @@ impl Drop for Process {
 }
 
 fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Process {
-    Process(
-        Command::new(env!("CARGO_BIN_EXE_stratos"))
-            .args(args)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+    command.args(args);
+    // The query service reads projections only; the others use the log.
+    if args[0] != "query-service" {
+        command
             .args(["--kafka-bootstrap", &broker.bootstrap()])
             // tansu 0.6.0 loses a partition's last multi-record batch (see the commit-log suite).
             .args(["--kafka-property", "batch.num.messages=1"])
-            .args(["--partitions", "4"])
+            .args(["--partitions", "4"]);
+    }
+    Process(
+        command
             .env("DATABASE_URL", database)
             .env("STRATOS_MASTER_KEY", master_key)
             .env_remove("STRATOS_VIEWS_URL")
@@ -47,7 +59,7 @@ fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_command_services_and_a_projector_make_one_chain() {
+async fn command_services_a_projector_and_a_query_service() {
     let broker = Broker::start();
     let database = TestDatabase::create("postgres").await.unwrap();
     let master_key = MasterKey::generate().to_hex().to_string();
@@ -108,6 +120,34 @@ async fn two_command_services_and_a_projector_make_one_chain() {
     // The first write enrolls the actor.
     let (status, body) = write(bases[0].clone(), 0).await;
     assert_eq!(status, 200, "{body}");
+
+    // A query service in its own process, and a subscriber of alice's stream on it.
+    let query_port = free_port();
+    let query_base = format!("http://127.0.0.1:{query_port}");
+    let _query_service = stratos(
+        &[
+            "query-service",
+            "--dev-auth",
+            "--listen",
+            &format!("127.0.0.1:{query_port}"),
+            "--service-did",
+            SERVICE,
+        ],
+        &broker,
+        &database.url,
+        &master_key,
+    );
+    wait_ready(&client, &query_base).await;
+    let mut request = format!(
+        "ws://127.0.0.1:{query_port}/xrpc/zone.stratos.sync.subscribeRecords?did=did:plc:alice"
+    )
+    .into_client_request()
+    .unwrap();
+    request
+        .headers_mut()
+        .insert("authorization", "Bearer did:plc:alice".parse().unwrap());
+    let (mut subscriber, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
     let answers =
         futures::future::join_all((1..=WRITES).map(|index| write(bases[index % 2].clone(), index)))
             .await;
@@ -129,6 +169,45 @@ async fn two_command_services_and_a_projector_make_one_chain() {
         events.iter().map(|e| e.seq).collect::<Vec<_>>(),
         (1..=(WRITES as u64 + 1)).collect::<Vec<_>>()
     );
+
+    // The subscriber saw every event once, in order, as the projector applied them.
+    let mut seen = Vec::new();
+    while seen.len() < WRITES + 1 {
+        let message = tokio::time::timeout(Duration::from_secs(30), subscriber.next())
+            .await
+            .expect("the stream stalled")
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(bytes) = message {
+            let (_, body) = decode_frame(&bytes).unwrap();
+            let Ipld::Map(body) = body else {
+                panic!("not a map")
+            };
+            let Some(Ipld::Integer(seq)) = body.get("seq") else {
+                panic!("no seq")
+            };
+            seen.push(*seq as u64);
+        }
+    }
+    assert_eq!(seen, (1..=(WRITES as u64 + 1)).collect::<Vec<_>>());
+
+    // Reads through the query service process.
+    let rkey = uris[7].rsplit('/').next().unwrap();
+    let response = client
+        .get(format!("{query_base}/xrpc/com.atproto.repo.getRecord"))
+        .query(&[
+            ("repo", "did:plc:alice"),
+            ("collection", "zone.stratos.feed.post"),
+            ("rkey", rkey),
+        ])
+        .bearer_auth("did:plc:alice")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["uri"], json!(uris[7]));
+
     drop(services);
     store.close().await;
     database.drop_database().await.unwrap();
