@@ -193,6 +193,26 @@ impl Connection {
         }
     }
 
+    /// Sends frames as one write: queued without flushing, then flushed together, all within
+    /// the send deadline.
+    async fn send_all(&mut self, frames: Vec<Vec<u8>>) -> Result<(), End> {
+        let socket = &mut self.socket;
+        let write = async move {
+            for frame in frames {
+                socket.feed(Message::binary(frame)).await?;
+            }
+            socket.flush().await
+        };
+        match tokio::time::timeout(self.send_timeout, write).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(End::Gone),
+            Err(_) => Err(End::Error(
+                "ConsumerTooSlow",
+                "the subscriber fell too far behind".into(),
+            )),
+        }
+    }
+
     /// Waits for `changes`, the poll interval, or a keepalive round, while reading what the
     /// client sends (pongs, close).
     async fn idle(
@@ -380,13 +400,11 @@ impl Queries {
             let full = events.len() == limits.batch as usize;
             if let Some(last) = events.last() {
                 after = last.seq;
-                for frame in self
+                let frames = self
                     .commit_frames(did, &events, params.domain.as_deref())
                     .await
-                    .map_err(internal)?
-                {
-                    connection.send(frame).await?;
-                }
+                    .map_err(internal)?;
+                connection.send_all(frames).await?;
             }
             if !full {
                 connection.idle(&mut changes, limits.poll_interval).await?;

@@ -8,7 +8,9 @@ use sqlx::QueryBuilder;
 use stratos_schema::Cid;
 
 use crate::requests::StoredRequest;
-use crate::store::{Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, on_tx};
+use crate::store::{
+    Backend, Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, on_tx,
+};
 
 /// A record's key: actor, collection, record key.
 type RecordKey = (String, String, String);
@@ -142,13 +144,25 @@ impl StoreTx {
             .into_iter()
             .map(|((did, cid), _)| (did.as_str(), cid.to_string()))
             .collect();
+        // SQLite scans the whole table for a row-value `IN`, so it deletes the rows an indexed
+        // join finds instead.
+        let delete_blocks = match self.backend() {
+            Backend::Postgres => "DELETE FROM repo_block WHERE (did, cid) IN (",
+            Backend::Sqlite => {
+                "DELETE FROM repo_block WHERE rowid IN (SELECT b.rowid FROM repo_block b JOIN ("
+            }
+        };
+        let delete_blocks_end = match self.backend() {
+            Backend::Postgres => ")",
+            Backend::Sqlite => ") AS k ON b.did = k.column1 AND b.cid = k.column2)",
+        };
         for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new("DELETE FROM repo_block WHERE (did, cid) IN (");
+                let mut query = QueryBuilder::new(delete_blocks);
                 query.push_values(chunk, |mut row, (did, cid)| {
                     row.push_bind(*did).push_bind(cid);
                 });
-                query.push(")");
+                query.push(delete_blocks_end);
                 query.build().execute(&mut **tx).await?;
             });
         }
@@ -204,15 +218,25 @@ impl StoreTx {
                 ))
             })
             .collect();
+        let delete_records = match self.backend() {
+            Backend::Postgres => "DELETE FROM record WHERE (did, collection, rkey) IN (",
+            Backend::Sqlite => {
+                "DELETE FROM record WHERE rowid IN (SELECT r.rowid FROM record r JOIN ("
+            }
+        };
+        let delete_records_end = match self.backend() {
+            Backend::Postgres => ")",
+            Backend::Sqlite => {
+                ") AS k ON r.did = k.column1 AND r.collection = k.column2 AND r.rkey = k.column3)"
+            }
+        };
         for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(
-                    "DELETE FROM record WHERE (did, collection, rkey) IN (",
-                );
+                let mut query = QueryBuilder::new(delete_records);
                 query.push_values(chunk, |mut row, ((did, collection, rkey), _)| {
                     row.push_bind(did).push_bind(collection).push_bind(rkey);
                 });
-                query.push(")");
+                query.push(delete_records_end);
                 query.build().execute(&mut **tx).await?;
             });
         }

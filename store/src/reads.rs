@@ -66,14 +66,17 @@ impl Store {
         let mut rows: Vec<ActorRecord> = Vec::with_capacity(keys.len());
         for chunk in keys.chunks(crate::store::ROWS_PER_STATEMENT) {
             on!(&self.pool, db => {
+                // A join on the keys, not a row-value `IN`: SQLite scans the table for that.
                 let mut query = QueryBuilder::new(
-                    "SELECT did, collection, rkey, cid, boundaries, block FROM record \
-                     WHERE (did, collection, rkey) IN (",
+                    "SELECT r.did, r.collection, r.rkey, r.cid, r.boundaries, r.block FROM (",
                 );
                 query.push_values(chunk, |mut row, (did, collection, rkey)| {
                     row.push_bind(*did).push_bind(*collection).push_bind(*rkey);
                 });
-                query.push(")");
+                query.push(
+                    ") AS k JOIN record r ON r.did = k.column1 AND r.collection = k.column2 \
+                     AND r.rkey = k.column3",
+                );
                 rows.extend(query.build_query_as().fetch_all(db).await?);
             });
         }
