@@ -15,6 +15,11 @@ mod serve;
 mod workload;
 
 use clap::{Parser, Subcommand};
+
+/// A faster allocator than the system one for the services' many small, short-lived
+/// allocations across threads.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
 
 /// Stratos: a private, permissioned data layer for ATProtocol.
