@@ -129,8 +129,7 @@ impl Queries {
                 "at most {MAX_GET_POSTS} uris"
             )));
         }
-        let items: Vec<String> = uris.to_vec();
-        let posts = self.post_views(viewer, &items).await?;
+        let posts = self.post_views(viewer, uris).await?;
         Ok(json!({"posts": posts}))
     }
 

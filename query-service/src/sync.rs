@@ -33,8 +33,7 @@ fn repo_not_found() -> XrpcError {
     bad_request("RepoNotFound", "Could not find repo")
 }
 
-fn car_response(body: Response) -> Response {
-    let mut response = body;
+fn car_response(mut response: Response) -> Response {
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(CAR_MEDIA_TYPE),
