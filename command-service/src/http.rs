@@ -16,6 +16,7 @@ use warp::{Filter, Rejection};
 use crate::auth::{Authenticator, DidResolver, ResolverConfig};
 use crate::blobs::BlobLimits;
 use crate::error::CommandError;
+use crate::oauth::{self, Enrollment};
 use crate::rate_limit::{RateLimitConfig, WriteRateLimiter};
 use crate::service::Commands;
 use crate::writes::WriteOp;
@@ -40,6 +41,8 @@ pub struct HttpConfig {
     pub max_import: u64,
     /// Limits on uploaded blobs.
     pub blobs: BlobLimits,
+    /// Enrollment through OAuth; without it, `/oauth/*` answers 404.
+    pub enrollment: Option<Enrollment>,
 }
 
 impl Default for HttpConfig {
@@ -51,6 +54,7 @@ impl Default for HttpConfig {
             rate_limit: RateLimitConfig::default(),
             max_import: 64 * 1024 * 1024,
             blobs: BlobLimits::default(),
+            enrollment: None,
         }
     }
 }
@@ -157,6 +161,7 @@ pub fn routes(
         );
         response
     });
+    let oauth = oauth_routes(state.clone());
     let robots =
         warp::path!("robots.txt").map(|| Response::new("User-agent: *\nDisallow: /\n".into()));
     let limit = {
@@ -191,10 +196,55 @@ pub fn routes(
                 .or(metrics)
                 .unify()
                 .or(robots)
+                .unify()
+                .or(oauth)
                 .unify(),
         )
         .recover(|rejection: Rejection| async move { Ok::<_, Infallible>(rejected(rejection)) })
         .unify()
+}
+
+/// `/oauth/authorize`, `/oauth/callback` and the client metadata, when enrollment through
+/// OAuth is configured.
+fn oauth_routes(
+    state: impl Filter<Extract = (State,), Error = Infallible> + Clone + Send + Sync + 'static,
+) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
+    let enrolling = state.and_then(|state: State| async move {
+        match state.config.enrollment.clone() {
+            Some(enrollment) => Ok((state, enrollment)),
+            None => Err(warp::reject::not_found()),
+        }
+    });
+    let authorize = warp::path!("oauth" / "authorize")
+        .and(warp::get())
+        .and(enrolling.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .then(
+            |(state, enrollment): (State, Enrollment), query: HashMap<String, String>| async move {
+                oauth::authorize(&state.commands, &enrollment, &query).await
+            },
+        );
+    let callback = warp::path!("oauth" / "callback")
+        .and(warp::get())
+        .and(enrolling.clone())
+        .and(warp::query::<stratos_oauth::CallbackParams>())
+        .and(warp::header::optional::<String>("accept"))
+        .then(
+            |(state, enrollment): (State, Enrollment),
+             params: stratos_oauth::CallbackParams,
+             accept: Option<String>| async move {
+                let wants_html = accept.is_some_and(|a| a.contains("text/html"));
+                oauth::callback(&state.commands, &enrollment, params, wants_html).await
+            },
+        );
+    let metadata = warp::path("client-metadata.json")
+        .or(warp::path!(".well-known" / "oauth-client-metadata.json"))
+        .unify()
+        .and(warp::path::end())
+        .and(warp::get())
+        .and(enrolling)
+        .map(|(_, enrollment): (State, Enrollment)| oauth::client_metadata(&enrollment));
+    authorize.or(callback).unify().or(metadata).unify()
 }
 
 /// The import procedure, which takes a CAR body instead of JSON.

@@ -10,6 +10,7 @@
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
 //! * [`auth`] and [`metrics`] — from `stratos-xrpc`, shared with the query service;
+//! * [`oauth`] — enrollment through ATProto OAuth: authorize, callback, eligibility;
 //! * [`rate_limit`] — per-DID write rate limits (spec §13.1);
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
 //!   health, XRPC errors and body limits.
@@ -19,6 +20,7 @@ mod enroll;
 mod error;
 pub mod http;
 mod import;
+pub mod oauth;
 mod outcomes;
 pub mod rate_limit;
 mod service;

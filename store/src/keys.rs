@@ -20,6 +20,10 @@ pub enum KeyKind {
     Data,
     /// The actor's P-256 repository signing key.
     Signing,
+    /// The actor's OAuth session with its PDS (tokens and DPoP key).
+    OAuthSession,
+    /// An OAuth authorization waiting for its callback (stored under its `state`).
+    OAuthPending,
 }
 
 impl KeyKind {
@@ -28,6 +32,8 @@ impl KeyKind {
         match self {
             Self::Data => "data",
             Self::Signing => "signing",
+            Self::OAuthSession => "oauth-session",
+            Self::OAuthPending => "oauth-pending",
         }
     }
 }

@@ -18,6 +18,7 @@ mod enrollments;
 mod feeds;
 pub mod keys;
 mod notify;
+mod oauth;
 mod reads;
 mod rebuild;
 mod requests;

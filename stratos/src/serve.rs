@@ -9,16 +9,19 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
-use stratos_command::auth::ResolverConfig;
+use stratos_command::auth::{DidResolver, ResolverConfig};
 use stratos_command::blobs::BlobLimits;
 use stratos_command::http::{HttpConfig, serve};
+use stratos_command::oauth::{Enrollment, EnrollmentPolicy};
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
+use stratos_oauth::{ClientIdentity, Discovery, OAuthClient};
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
 use stratos_query::subscribe::SubscribeLimits;
 use stratos_query::{Changes, Queries, QueryConfig};
 use stratos_store::{MasterKey, Store, Views};
+use stratos_xrpc::outbound::Outbound;
 use warp::Filter;
 
 use crate::options::{LogOptions, StoreOptions, connect_store, connect_views};
@@ -95,7 +98,63 @@ pub struct ServiceOptions {
     /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
     #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
     sync_token: Option<String>,
+    #[command(flatten)]
+    enrollment: EnrollmentOptions,
 }
+
+/// Who may enroll through OAuth, and how the service presents itself to their PDS.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollmentOptions {
+    /// `open`: anyone may enroll; `allowlist`: only the allowed DIDs and PDS endpoints.
+    #[arg(
+        long,
+        env = "STRATOS_ENROLLMENT_MODE",
+        value_enum,
+        default_value = "allowlist"
+    )]
+    enrollment_mode: EnrollmentMode,
+    /// DIDs allowed to enroll in allow-list mode, comma-separated.
+    #[arg(long, env = "STRATOS_ALLOWED_DIDS", value_delimiter = ',')]
+    allowed_dids: Vec<String>,
+    /// PDS endpoints whose accounts may enroll in allow-list mode, comma-separated.
+    #[arg(long, env = "STRATOS_ALLOWED_PDS_ENDPOINTS", value_delimiter = ',')]
+    allowed_pds_endpoints: Vec<String>,
+    /// Boundaries new enrollees get, comma-separated (default: every allowed boundary).
+    #[arg(long, env = "STRATOS_AUTO_ENROLL_DOMAINS", value_delimiter = ',')]
+    auto_enroll_domains: Vec<String>,
+    /// The OAuth `client_id` (default: `{public URL}/client-metadata.json`, or a loopback
+    /// client when the public URL is on localhost).
+    #[arg(long, env = "STRATOS_OAUTH_CLIENT_ID")]
+    oauth_client_id: Option<String>,
+    /// The name users see on their PDS's consent page.
+    #[arg(
+        long,
+        env = "STRATOS_OAUTH_CLIENT_NAME",
+        default_value = "Stratos Service"
+    )]
+    oauth_client_name: String,
+    /// Services that resolve handles (`com.atproto.identity.resolveHandle`) when a handle's
+    /// own `/.well-known/atproto-did` does not answer, comma-separated.
+    #[arg(
+        long,
+        env = "STRATOS_HANDLE_RESOLVERS",
+        value_delimiter = ',',
+        default_value = "https://bsky.social"
+    )]
+    handle_resolvers: Vec<String>,
+}
+
+/// Who may enroll.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum EnrollmentMode {
+    /// Anyone.
+    Open,
+    /// Only the allowed DIDs and the accounts of the allowed PDS endpoints.
+    Allowlist,
+}
+
+/// The scope the service asks users for: its enrollment record and its stubs.
+const OAUTH_SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post";
 
 impl ServiceOptions {
     fn service_did(&self) -> String {
@@ -310,6 +369,38 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             cooldown: Duration::from_millis(options.write_rate_cooldown_ms),
             jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
+        enrollment: Some(enrollment(options)),
+    }
+}
+
+/// The OAuth client and eligibility policy of the service.
+fn enrollment(options: &ServiceOptions) -> Enrollment {
+    let settings = &options.enrollment;
+    let identity = ClientIdentity::new(
+        &options.public_url,
+        OAUTH_SCOPE,
+        &settings.oauth_client_name,
+        settings.oauth_client_id.as_deref(),
+    );
+    let outbound = Outbound {
+        allow_private: options.allow_private_did_hosts,
+        allow_http: options.allow_private_did_hosts,
+        ..Outbound::default()
+    };
+    let discovery = Discovery::new(
+        outbound,
+        DidResolver::new(resolver(options)),
+        settings.handle_resolvers.clone(),
+    );
+    Enrollment {
+        client: OAuthClient::new(identity, discovery),
+        policy: EnrollmentPolicy {
+            open: matches!(settings.enrollment_mode, EnrollmentMode::Open),
+            allowed_dids: settings.allowed_dids.clone(),
+            allowed_pds_endpoints: settings.allowed_pds_endpoints.clone(),
+            auto_enroll_domains: settings.auto_enroll_domains.clone(),
+        },
+        verbose_errors: options.dev_auth,
     }
 }
 
@@ -359,8 +450,8 @@ fn announce(options: &ServiceOptions, commands: &Commands, everything: bool) {
         );
     } else {
         println!(
-            "  users enroll through ATProto OAuth (not available yet); for a local try-out, \
-             restart with --dev-auth"
+            "  users enroll at {}/oauth/authorize?handle=<their handle>",
+            options.public_url.trim_end_matches('/')
         );
     }
 }

@@ -6,49 +6,16 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::atproto::{Account, AtprotoStack};
+use support::atproto::{Account, AtprotoStack, spawn_up, stop};
 use support::{free_port, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
-
-/// `stratos up` as `did:web:localhost%3A<port>`, resolving DIDs through the test PLC directory.
-fn spawn_up(dir: &std::path::Path, port: u16, plc_url: &str, dev_auth: bool) -> Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
-    command
-        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://localhost:{port}")])
-        .args(["--service-did", &format!("did:web:localhost%3A{port}")])
-        .args(["--plc-url", plc_url, "--allow-private-did-hosts"])
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
-        .env_remove("STRATOS_DEV_AUTH")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    if dev_auth {
-        command.arg("--dev-auth");
-    }
-    command.spawn().unwrap()
-}
-
-fn stop(mut process: Child) {
-    Command::new("kill")
-        .args(["-TERM", &process.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "stratos up did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn now() -> i64 {
     SystemTime::now()
@@ -113,7 +80,7 @@ async fn tokens_from_a_real_pds() {
     let client = reqwest::Client::new();
 
     // Enroll alice: a development-mode first write, then restart in production auth mode.
-    let up = spawn_up(dir.path(), port, &stack.plc_url, true);
+    let up = spawn_up(dir.path(), port, &stack, &["--dev-auth"]);
     wait_ready(&client, &base).await;
     let response = client
         .post(format!("{base}/xrpc/{CREATE}"))
@@ -129,7 +96,7 @@ async fn tokens_from_a_real_pds() {
         response.text().await.unwrap()
     );
     stop(up);
-    let up = spawn_up(dir.path(), port, &stack.plc_url, false);
+    let up = spawn_up(dir.path(), port, &stack, &[]);
     wait_ready(&client, &base).await;
 
     // Minted now, expired after its lifetime and the allowed clock skew have passed.

@@ -4,10 +4,12 @@
 //!   status;
 //! * [`auth`] — ATProto service-auth tokens checked against the issuer's DID document (with an
 //!   SSRF-guarded, cached resolver), and the development-only `Bearer <did>`;
+//! * [`outbound`] — SSRF-guarded outbound HTTP with size and time caps;
 //! * [`metrics`] — the process's Prometheus recorder behind `GET /metrics`.
 
 pub mod auth;
 mod error;
 pub mod metrics;
+pub mod outbound;
 
 pub use self::error::{XrpcError, json_response};

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -144,5 +144,129 @@ impl AtprotoStack {
         let body: Value = response.json().await.unwrap();
         assert!(status.is_success(), "{method}: {status} {body}");
         body
+    }
+}
+
+impl AtprotoStack {
+    /// Signs `account` in on the PDS's authorization page at `authorize_url` and consents, as
+    /// the page's script would in a browser (PDS 0.5 private API); the query of the redirect
+    /// back to the client (`code`, `state`, `iss`).
+    pub async fn approve(&self, authorize_url: &str, account: &Account) -> String {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut cookies = std::collections::BTreeMap::new();
+        let absorb =
+            |response: &reqwest::Response,
+             cookies: &mut std::collections::BTreeMap<String, String>| {
+                for value in response.headers().get_all("set-cookie") {
+                    let pair = value.to_str().unwrap().split(';').next().unwrap();
+                    if let Some((name, value)) = pair.split_once('=') {
+                        cookies.insert(name.trim().to_string(), value.trim().to_string());
+                    }
+                }
+            };
+        let page = browser
+            .get(authorize_url)
+            .header("sec-fetch-mode", "navigate")
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-site", "cross-site")
+            .header("user-agent", "stratos-test")
+            .header("accept", "text/html")
+            .send()
+            .await
+            .unwrap();
+        let status = page.status();
+        absorb(&page, &mut cookies);
+        assert!(status.is_success(), "the authorization page: {status}");
+        let api =
+            async |endpoint: &str,
+                   body: Value,
+                   cookies: &mut std::collections::BTreeMap<String, String>| {
+                let cookie = cookies
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let response = browser
+                    .post(format!(
+                        "{}/@atproto/oauth-provider/~api{endpoint}",
+                        self.pds_url
+                    ))
+                    .header("origin", &self.pds_url)
+                    .header("referer", authorize_url)
+                    .header("sec-fetch-mode", "same-origin")
+                    .header("sec-fetch-site", "same-origin")
+                    .header("sec-fetch-dest", "empty")
+                    .header(
+                        "x-csrf-token",
+                        cookies.get("csrf-token").cloned().unwrap_or_default(),
+                    )
+                    .header("cookie", cookie)
+                    .header("user-agent", "stratos-test")
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                absorb(&response, cookies);
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                assert!(status.is_success(), "{endpoint}: {status} {body}");
+                body
+            };
+        let signed_in = api(
+            "/sign-in",
+            json!({"locale": "en", "username": account.handle, "password": account.password, "remember": true}),
+            &mut cookies,
+        )
+        .await;
+        let did = signed_in["account"]["sub"]
+            .as_str()
+            .or(signed_in["account"]["did"].as_str())
+            .unwrap()
+            .to_string();
+        let consent = api("/consent", json!({"did": did}), &mut cookies).await;
+        let url = consent["url"].as_str().unwrap();
+        url.split_once('?').unwrap().1.to_string()
+    }
+}
+
+/// `stratos up` on `port` as `did:web:localhost%3A<port>` in `dir`, resolving DIDs through the
+/// stack's PLC directory and handles through its PDS, with `extra` arguments.
+pub fn spawn_up(
+    dir: &Path,
+    port: u16,
+    stack: &AtprotoStack,
+    extra: &[&str],
+) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+        .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--public-url", &format!("http://localhost:{port}")])
+        .args(["--service-did", &format!("did:web:localhost%3A{port}")])
+        .args(["--plc-url", &stack.plc_url, "--allow-private-did-hosts"])
+        .args(["--handle-resolvers", &stack.pds_url])
+        .args(extra)
+        .current_dir(dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("STRATOS_MASTER_KEY")
+        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+        .env_remove("STRATOS_DEV_AUTH")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// Stops a `stratos` process with SIGTERM and waits until it has exited.
+pub fn stop(mut process: std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while process.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "stratos did not stop");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,17 +1,18 @@
 //! DID resolution for token checks: `did:plc` through a PLC directory, `did:web` through
 //! `/.well-known/did.json`, the `#atproto` key of the document, cached for a while.
 //!
-//! Outbound fetches are guarded: the host's addresses are resolved first and private, loopback
-//! and link-local ranges are refused (unless configured for tests); the connection is pinned to
-//! the checked address; responses are capped in size and time.
+//! Fetches go through [`Outbound`](crate::outbound::Outbound): no private addresses unless
+//! configured for tests, capped in size and time.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stratos_schema::keys::{KeyAlgorithm, PublicKey};
+
+use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 
 /// Why a DID's keys could not be found.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -159,56 +160,29 @@ impl DidResolver {
 
     /// GETs `url` from a checked address, within the size and time caps.
     async fn fetch_bytes(&self, url: &str, accept: &'static str) -> Result<Vec<u8>, ResolveError> {
-        let fetch_error = |e: reqwest::Error| ResolveError::Fetch(e.to_string());
-        let parsed = reqwest::Url::parse(url).map_err(|e| ResolveError::Fetch(e.to_string()))?;
-        let host = parsed
-            .host_str()
-            .ok_or_else(|| ResolveError::Fetch(format!("no host in {url}")))?
-            .to_string();
-        let port = parsed.port_or_known_default().unwrap_or(443);
-        let address = self.checked_address(&host, port).await?;
-        let client = reqwest::Client::builder()
-            .resolve(&host, address)
-            .timeout(self.config.timeout)
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(fetch_error)?;
-        let mut response = client
-            .get(parsed)
-            .header("accept", accept)
-            .send()
+        let response = self
+            .outbound()
+            .send(OutboundRequest::get(url, accept))
             .await
-            .map_err(fetch_error)?;
-        if !response.status().is_success() {
-            return Err(ResolveError::Fetch(format!("{url}: {}", response.status())));
+            .map_err(|e| match e {
+                OutboundError::Forbidden(host) => ResolveError::Forbidden(host),
+                other => ResolveError::Fetch(other.to_string()),
+            })?;
+        if !response.status.is_success() {
+            return Err(ResolveError::Fetch(format!("{url}: {}", response.status)));
         }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(fetch_error)? {
-            if body.len() + chunk.len() > self.config.max_bytes {
-                return Err(ResolveError::Fetch(format!(
-                    "{url}: larger than {} bytes",
-                    self.config.max_bytes
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok(body)
+        Ok(response.body)
     }
 
-    /// The first address of `host` we may connect to.
-    async fn checked_address(&self, host: &str, port: u16) -> Result<SocketAddr, ResolveError> {
-        let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| ResolveError::Fetch(format!("{host}: {e}")))?
-            .collect();
-        let allowed: Vec<SocketAddr> = addresses
-            .into_iter()
-            .filter(|a| self.config.allow_private || is_public(a.ip()))
-            .collect();
-        allowed
-            .first()
-            .copied()
-            .ok_or_else(|| ResolveError::Forbidden(host.to_string()))
+    /// The outbound limits of document fetches.
+    fn outbound(&self) -> Outbound {
+        Outbound {
+            allow_private: self.config.allow_private,
+            // `document_url` already chose the scheme.
+            allow_http: true,
+            timeout: self.config.timeout,
+            max_bytes: self.config.max_bytes,
+        }
     }
 }
 

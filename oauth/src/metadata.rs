@@ -1,0 +1,133 @@
+//! The client's identity towards authorization servers: its `client_id`, its redirect URI and
+//! the metadata document published at the `client_id` URL.
+
+use serde_json::{Value, json};
+
+/// How the service presents itself as an OAuth client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    /// The `client_id`.
+    pub client_id: String,
+    /// Where the authorization server sends the user back.
+    pub redirect_uri: String,
+    /// The scope asked for.
+    pub scope: String,
+    /// The name shown to users on the consent page.
+    pub client_name: String,
+    /// The service's public URL.
+    pub client_uri: String,
+}
+
+impl ClientIdentity {
+    /// The client of a service at `public_url` asking for `scope`.
+    ///
+    /// A service on a loopback address (`localhost`, `127.0.0.1`, `[::1]`) is an ATProto
+    /// *loopback client*: `client_id` is `http://localhost?redirect_uri=…&scope=…` and needs no
+    /// published document; its redirect goes to `127.0.0.1` as the specification asks. Any
+    /// other service is a web client whose `client_id` is
+    /// `{public_url}/client-metadata.json` (or `client_id` when given).
+    pub fn new(public_url: &str, scope: &str, client_name: &str, client_id: Option<&str>) -> Self {
+        let public_url = public_url.trim_end_matches('/').to_string();
+        let (scheme, rest) = public_url
+            .split_once("://")
+            .unwrap_or(("https", &public_url));
+        let authority = rest.split('/').next().unwrap_or(rest);
+        let host = authority
+            .rsplit_once(':')
+            .filter(|(_, port)| port.bytes().all(|b| b.is_ascii_digit()))
+            .map_or(authority, |(host, _)| host);
+        let loopback = scheme == "http" && matches!(host, "localhost" | "127.0.0.1" | "[::1]");
+        if loopback {
+            let port = authority.strip_prefix(host).unwrap_or("");
+            let redirect_uri = format!("http://127.0.0.1{port}/oauth/callback");
+            let query: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("redirect_uri", &redirect_uri)
+                .append_pair("scope", scope)
+                .finish();
+            return Self {
+                client_id: format!("http://localhost?{query}"),
+                redirect_uri,
+                scope: scope.to_string(),
+                client_name: client_name.to_string(),
+                client_uri: public_url,
+            };
+        }
+        Self {
+            client_id: client_id
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{public_url}/client-metadata.json")),
+            redirect_uri: format!("{public_url}/oauth/callback"),
+            scope: scope.to_string(),
+            client_name: client_name.to_string(),
+            client_uri: public_url,
+        }
+    }
+
+    /// Whether this is a loopback (development) client.
+    pub fn is_loopback(&self) -> bool {
+        self.client_id.starts_with("http://localhost?")
+    }
+
+    /// The client metadata document.
+    pub fn metadata(&self) -> Value {
+        json!({
+            "client_id": self.client_id,
+            "client_name": self.client_name,
+            "client_uri": self.client_uri,
+            "redirect_uris": [self.redirect_uri],
+            "grant_types": ["authorization_code", "refresh_token"],
+            "response_types": ["code"],
+            "scope": self.scope,
+            "token_endpoint_auth_method": "none",
+            "dpop_bound_access_tokens": true,
+            "application_type": if self.is_loopback() { "native" } else { "web" },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment";
+
+    #[test]
+    fn loopback_services_are_loopback_clients() {
+        let client = ClientIdentity::new("http://localhost:3100/", SCOPE, "Stratos", None);
+        assert!(client.is_loopback());
+        assert_eq!(client.redirect_uri, "http://127.0.0.1:3100/oauth/callback");
+        assert_eq!(
+            client.client_id,
+            "http://localhost?redirect_uri=http%3A%2F%2F127.0.0.1%3A3100%2Foauth%2Fcallback\
+             &scope=atproto+repo%3Azone.stratos.actor.enrollment"
+        );
+        assert_eq!(client.metadata()["application_type"], "native");
+    }
+
+    #[test]
+    fn public_services_are_web_clients() {
+        let client = ClientIdentity::new("https://stratos.example.com", SCOPE, "Stratos", None);
+        assert!(!client.is_loopback());
+        assert_eq!(
+            client.client_id,
+            "https://stratos.example.com/client-metadata.json"
+        );
+        assert_eq!(
+            client.metadata()["redirect_uris"][0],
+            "https://stratos.example.com/oauth/callback"
+        );
+        assert_eq!(client.metadata()["dpop_bound_access_tokens"], true);
+        let named = ClientIdentity::new(
+            "https://stratos.example.com",
+            SCOPE,
+            "Stratos",
+            Some("https://stratos.example.com/oauth/client.json"),
+        );
+        assert_eq!(
+            named.client_id,
+            "https://stratos.example.com/oauth/client.json"
+        );
+        // Plain HTTP on a public name is not a loopback client.
+        assert!(!ClientIdentity::new("http://stratos.example.com", SCOPE, "S", None).is_loopback());
+    }
+}

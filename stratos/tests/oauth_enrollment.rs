@@ -1,0 +1,298 @@
+//! Enrollment through ATProto OAuth against a real PDS and PLC directory, with no browser:
+//! `/oauth/authorize` pushes the request and redirects to the PDS, the account signs in and
+//! consents there, `/oauth/callback` exchanges the code and enrolls. The stored session then
+//! writes to the PDS with DPoP-bound tokens, and refreshes.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stratos_oauth::{ClientIdentity, Discovery, OAuthClient, Session};
+use stratos_store::{KeyKind, MasterKey, Store};
+use stratos_xrpc::auth::{DidResolver, ResolverConfig};
+use stratos_xrpc::outbound::Outbound;
+use support::atproto::{Account, AtprotoStack, spawn_up, stop};
+use support::{free_port, wait_ready};
+
+const CREATE: &str = "com.atproto.repo.createRecord";
+const SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post";
+
+struct Service {
+    base: String,
+    did: String,
+    http: reqwest::Client,
+}
+
+impl Service {
+    /// `GET /oauth/authorize?handle=…` → the authorization URL it redirects to.
+    async fn authorize(&self, handle: &str) -> String {
+        let response = self
+            .http
+            .get(format!("{}/oauth/authorize", self.base))
+            .query(&[("handle", handle)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 302);
+        response.headers()["location"].to_str().unwrap().to_string()
+    }
+
+    async fn get(&self, path_and_query: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path_and_query}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A private post by `account` with a token its PDS minted.
+    async fn write(&self, stack: &AtprotoStack, account: &Account) -> (u16, Value) {
+        let token = stack.service_auth(account, &self.did, CREATE, None).await;
+        let response = self
+            .http
+            .post(format!("{}/xrpc/{CREATE}", self.base))
+            .bearer_auth(token)
+            .json(&json!({
+                "repo": account.did,
+                "collection": "zone.stratos.feed.post",
+                "record": {
+                    "$type": "zone.stratos.feed.post",
+                    "text": "private",
+                    "boundary": {"values": [{"value": format!("{}/general", self.did)}]},
+                    "createdAt": "2026-11-29T12:00:00.000Z",
+                },
+            }))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+}
+
+#[tokio::test]
+async fn enrollment_through_oauth_with_a_real_pds() {
+    let stack = AtprotoStack::start().await;
+    let alice = stack.create_account("alice").await;
+    let bob = stack.create_account("bob").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = Service {
+        base: format!("http://127.0.0.1:{port}"),
+        did: format!("did:web:localhost%3A{port}"),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    // Only alice is on the allow-list.
+    let up = spawn_up(
+        dir.path(),
+        port,
+        &stack,
+        &[
+            "--enrollment-mode",
+            "allowlist",
+            "--allowed-dids",
+            &alice.did,
+        ],
+    );
+    wait_ready(&service.http, &service.base).await;
+
+    let (status, body) = service.write(&stack, &alice).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("NotEnrolled")));
+
+    // The authorization is pushed to alice's PDS for exactly our scope, as a loopback client.
+    let location = service.authorize(&alice.handle).await;
+    assert!(
+        location.starts_with(&format!("{}/oauth/authorize?", stack.pds_url)),
+        "{location}"
+    );
+    let client_id = reqwest::Url::parse(&location)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "client_id")
+        .unwrap()
+        .1
+        .to_string();
+    let client_scope = reqwest::Url::parse(&client_id)
+        .unwrap()
+        .query_pairs()
+        .find(|(k, _)| k == "scope")
+        .unwrap()
+        .1
+        .to_string();
+    assert_eq!(client_scope, SCOPE);
+
+    let callback = stack.approve(&location, &alice).await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["did"], alice.did.as_str());
+    assert_eq!(body["enrolled"], true);
+    assert_eq!(body["message"], "Successfully enrolled in Stratos");
+
+    // A callback is used once.
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("CallbackError"))
+    );
+
+    // Enrolled: alice's PDS tokens now write.
+    let (status, body) = service.write(&stack, &alice).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Signing in again keeps the enrollment.
+    let callback = stack
+        .approve(&service.authorize(&alice.did).await, &alice)
+        .await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enrolled"], false);
+    assert_eq!(body["message"], "Already enrolled in Stratos");
+
+    // Bob is not on the allow-list: denied, and still not enrolled.
+    let callback = stack
+        .approve(&service.authorize(&bob.handle).await, &bob)
+        .await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["message"].as_str()),
+        (
+            403,
+            Some("EnrollmentDenied"),
+            Some("Your account is not eligible for this Stratos service")
+        )
+    );
+    let (status, body) = service.write(&stack, &bob).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("NotEnrolled")));
+
+    // Bad starts and callbacks.
+    let (status, body) = service.get("/oauth/authorize").await;
+    assert_eq!(
+        (status, body["error"].as_str(), body["message"].as_str()),
+        (
+            400,
+            Some("InvalidRequest"),
+            Some("Handle parameter required")
+        )
+    );
+    let (status, body) = service.get("/oauth/authorize?handle=nobody.test").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("AuthorizationError"))
+    );
+    let (status, body) = service
+        .get("/oauth/authorize?handle=alice.test&redirect_uri=javascript:alert(1)")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("InvalidRequest"))
+    );
+    let (status, body) = service.get("/oauth/callback?code=x&state=forged").await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("CallbackError"))
+    );
+    let (status, body) = service.get("/client-metadata.json").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["client_id"], client_id.as_str());
+    assert_eq!(body["dpop_bound_access_tokens"], true);
+    stop(up);
+
+    // The session is sealed in the key store; with it the service writes to alice's PDS.
+    let master =
+        MasterKey::from_hex(&std::fs::read_to_string(dir.path().join("data/master.key")).unwrap())
+            .unwrap();
+    let url = format!(
+        "sqlite://{}",
+        dir.path().join("data/stratos.sqlite").display()
+    );
+    let store = Store::connect(&url, master).await.unwrap();
+    let sealed = store
+        .key(&alice.did, KeyKind::OAuthSession)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut session: Session = serde_json::from_slice(&sealed).unwrap();
+    assert_eq!(session.did, alice.did);
+    assert_eq!(session.pds, stack.pds_url);
+    assert!(session.scope.contains("repo:zone.stratos.actor.enrollment"));
+    assert!(
+        store
+            .key(&bob.did, KeyKind::OAuthSession)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let resolver = ResolverConfig {
+        plc_url: stack.plc_url.clone(),
+        allow_private: true,
+        allow_http: true,
+        ..ResolverConfig::default()
+    };
+    let oauth = OAuthClient::new(
+        ClientIdentity::new(
+            &format!("http://localhost:{port}"),
+            SCOPE,
+            "Stratos Service",
+            None,
+        ),
+        Discovery::new(
+            Outbound {
+                allow_private: true,
+                allow_http: true,
+                ..Outbound::default()
+            },
+            DidResolver::new(resolver),
+            vec![stack.pds_url.clone()],
+        ),
+    );
+    let put = json!({
+        "repo": alice.did,
+        "collection": "zone.stratos.actor.enrollment",
+        "rkey": "self",
+        "record": {"$type": "zone.stratos.actor.enrollment", "service": service.base,
+                   "createdAt": "2026-11-29T12:00:00.000Z"},
+    });
+    // Writes to alice's PDS with the session: the status, or `None` if the session has ended.
+    async fn post(
+        oauth: &OAuthClient,
+        session: &mut Session,
+        method: &str,
+        body: &Value,
+    ) -> Option<u16> {
+        let path = format!("/xrpc/{method}");
+        match oauth.call(session, Method::POST, &path, Some(body)).await {
+            Ok(response) => Some(response.status.as_u16()),
+            Err(stratos_oauth::OAuthError::SessionEnded(_)) => None,
+            Err(other) => panic!("{method}: {other}"),
+        }
+    }
+    const PUT: &str = "com.atproto.repo.putRecord";
+    assert_eq!(post(&oauth, &mut session, PUT, &put).await, Some(200));
+    // Outside the granted scope the PDS refuses.
+    let outside = json!({
+        "repo": alice.did,
+        "collection": "app.bsky.feed.post",
+        "record": {"$type": "app.bsky.feed.post", "text": "x", "createdAt": "2026-11-29T12:00:00.000Z"},
+    });
+    assert_eq!(
+        post(&oauth, &mut session, CREATE, &outside).await,
+        Some(403)
+    );
+    // A refreshed session still writes.
+    oauth.refresh(&mut session).await.unwrap();
+    assert_eq!(post(&oauth, &mut session, PUT, &put).await, Some(200));
+    // A revoked session does not.
+    oauth.revoke(&session).await.unwrap();
+    assert!(matches!(
+        post(&oauth, &mut session, PUT, &put).await,
+        None | Some(401)
+    ));
+}
