@@ -15,6 +15,7 @@ use warp::{Filter, Rejection};
 
 use crate::auth::{Authenticator, DidResolver, ResolverConfig};
 use crate::blobs::BlobLimits;
+use crate::enrollment;
 use crate::error::CommandError;
 use crate::oauth::{self, Enrollment};
 use crate::rate_limit::{RateLimitConfig, WriteRateLimiter};
@@ -255,6 +256,10 @@ const UPLOAD: &str = "com.atproto.repo.uploadBlob";
 const UPLOAD_PATH: &str = "/xrpc/com.atproto.repo.uploadBlob";
 /// The blob download query.
 const GET_BLOB: &str = "com.atproto.sync.getBlob";
+/// The enrollment queries.
+const STATUS: &str = "zone.stratos.enrollment.status";
+const RESOLVE_ENROLLMENTS: &str = "zone.stratos.identity.resolveEnrollments";
+const LIST_DOMAINS: &str = "zone.stratos.server.listDomains";
 
 /// A body over the configured limit.
 #[derive(Debug)]
@@ -302,7 +307,7 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
         body,
     } = call;
     let expected = match nsid {
-        GET_BLOB => Method::GET,
+        GET_BLOB | STATUS | RESOLVE_ENROLLMENTS | LIST_DOMAINS => Method::GET,
         known if PROCEDURES.contains(&known) => Method::POST,
         _ => {
             return Err(XrpcError::new(
@@ -321,11 +326,22 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
     let authorization = headers
         .get(warp::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    match nsid {
+        RESOLVE_ENROLLMENTS => return enrollment::resolve(commands, query).await,
+        LIST_DOMAINS => return Ok(enrollment::list_domains(commands)),
+        STATUS if authorization.is_none() => {
+            return enrollment::status(commands, None, query).await;
+        }
+        _ => {}
+    }
     let caller = state
         .auth
         .caller(authorization, nsid)
         .await
         .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
+    if nsid == STATUS {
+        return enrollment::status(commands, Some(&caller), query).await;
+    }
     if nsid == GET_BLOB {
         return get_blob(commands, &caller, query).await;
     }

@@ -10,6 +10,7 @@
 //!   store as the fallback;
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
 //! * [`auth`] and [`metrics`] — from `stratos-xrpc`, shared with the query service;
+//! * enrollment queries — `enrollment.status`, `resolveEnrollments`, `listDomains`;
 //! * [`oauth`] — enrollment through ATProto OAuth: authorize, callback, eligibility;
 //! * [`rate_limit`] — per-DID write rate limits (spec §13.1);
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
@@ -17,6 +18,7 @@
 
 pub mod blobs;
 mod enroll;
+mod enrollment;
 mod error;
 pub mod http;
 mod import;

@@ -22,7 +22,7 @@ impl From<CommandError> for XrpcError {
     }
 }
 
-/// The methods this service answers (procedures, and the `getBlob` query).
+/// The methods this service answers: its procedures, `getBlob` and the enrollment queries.
 pub const PROCEDURES: &[&str] = &[
     "com.atproto.repo.createRecord",
     "com.atproto.repo.putRecord",
@@ -31,6 +31,9 @@ pub const PROCEDURES: &[&str] = &[
     "zone.stratos.repo.importRepo",
     "com.atproto.repo.uploadBlob",
     "com.atproto.sync.getBlob",
+    "zone.stratos.enrollment.status",
+    "zone.stratos.identity.resolveEnrollments",
+    "zone.stratos.server.listDomains",
 ];
 
 /// Decodes a JSON input body.

@@ -147,6 +147,84 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     let (status, body) = service.write(&stack, &alice).await;
     assert_eq!(status, 200, "{body}");
 
+    // What anyone may learn, and what only alice may.
+    let boundary = format!("{}/general", service.did);
+    let (status, body) = service
+        .get(&format!(
+            "/xrpc/zone.stratos.enrollment.status?did={}",
+            alice.did
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enrolled"], true);
+    assert_eq!(body["enrollmentRkey"], service.did.as_str());
+    assert!(
+        body["signingKey"]
+            .as_str()
+            .unwrap()
+            .starts_with("did:key:zDn")
+    );
+    assert!(body.get("boundaries").is_none() && body.get("attestation").is_none());
+    let token = stack
+        .service_auth(&alice, &service.did, "zone.stratos.enrollment.status", None)
+        .await;
+    let own: Value = service
+        .http
+        .get(format!(
+            "{}/xrpc/zone.stratos.enrollment.status?did={}",
+            service.base, alice.did
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["boundaries"], json!([{"value": boundary}]));
+    let attestation = stratos_schema::attestation::Attestation {
+        sig: base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            own["attestation"]["sig"]["$bytes"].as_str().unwrap(),
+        )
+        .unwrap(),
+        signing_key: own["attestation"]["signingKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    stratos_schema::attestation::verify_attestation(
+        &attestation,
+        &alice.did,
+        &[&boundary],
+        own["signingKey"].as_str().unwrap(),
+    )
+    .unwrap();
+    let (_, body) = service
+        .get(&format!(
+            "/xrpc/zone.stratos.identity.resolveEnrollments?did={}",
+            alice.did
+        ))
+        .await;
+    assert_eq!(
+        body,
+        json!({"did": alice.did, "enrolled": true, "boundaries": [boundary]})
+    );
+    let (_, body) = service
+        .get(&format!(
+            "/xrpc/zone.stratos.enrollment.status?did={}",
+            bob.did
+        ))
+        .await;
+    assert_eq!(body, json!({"did": bob.did, "enrolled": false}));
+    let (_, body) = service.get("/xrpc/zone.stratos.server.listDomains").await;
+    assert_eq!(body, json!({"domains": [boundary]}));
+    let (status, body) = service.get("/xrpc/zone.stratos.enrollment.status").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("did parameter required"))
+    );
+
     // Signing in again keeps the enrollment.
     let callback = stack
         .approve(&service.authorize(&alice.did).await, &alice)
