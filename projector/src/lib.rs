@@ -10,11 +10,15 @@
 //!   (spec §10.1) and the AppView projector that writes it, following the repo projector.
 //! * [`runner`] and [`service`] — one task per partition and projector, restarting from the
 //!   stored position after failures; replay mode stops at the log's end.
+//! * [`publisher`] — the PDS publisher: enrollment records and stubs owed to users' PDSes, in a
+//!   durable outbox filled with the publisher's position and delivered with users' OAuth
+//!   sessions, in order per user, with backoff.
 //! * [`audit`] — an actor's history checked event by event, for `stratos audit`.
 
 pub mod appview;
 pub mod arbiter;
 pub mod audit;
+pub mod publisher;
 pub mod repo;
 pub mod runner;
 pub mod service;

@@ -29,6 +29,56 @@ pub const DUPLICATE_REQUEST: &str = "duplicate request";
 /// The consumer name the repo projector stores its positions under.
 pub const CONSUMER: &str = "repo";
 
+/// How long a follower waits for the repo projector before looking again without a
+/// notification.
+const REPO_POLL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The events of `records` at or after `start` that the repo projector accepted, once it has
+/// decided them all (woken by `progress`, or looking again every 200 ms), with the offset after
+/// the last record; `None` when no record is at or after `start`. Followers of the repo
+/// projector (the AppView projector, the PDS publisher) act only on what it accepted.
+pub async fn accepted_events(
+    store: &Store,
+    partition: u32,
+    progress: &mut broadcast::Receiver<Progress>,
+    records: &[LogRecord],
+    start: u64,
+) -> Result<Option<(Vec<Event>, u64)>, StoreError> {
+    let fresh: Vec<&LogRecord> = records
+        .iter()
+        .filter(|r| r.position.offset >= start)
+        .collect();
+    let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
+        return Ok(None);
+    };
+    let next_offset = last.position.offset + 1;
+    loop {
+        let position = store.position(CONSUMER, partition).await?.unwrap_or(0);
+        if position >= next_offset {
+            break;
+        }
+        // A notification or the poll interval, whichever comes first (without a projector in
+        // this process, just the interval).
+        if let Ok(Err(broadcast::error::RecvError::Closed)) =
+            tokio::time::timeout(REPO_POLL, progress.recv()).await
+        {
+            tokio::time::sleep(REPO_POLL).await;
+        }
+    }
+    let rejected: std::collections::HashSet<u64> = store
+        .rejected_offsets(partition, first.position.offset, next_offset)
+        .await?
+        .into_iter()
+        .collect();
+    let events = fresh
+        .into_iter()
+        .filter(|r| !rejected.contains(&r.position.offset))
+        // The repo projector accepted them, so they decode.
+        .filter_map(|r| Event::decode(&r.payload).ok())
+        .collect();
+    Ok(Some((events, next_offset)))
+}
+
 /// How many actors a partition worker keeps in memory before it starts over.
 const CACHED_ACTORS: usize = 4_096;
 

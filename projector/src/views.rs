@@ -6,8 +6,7 @@
 //! key (none after a purge: the post is removed instead of shown empty). Rows and the views'
 //! position are written in one transaction.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
+use std::collections::HashMap;
 
 use stratos_log::LogRecord;
 use stratos_schema::events::seal::DataKey;
@@ -20,11 +19,8 @@ use crate::appview::{
     ViewChange, boundaries_change, commit_changes, enrollment_change, unenroll_change,
 };
 use crate::arbiter::RecordChange;
-use crate::repo::{CONSUMER, Progress, ProjectorError};
+use crate::repo::{Progress, ProjectorError, accepted_events};
 use crate::runner::Applier;
-
-/// How long to wait for the repo projector before looking again without a notification.
-const REPO_POLL: Duration = Duration::from_millis(200);
 
 /// Applies one partition's events to the views.
 pub struct ViewProjector {
@@ -52,22 +48,6 @@ impl ViewProjector {
             repo_progress,
             data_keys: HashMap::new(),
             next_offset: None,
-        }
-    }
-
-    /// Waits until the repo projector has decided every offset below `offset`.
-    async fn repo_reached(&mut self, offset: u64) -> Result<(), StoreError> {
-        loop {
-            let position = self
-                .store
-                .position(CONSUMER, self.partition)
-                .await?
-                .unwrap_or(0);
-            if position >= offset {
-                return Ok(());
-            }
-            // A notification or the poll interval, whichever comes first.
-            let _ = tokio::time::timeout(REPO_POLL, self.repo_progress.recv()).await;
         }
     }
 
@@ -129,30 +109,19 @@ impl Applier for ViewProjector {
 impl ViewProjector {
     async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
         let start = self.position().await?;
-        let records: Vec<&LogRecord> = records
-            .iter()
-            .filter(|r| r.position.offset >= start)
-            .collect();
-        let (Some(first), Some(last)) = (records.first(), records.last()) else {
+        let accepted = accepted_events(
+            &self.store,
+            self.partition,
+            &mut self.repo_progress,
+            records,
+            start,
+        )
+        .await?;
+        let Some((events, next_offset)) = accepted else {
             return Ok(start);
         };
-        let next_offset = last.position.offset + 1;
-        self.repo_reached(next_offset).await?;
-        let rejected: HashSet<u64> = self
-            .store
-            .rejected_offsets(self.partition, first.position.offset, next_offset)
-            .await?
-            .into_iter()
-            .collect();
         let mut tx = self.views.begin().await?;
-        for record in records {
-            if rejected.contains(&record.position.offset) {
-                continue;
-            }
-            // The repo projector accepted it, so it decodes.
-            let Ok(event) = Event::decode(&record.payload) else {
-                continue;
-            };
+        for event in events {
             for change in self.changes(event).await? {
                 write_change(&mut tx, &change).await?;
             }

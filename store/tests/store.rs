@@ -516,6 +516,75 @@ async fn views_share_a_database_with_the_store(fixture: &Fixture) {
     }
 }
 
+async fn pds_outbox_delivers_in_order_per_actor(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    for (did, body) in [
+        ("did:plc:a", "a1"),
+        ("did:plc:b", "b1"),
+        ("did:plc:a", "a2"),
+    ] {
+        tx.enqueue_pds(did, "com.atproto.repo.putRecord", body)
+            .await
+            .unwrap();
+    }
+    // Entries become visible with the transaction only.
+    assert_eq!(store.pds_backlog().await.unwrap(), 0);
+    tx.commit().await.unwrap();
+    assert_eq!(store.pds_backlog().await.unwrap(), 3);
+
+    // One entry per actor at a time, oldest first.
+    let claimed = store.claim_pds(100, 220, 10).await.unwrap();
+    let bodies: Vec<&str> = claimed.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, ["a1", "b1"]);
+    // Claimed entries are leased: nothing else is due for those actors.
+    assert!(store.claim_pds(101, 221, 10).await.unwrap().is_empty());
+
+    // a1 fails and is due again at 150; b1 is delivered.
+    store.retry_pds(claimed[0].id, 150, "503").await.unwrap();
+    store.finish_pds(claimed[1].id).await.unwrap();
+    assert!(store.claim_pds(149, 269, 10).await.unwrap().is_empty());
+    let again = store.claim_pds(150, 270, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].body.as_str(), again[0].attempts), ("a1", 1));
+    store.finish_pds(again[0].id).await.unwrap();
+    // Only now does a2 come up; an expired lease hands an entry out again.
+    let next = store.claim_pds(150, 270, 10).await.unwrap();
+    assert_eq!(next[0].body, "a2");
+    let relet = store.claim_pds(270, 390, 10).await.unwrap();
+    assert_eq!(relet[0].id, next[0].id);
+    assert_eq!(store.pds_backlog().await.unwrap(), 1);
+}
+
+async fn oauth_pending_authorizations_are_used_once(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    store
+        .put_oauth_pending("state-1", b"pending", 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .take_oauth_pending("state-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"pending"[..])
+    );
+    assert!(store.take_oauth_pending("state-1").await.unwrap().is_none());
+    // Old ones are forgotten when new ones arrive.
+    store.put_oauth_pending("old", b"x", 1_000).await.unwrap();
+    store
+        .put_oauth_pending("new", b"y", 1_000 + 601)
+        .await
+        .unwrap();
+    assert!(store.take_oauth_pending("old").await.unwrap().is_none());
+    assert!(store.take_oauth_pending("new").await.unwrap().is_some());
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -543,6 +612,8 @@ suite!(
     views_round_trip,
     digest_follows_content,
     views_share_a_database_with_the_store,
+    pds_outbox_delivers_in_order_per_actor,
+    oauth_pending_authorizations_are_used_once,
 );
 suite!(
     sqlite,
@@ -556,4 +627,6 @@ suite!(
     views_round_trip,
     digest_follows_content,
     views_share_a_database_with_the_store,
+    pds_outbox_delivers_in_order_per_actor,
+    oauth_pending_authorizations_are_used_once,
 );

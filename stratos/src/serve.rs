@@ -17,6 +17,7 @@ use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
 use stratos_oauth::{ClientIdentity, Discovery, OAuthClient};
+use stratos_projector::publisher::{PublisherConfig, start_publisher};
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
 use stratos_query::subscribe::SubscribeLimits;
 use stratos_query::{Changes, Queries, QueryConfig};
@@ -211,6 +212,13 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let store = connect_store(&args.store.database_url, master).await?;
         let views = connect_views(args.store.views_url()).await?;
         let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
+        let publisher = start_publisher(
+            log.clone(),
+            store.clone(),
+            publisher_config(&args.service),
+            || projectors.subscribe(),
+        )
+        .await?;
         let changes = Changes::new();
         changes.follow_channel(projectors.subscribe());
         let queries = queries(&args.service, store.clone(), Some(views), changes);
@@ -231,6 +239,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
             .run()
             .await;
         tracing::info!("stopping the projectors after their current batches");
+        publisher.stop().await;
         projectors.stop().await;
         Ok(ExitCode::SUCCESS)
     })
@@ -250,6 +259,16 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
                  processes, so writes are confirmed by polling (use Postgres, or `stratos up`)"
             ),
         }
+        // Enrollment records and stubs go out from here; leases keep instances from
+        // delivering the same write twice at once.
+        let (no_projector, _) = tokio::sync::broadcast::channel(1);
+        let publisher = start_publisher(
+            log.clone(),
+            store.clone(),
+            publisher_config(&args.service),
+            || no_projector.subscribe(),
+        )
+        .await?;
         let commands = commands(&args.service, store, log, outcomes).await?;
         let listener = bind(&args.service).await?;
         announce(&args.service, &commands, false);
@@ -257,6 +276,7 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
             let _ = shutdown_signal().await;
         })
         .await;
+        publisher.stop().await;
         Ok(ExitCode::SUCCESS)
     })
 }
@@ -370,6 +390,15 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
         enrollment: Some(enrollment(options)),
+    }
+}
+
+/// The PDS publisher's settings: the service DID, and the OAuth client holding the sessions.
+fn publisher_config(options: &ServiceOptions) -> PublisherConfig {
+    PublisherConfig {
+        service_did: options.service_did(),
+        client: enrollment(options).client,
+        max_backoff: Duration::from_secs(60),
     }
 }
 

@@ -53,20 +53,35 @@ impl Service {
     /// A private post by `account` with a token its PDS minted.
     async fn write(&self, stack: &AtprotoStack, account: &Account) -> (u16, Value) {
         let token = stack.service_auth(account, &self.did, CREATE, None).await;
+        self.call(token, CREATE, &self.post(account, None, "private"))
+            .await
+    }
+
+    /// The input of a post by `account` (at `rkey` for a `putRecord`).
+    fn post(&self, account: &Account, rkey: Option<&str>, text: &str) -> Value {
+        let mut input = json!({
+            "repo": account.did,
+            "collection": "zone.stratos.feed.post",
+            "record": {
+                "$type": "zone.stratos.feed.post",
+                "text": text,
+                "boundary": {"values": [{"value": format!("{}/general", self.did)}]},
+                "createdAt": "2026-11-29T12:00:00.000Z",
+            },
+        });
+        if let Some(rkey) = rkey {
+            input["rkey"] = json!(rkey);
+        }
+        input
+    }
+
+    /// A procedure call with a service-auth token.
+    async fn call(&self, token: String, method: &str, input: &Value) -> (u16, Value) {
         let response = self
             .http
-            .post(format!("{}/xrpc/{CREATE}", self.base))
+            .post(format!("{}/xrpc/{method}", self.base))
             .bearer_auth(token)
-            .json(&json!({
-                "repo": account.did,
-                "collection": "zone.stratos.feed.post",
-                "record": {
-                    "$type": "zone.stratos.feed.post",
-                    "text": "private",
-                    "boundary": {"values": [{"value": format!("{}/general", self.did)}]},
-                    "createdAt": "2026-11-29T12:00:00.000Z",
-                },
-            }))
+            .json(input)
             .send()
             .await
             .unwrap();
@@ -75,9 +90,78 @@ impl Service {
     }
 }
 
+/// A record on the PDS, if it is there.
+async fn pds_record(
+    stack: &AtprotoStack,
+    did: &str,
+    collection: &str,
+    rkey: &str,
+) -> Option<Value> {
+    let response = reqwest::Client::new()
+        .get(format!("{}/xrpc/com.atproto.repo.getRecord", stack.pds_url))
+        .query(&[("repo", did), ("collection", collection), ("rkey", rkey)])
+        .send()
+        .await
+        .unwrap();
+    match response.status().is_success() {
+        true => Some(response.json::<Value>().await.unwrap()["value"].clone()),
+        false => None,
+    }
+}
+
+/// Waits (up to a minute) until `check` holds of the PDS record.
+async fn eventually(
+    stack: &AtprotoStack,
+    did: &str,
+    collection: &str,
+    rkey: &str,
+    check: impl Fn(Option<&Value>) -> bool,
+) -> Option<Value> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let record = pds_record(stack, did, collection, rkey).await;
+        if check(record.as_ref()) {
+            return record;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{collection}/{rkey} on the PDS never became as expected: {record:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// Checks the service's attestation in `enrollment` (a status answer or an enrollment record)
+/// over `did`, its one `boundary` and its `signingKey`.
+fn verify_attestation(enrollment: &Value, did: &str, boundary: &str) {
+    let attestation = stratos_schema::attestation::Attestation {
+        sig: base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD_NO_PAD,
+            enrollment["attestation"]["sig"]["$bytes"].as_str().unwrap(),
+        )
+        .unwrap(),
+        signing_key: enrollment["attestation"]["signingKey"]
+            .as_str()
+            .unwrap()
+            .to_string(),
+    };
+    stratos_schema::attestation::verify_attestation(
+        &attestation,
+        did,
+        &[boundary],
+        enrollment["signingKey"].as_str().unwrap(),
+    )
+    .unwrap();
+}
+
+/// The record key of an AT-URI.
+fn rkey(uri: &str) -> &str {
+    uri.rsplit('/').next().unwrap()
+}
+
 #[tokio::test]
 async fn enrollment_through_oauth_with_a_real_pds() {
-    let stack = AtprotoStack::start().await;
+    let mut stack = AtprotoStack::start().await;
     let alice = stack.create_account("alice").await;
     let bob = stack.create_account("bob").await;
     let dir = tempfile::tempdir().unwrap();
@@ -182,24 +266,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .await
         .unwrap();
     assert_eq!(own["boundaries"], json!([{"value": boundary}]));
-    let attestation = stratos_schema::attestation::Attestation {
-        sig: base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD_NO_PAD,
-            own["attestation"]["sig"]["$bytes"].as_str().unwrap(),
-        )
-        .unwrap(),
-        signing_key: own["attestation"]["signingKey"]
-            .as_str()
-            .unwrap()
-            .to_string(),
-    };
-    stratos_schema::attestation::verify_attestation(
-        &attestation,
-        &alice.did,
-        &[&boundary],
-        own["signingKey"].as_str().unwrap(),
-    )
-    .unwrap();
+    verify_attestation(&own, &alice.did, &boundary);
     let (_, body) = service
         .get(&format!(
             "/xrpc/zone.stratos.identity.resolveEnrollments?did={}",
@@ -224,6 +291,125 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         (status, body["message"].as_str()),
         (400, Some("did parameter required"))
     );
+
+    // The PDS publisher writes alice's enrollment record to her PDS: the key and attestation
+    // Stratos reports, signed by the service key of its DID document.
+    let enrollment_rkey = service.did.replace("%3A", ":");
+    let record = eventually(
+        &stack,
+        &alice.did,
+        "zone.stratos.actor.enrollment",
+        &enrollment_rkey,
+        |r| r.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(record["signingKey"], own["signingKey"]);
+    assert_eq!(record["service"], format!("http://localhost:{port}"));
+    assert_eq!(record["boundaries"], json!([{"value": boundary}]));
+    let (_, document) = service.get("/.well-known/did.json").await;
+    assert_eq!(
+        record["attestation"]["signingKey"].as_str().unwrap(),
+        format!(
+            "did:key:{}",
+            document["verificationMethod"][0]["publicKeyMultibase"]
+                .as_str()
+                .unwrap()
+        )
+    );
+    verify_attestation(&record, &alice.did, &boundary);
+
+    // A private post gets its stub on the PDS, pointing at the record by CID; an update moves
+    // the stub to the new CID; a delete removes it.
+    const POST: &str = "zone.stratos.feed.post";
+    let (status, created) = service.write(&stack, &alice).await;
+    assert_eq!(status, 200, "{created}");
+    let uri = created["uri"].as_str().unwrap();
+    let stub = eventually(&stack, &alice.did, POST, rkey(uri), |r| r.is_some())
+        .await
+        .unwrap();
+    assert_eq!(stub["source"]["subject"]["cid"], created["cid"]);
+    assert_eq!(stub["source"]["subject"]["uri"], uri);
+    assert_eq!(stub["source"]["vary"], "authenticated");
+    assert_eq!(
+        stub["source"]["service"],
+        format!("{}#atproto_pns", service.did)
+    );
+    assert!(stub.get("text").is_none(), "the stub carries no content");
+    let token = stack
+        .service_auth(&alice, &service.did, "com.atproto.repo.putRecord", None)
+        .await;
+    let (status, updated) = service
+        .call(
+            token,
+            "com.atproto.repo.putRecord",
+            &service.post(&alice, Some(rkey(uri)), "edited"),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_ne!(updated["cid"], created["cid"]);
+    eventually(&stack, &alice.did, POST, rkey(uri), |r| {
+        r.is_some_and(|r| r["source"]["subject"]["cid"] == updated["cid"])
+    })
+    .await;
+    let token = stack
+        .service_auth(&alice, &service.did, "com.atproto.repo.deleteRecord", None)
+        .await;
+    let (status, body) = service
+        .call(
+            token,
+            "com.atproto.repo.deleteRecord",
+            &json!({"repo": alice.did, "collection": POST, "rkey": rkey(uri)}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    eventually(&stack, &alice.did, POST, rkey(uri), |r| r.is_none()).await;
+
+    // The PDS goes down: five posts are still acknowledged, and their stubs arrive once it is
+    // back.
+    let mut tokens = Vec::new();
+    for _ in 0..5 {
+        tokens.push(stack.service_auth(&alice, &service.did, CREATE, None).await);
+    }
+    stack.pause().await;
+    let mut written = Vec::new();
+    for (index, token) in tokens.into_iter().enumerate() {
+        let (status, body) = service
+            .call(
+                token,
+                CREATE,
+                &service.post(&alice, None, &format!("offline {index}")),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        written.push(body);
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    stack.resume().await;
+    for body in &written {
+        let uri = body["uri"].as_str().unwrap();
+        eventually(&stack, &alice.did, POST, rkey(uri), |r| {
+            r.is_some_and(|r| r["source"]["subject"]["cid"] == body["cid"])
+        })
+        .await;
+    }
+
+    // They did fail while it was down, and were retried.
+    let metrics = service
+        .http
+        .get(format!("{}/metrics", service.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let retried: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("stratos_pds_writes_total{outcome=\"retried\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0);
+    assert!(retried >= 1.0, "no PDS write was retried:\n{metrics}");
 
     // Signing in again keeps the enrollment.
     let callback = stack

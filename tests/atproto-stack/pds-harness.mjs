@@ -7,6 +7,9 @@
 // runs until SIGTERM/SIGINT or until stdin closes (so it never outlives the test that started
 // it), and removes its data directory.
 //
+// Lines on stdin: `pause` makes the PDS unreachable (every connection is dropped, as if it were
+// down) and answers `PAUSED`; `resume` brings it back and answers `RESUMED`.
+//
 // Env: PLC_PORT, PDS_PORT (default: free ports), PDS_ADMIN_PASSWORD.
 import fs from 'node:fs/promises'
 import os from 'node:os'
@@ -131,4 +134,27 @@ const shutdown = async (why) => {
 process.on('SIGTERM', () => shutdown('SIGTERM'))
 process.on('SIGINT', () => shutdown('SIGINT'))
 process.stdin.on('end', () => shutdown('stdin closed'))
-process.stdin.resume()
+
+// An outage on demand: while paused, the PDS drops every connection it is handed.
+let paused = false
+const handlers = pds.server.listeners('request')
+pds.server.removeAllListeners('request')
+pds.server.on('request', (req, res) => {
+  if (paused) {
+    req.socket.destroy()
+    return
+  }
+  for (const handler of handlers) handler.call(pds.server, req, res)
+})
+let pending = ''
+process.stdin.setEncoding('utf8')
+process.stdin.on('data', (chunk) => {
+  pending += chunk
+  let newline
+  while ((newline = pending.indexOf('\n')) >= 0) {
+    const command = pending.slice(0, newline).trim()
+    pending = pending.slice(newline + 1)
+    if (command === 'pause') { paused = true; console.log('PAUSED') }
+    if (command === 'resume') { paused = false; console.log('RESUMED') }
+  }
+})

@@ -20,7 +20,7 @@ pub use self::catalog::{BUILTIN_LEXICON_FILES, Lexicons, UnresolvedRef};
 pub use self::records::{
     Attestation, BoundaryEntry, DOMAIN_TYPE, DOMAINS_TYPE, Domain, Domains, ENROLLMENT_COLLECTION,
     EnrollmentRecord, MAX_BOUNDARY_LENGTH, MAX_ENROLLMENT_BOUNDARIES, MAX_RECORD_BOUNDARIES,
-    POST_COLLECTION, Post, RecordParseError, ReplyRef, StrongRef,
+    POST_COLLECTION, Post, RecordParseError, ReplyRef, StrongRef, enrollment_rkey,
 };
 pub use self::rules::{
     BSKY_POST_COLLECTION, BSKY_PREFIX, BoundaryRules, ParentBoundaries, PostRules, RecordError,

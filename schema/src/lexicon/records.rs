@@ -207,6 +207,26 @@ pub struct Attestation {
     pub signing_key: String,
 }
 
+/// The record key of a service's enrollment record on the user's PDS: the service DID with
+/// every `%3A` (any case) turned into `:`, so that `did:web:host%3A3100` is a valid key.
+pub fn enrollment_rkey(service_did: &str) -> String {
+    let mut key = String::with_capacity(service_did.len());
+    let mut rest = service_did;
+    while let Some(index) = rest.find('%') {
+        key.push_str(&rest[..index]);
+        let escape = rest.get(index..index + 3).unwrap_or("");
+        if escape.eq_ignore_ascii_case("%3A") {
+            key.push(':');
+            rest = &rest[index + 3..];
+        } else {
+            key.push('%');
+            rest = &rest[index + 1..];
+        }
+    }
+    key.push_str(rest);
+    key
+}
+
 /// One boundary of an enrollment record, `{value}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BoundaryEntry {

@@ -16,6 +16,8 @@ pub struct AtprotoStack {
     /// The PLC directory, e.g. `http://localhost:41235`.
     pub plc_url: String,
     client: reqwest::Client,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     _process: Child,
 }
 
@@ -78,8 +80,35 @@ impl AtprotoStack {
             pds_url: ready["pdsUrl"].as_str().unwrap().to_string(),
             plc_url: ready["plcUrl"].as_str().unwrap().to_string(),
             client: reqwest::Client::new(),
+            stdin: process.stdin.take().unwrap(),
+            lines,
             _process: process,
         }
+    }
+
+    /// Makes the PDS unreachable (it drops every connection) until [`resume`](Self::resume).
+    pub async fn pause(&mut self) {
+        self.command("pause", "PAUSED").await;
+    }
+
+    /// Brings the PDS back after [`pause`](Self::pause).
+    pub async fn resume(&mut self) {
+        self.command("resume", "RESUMED").await;
+    }
+
+    async fn command(&mut self, command: &str, answer: &str) {
+        use tokio::io::AsyncWriteExt;
+        self.stdin
+            .write_all(format!("{command}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            if line == answer {
+                return;
+            }
+        }
+        panic!("the PDS harness stopped");
     }
 
     /// Creates the account `<name>.test` and signs it in.

@@ -1,0 +1,446 @@
+//! The PDS publisher: what users' PDSes must learn from the log — their enrollment record
+//! (`zone.stratos.actor.enrollment`, record key from the service DID) and the stubs of their
+//! private posts (spec §5, §6).
+//!
+//! Two halves. The [`OutboxProjector`] follows the repo projector like the AppView projector
+//! does (accepted events only) and turns each event into PDS writes in a durable outbox, in the
+//! same transaction as its log position. The [`Deliverer`] empties the outbox with each user's
+//! OAuth session: in log order per user, users in parallel, with exponential backoff on
+//! failure. Every write is idempotent (`putRecord` at fixed keys, `deleteRecord`), so a
+//! redelivery changes nothing; a PDS outage delays its users' writes and blocks nobody else's.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use stratos_log::{CommitLog, LogRecord};
+use stratos_oauth::{OAuthClient, OAuthError, Session};
+use stratos_schema::data::{decode_ipld, ipld_to_json};
+use stratos_schema::events::seal::DataKey;
+use stratos_schema::events::{Event, OpAction, RepoOp, SealedRecord};
+use stratos_schema::lexicon::{
+    Attestation, BoundaryEntry, ENROLLMENT_COLLECTION, EnrollmentRecord, POST_COLLECTION,
+    enrollment_rkey, stub_for,
+};
+use stratos_schema::syntax::{AtUri, Did};
+use stratos_store::{KeyKind, OutboxEntry, Store, StoreError};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinSet;
+
+use crate::repo::{Progress, ProjectorError, accepted_events};
+use crate::runner::{Applier, DriveOptions, drive};
+
+/// The publisher's name among the log's consumers.
+pub const CONSUMER: &str = "pds-publisher";
+/// Collections whose records get stubs (the OAuth scope covers exactly these).
+const STUB_COLLECTIONS: &[&str] = &[POST_COLLECTION];
+/// Deliveries attempted at once (each for a different user).
+const PARALLEL: u32 = 16;
+/// How long a claimed write is reserved for its deliverer, in seconds.
+const LEASE_SECS: i64 = 120;
+/// Refused writes are tried this many times before they are given up (logged and counted).
+const MAX_REFUSALS: i32 = 8;
+
+/// Settings of the publisher.
+#[derive(Clone)]
+pub struct PublisherConfig {
+    /// The service DID (the enrollment record key, and the stubs' `service`).
+    pub service_did: String,
+    /// The OAuth client that holds the users' sessions.
+    pub client: OAuthClient,
+    /// The longest pause between two attempts of one write.
+    pub max_backoff: Duration,
+}
+
+/// Turns one partition's accepted events into outbox entries.
+pub struct OutboxProjector {
+    store: Store,
+    partition: u32,
+    repo_progress: broadcast::Receiver<Progress>,
+    service_did: String,
+    data_keys: HashMap<String, Option<DataKey>>,
+    next_offset: Option<u64>,
+    wake: Arc<Notify>,
+}
+
+/// One PDS write: the user, the procedure and its input.
+type PdsCall = (String, &'static str, Value);
+
+impl OutboxProjector {
+    async fn data_key(&mut self, did: &str) -> Result<Option<DataKey>, StoreError> {
+        if let Some(key) = self.data_keys.get(did) {
+            return Ok(key.clone());
+        }
+        let key = self.store.data_key(did).await?;
+        self.data_keys.insert(did.to_string(), key.clone());
+        Ok(key)
+    }
+
+    async fn calls(&mut self, event: Event) -> Result<Vec<PdsCall>, StoreError> {
+        let rkey = enrollment_rkey(&self.service_did);
+        Ok(match event {
+            Event::Enrollment(event) => {
+                self.data_keys.remove(event.did.as_str());
+                let record = EnrollmentRecord {
+                    service: event.service_endpoint,
+                    boundaries: entries(&event.boundaries),
+                    signing_key: event.signing_key,
+                    attestation: attestation(event.attestation),
+                    created_at: event.time.as_str().to_string(),
+                };
+                vec![put_enrollment(event.did.as_str(), &rkey, &record)]
+            }
+            Event::Boundaries(event) => {
+                // The repo projector has applied it: the enrollment holds the key and endpoint.
+                let Some(enrollment) = self.store.enrollment(event.did.as_str()).await? else {
+                    return Ok(Vec::new());
+                };
+                let record = EnrollmentRecord {
+                    service: enrollment.service_endpoint,
+                    boundaries: entries(&event.boundaries),
+                    signing_key: enrollment.signing_key,
+                    attestation: attestation(event.attestation),
+                    created_at: event.time.as_str().to_string(),
+                };
+                vec![put_enrollment(event.did.as_str(), &rkey, &record)]
+            }
+            Event::Unenroll(event) => {
+                if event.purge {
+                    self.data_keys.insert(event.did.to_string(), None);
+                }
+                vec![(
+                    event.did.to_string(),
+                    "com.atproto.repo.deleteRecord",
+                    json!({"repo": event.did.as_str(), "collection": ENROLLMENT_COLLECTION, "rkey": rkey}),
+                )]
+            }
+            Event::Commit(event) => {
+                let key = self.data_key(event.did.as_str()).await?;
+                let service = format!("{}#atproto_pns", self.service_did);
+                stub_calls(&event.did, &event.ops, &event.records, &key, &service)
+            }
+            // Imported records get no stubs (spec §6.2).
+            Event::Import(_) => Vec::new(),
+        })
+    }
+
+    async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
+        let start = self.position().await?;
+        let accepted = accepted_events(
+            &self.store,
+            self.partition,
+            &mut self.repo_progress,
+            records,
+            start,
+        )
+        .await?;
+        let Some((events, next_offset)) = accepted else {
+            return Ok(start);
+        };
+        let mut calls = Vec::new();
+        for event in events {
+            calls.extend(self.calls(event).await?);
+        }
+        let mut tx = self.store.begin().await?;
+        for (did, method, body) in &calls {
+            tx.enqueue_pds(did, method, &body.to_string()).await?;
+        }
+        tx.set_position(CONSUMER, self.partition, next_offset)
+            .await?;
+        tx.commit().await?;
+        if !calls.is_empty() {
+            self.wake.notify_one();
+        }
+        Ok(next_offset)
+    }
+}
+
+impl Applier for OutboxProjector {
+    async fn position(&mut self) -> Result<u64, ProjectorError> {
+        if let Some(next) = self.next_offset {
+            return Ok(next);
+        }
+        let next = self
+            .store
+            .position(CONSUMER, self.partition)
+            .await?
+            .unwrap_or(0);
+        self.next_offset = Some(next);
+        Ok(next)
+    }
+
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
+        let result = self.write(records).await;
+        self.next_offset = result.as_ref().ok().copied();
+        result
+    }
+}
+
+fn attestation(signed: stratos_schema::attestation::Attestation) -> Attestation {
+    Attestation {
+        sig: signed.sig,
+        signing_key: signed.signing_key,
+    }
+}
+
+fn entries(boundaries: &[String]) -> Vec<BoundaryEntry> {
+    boundaries
+        .iter()
+        .map(|value| BoundaryEntry {
+            value: value.clone(),
+        })
+        .collect()
+}
+
+fn put_enrollment(did: &str, rkey: &str, record: &EnrollmentRecord) -> PdsCall {
+    (
+        did.to_string(),
+        "com.atproto.repo.putRecord",
+        json!({
+            "repo": did,
+            "collection": ENROLLMENT_COLLECTION,
+            "rkey": rkey,
+            "record": ipld_to_json(&record.to_ipld()),
+        }),
+    )
+}
+
+/// The stub writes of a commit's ops on stubbed collections.
+fn stub_calls(
+    did: &Did,
+    ops: &[RepoOp],
+    sealed: &[SealedRecord],
+    key: &Option<DataKey>,
+    service: &str,
+) -> Vec<PdsCall> {
+    ops.iter()
+        .filter_map(|op| {
+            let (collection, rkey) = op.path.split_once('/')?;
+            if !STUB_COLLECTIONS.contains(&collection) {
+                return None;
+            }
+            let target = json!({"repo": did.as_str(), "collection": collection, "rkey": rkey});
+            match (op.action, op.cid) {
+                (OpAction::Delete, _) => {
+                    Some((did.to_string(), "com.atproto.repo.deleteRecord", target))
+                }
+                (OpAction::Create | OpAction::Update, Some(cid)) => {
+                    // Without the data key (purged) there is nothing left to point to.
+                    let key = key.as_ref()?;
+                    let block = sealed.iter().find(|r| r.cid == cid)?.open(key, did).ok()?;
+                    let record = decode_ipld(&block).ok()?;
+                    let uri: AtUri = format!("at://{}/{}", did.as_str(), op.path).parse().ok()?;
+                    let mut body = target;
+                    body["record"] = stub_for(&record, &uri, &cid, service).to_json();
+                    Some((did.to_string(), "com.atproto.repo.putRecord", body))
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Delivers the outbox to users' PDSes.
+pub struct Deliverer {
+    store: Store,
+    config: PublisherConfig,
+    wake: Arc<Notify>,
+}
+
+/// What became of one delivery attempt.
+enum Delivery {
+    Delivered,
+    Retry(String),
+    GiveUp(String),
+}
+
+impl Deliverer {
+    /// Delivers until `shutdown` turns `true`.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let now = unix_now();
+            let claimed = self.store.claim_pds(now, now + LEASE_SECS, PARALLEL).await;
+            let due = match claimed {
+                Ok(due) => due,
+                Err(error) => {
+                    tracing::warn!(%error, "reading the PDS outbox");
+                    Vec::new()
+                }
+            };
+            if let Ok(backlog) = self.store.pds_backlog().await {
+                metrics::gauge!("stratos_pds_outbox_backlog").set(backlog as f64);
+            }
+            if due.is_empty() {
+                tokio::select! {
+                    _ = self.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => {}
+                }
+                continue;
+            }
+            futures::future::join_all(due.into_iter().map(|entry| self.deliver(entry))).await;
+        }
+    }
+
+    async fn deliver(&self, entry: OutboxEntry) {
+        let outcome = self.attempt(&entry).await;
+        let result = match &outcome {
+            Delivery::Delivered => self.store.finish_pds(entry.id).await,
+            Delivery::GiveUp(error) => {
+                tracing::warn!(did = %entry.did, method = %entry.method, %error,
+                    "giving up a PDS write");
+                self.store.finish_pds(entry.id).await
+            }
+            Delivery::Retry(error) => {
+                let pause = backoff(entry.attempts, self.config.max_backoff);
+                tracing::info!(did = %entry.did, method = %entry.method, %error,
+                    retry_in_s = pause.as_secs(), "a PDS write failed");
+                self.store
+                    .retry_pds(entry.id, unix_now() + pause.as_secs() as i64, error)
+                    .await
+            }
+        };
+        let label = match outcome {
+            Delivery::Delivered => "delivered",
+            Delivery::Retry(_) => "retried",
+            Delivery::GiveUp(_) => "abandoned",
+        };
+        metrics::counter!("stratos_pds_writes_total", "outcome" => label).increment(1);
+        if let Err(error) = result {
+            tracing::warn!(%error, "updating the PDS outbox");
+        }
+    }
+
+    async fn attempt(&self, entry: &OutboxEntry) -> Delivery {
+        let stored = match self.store.key(&entry.did, KeyKind::OAuthSession).await {
+            Ok(Some(stored)) => stored,
+            Ok(None) => return Delivery::GiveUp("NotEnrolled: no OAuth session".into()),
+            Err(error) => return Delivery::Retry(error.to_string()),
+        };
+        let Ok(mut session) = serde_json::from_slice::<Session>(&stored) else {
+            return Delivery::GiveUp("the stored OAuth session is unreadable".into());
+        };
+        let Ok(body) = serde_json::from_str::<Value>(&entry.body) else {
+            return Delivery::GiveUp("the outbox entry is unreadable".into());
+        };
+        let path = format!("/xrpc/{}", entry.method);
+        let answer = self
+            .config
+            .client
+            .call(&mut session, Method::POST, &path, Some(&body))
+            .await;
+        // Tokens may have been refreshed and nonces changed: keep them.
+        if let Ok(bytes) = serde_json::to_vec(&session)
+            && let Err(error) = self
+                .store
+                .put_key(&entry.did, KeyKind::OAuthSession, &bytes)
+                .await
+        {
+            tracing::warn!(did = %entry.did, %error, "saving an OAuth session");
+        }
+        let refused = |reason: String| match entry.attempts + 1 >= MAX_REFUSALS {
+            true => Delivery::GiveUp(reason),
+            false => Delivery::Retry(reason),
+        };
+        match answer {
+            Ok(response) if response.status.is_success() => Delivery::Delivered,
+            Ok(response) => {
+                let status = response.status.as_u16();
+                let text = String::from_utf8_lossy(&response.body);
+                let reason = format!("{status} {}", text.chars().take(200).collect::<String>());
+                match status {
+                    // Down, overloaded, or tokens in flux: keep trying.
+                    401 | 408 | 429 | 500..=599 => Delivery::Retry(reason),
+                    _ => refused(reason),
+                }
+            }
+            Err(error @ OAuthError::SessionEnded(_)) => refused(error.to_string()),
+            Err(error) => Delivery::Retry(error.to_string()),
+        }
+    }
+}
+
+/// The pause after `attempts` failures: 1 s, 2 s, 4 s, … up to `max`.
+fn backoff(attempts: i32, max: Duration) -> Duration {
+    let exponent = attempts.clamp(0, 20) as u32;
+    Duration::from_secs(1u64 << exponent).min(max)
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// The running publisher: an outbox projector per partition and the deliverer.
+pub struct Publisher {
+    tasks: JoinSet<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Publisher {
+    /// Stops after the current batches and deliveries.
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Starts the publisher over every partition of `log`, following the repo projector:
+/// `repo_progress` subscribes to its announcements when it runs in this process (else the
+/// publisher looks at its stored position every 200 ms).
+pub async fn start_publisher(
+    log: Arc<dyn CommitLog>,
+    store: Store,
+    config: PublisherConfig,
+    repo_progress: impl Fn() -> broadcast::Receiver<Progress>,
+) -> Result<Publisher, ProjectorError> {
+    let (shutdown, stop) = watch::channel(false);
+    let wake = Arc::new(Notify::new());
+    let mut tasks = JoinSet::new();
+    for end in log.partitions().await? {
+        let mut projector = OutboxProjector {
+            store: store.clone(),
+            partition: end.partition,
+            repo_progress: repo_progress(),
+            service_did: config.service_did.clone(),
+            data_keys: HashMap::new(),
+            next_offset: None,
+            wake: wake.clone(),
+        };
+        let (log, stop) = (log.clone(), stop.clone());
+        tasks.spawn(async move {
+            let options = DriveOptions {
+                batch_size: crate::service::DEFAULT_BATCH_SIZE,
+                until: None,
+            };
+            drive(&mut projector, log, end.partition, options, stop, |_| {}).await;
+        });
+    }
+    let deliverer = Deliverer {
+        store,
+        config,
+        wake,
+    };
+    tasks.spawn(deliverer.run(stop));
+    Ok(Publisher { tasks, shutdown })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let max = Duration::from_secs(60);
+        let pauses: Vec<u64> = (0..8).map(|a| backoff(a, max).as_secs()).collect();
+        assert_eq!(pauses, [1, 2, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(backoff(1_000, max), max);
+    }
+}
