@@ -1,11 +1,12 @@
 //! Enrolling an actor: keys into the key store, the service's attestation, and an `#enrollment`
 //! (with the genesis commit of an empty repository on a first enrollment), applied before the
-//! call returns. The OAuth flow and the development mode both end here.
+//! call returns. The OAuth flow and the development mode both end here. And unenrolling, with
+//! or without a purge of the actor's content.
 
 use stratos_schema::attestation::sign_attestation;
 use stratos_schema::commit::UnsignedCommit;
 use stratos_schema::events::seal::DataKey;
-use stratos_schema::events::{CommitSlice, EnrollmentEvent, Event};
+use stratos_schema::events::{CommitSlice, EnrollmentEvent, Event, UnenrollEvent};
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::Mst;
 use stratos_schema::syntax::{Datetime, Did};
@@ -67,6 +68,48 @@ impl Commands {
             Decision::Applied => Ok(()),
             Decision::Rejected(reason) => Err(CommandError::Rejected(reason)),
         }
+    }
+
+    /// Unenrolls `did`: appends `#unenroll` and waits until it is applied. The actor's OAuth
+    /// session is retired, for the PDS publisher to delete the enrollment record with and then
+    /// revoke. With `purge`, the actor's data key and signing key are destroyed too: its
+    /// private records become unreadable everywhere, old copies of the log included.
+    pub async fn unenroll(&self, did: &Did, purge: bool) -> Result<(), CommandError> {
+        let slot = self.slot(did);
+        let mut repo = slot.lock().await;
+        let enrolled = self
+            .store
+            .enrollment(did.as_str())
+            .await?
+            .is_some_and(|e| e.active);
+        if !enrolled {
+            return Err(CommandError::NotEnrolled);
+        }
+        if let Some(session) = self.store.key(did.as_str(), KeyKind::OAuthSession).await? {
+            self.store
+                .put_key(did.as_str(), KeyKind::OAuthRetired, &session)
+                .await?;
+            self.store
+                .destroy_key(did.as_str(), KeyKind::OAuthSession)
+                .await?;
+        }
+        let event = Event::Unenroll(UnenrollEvent {
+            did: did.clone(),
+            time: Datetime::now(),
+            purge,
+        });
+        let position = self.log.append_event(&event).await?;
+        *repo = None;
+        match self.outcomes.wait(position).await? {
+            Decision::Applied => {}
+            Decision::Rejected(reason) => return Err(CommandError::Rejected(reason)),
+        }
+        if purge {
+            for kind in [KeyKind::Data, KeyKind::Signing] {
+                self.store.destroy_key(did.as_str(), kind).await?;
+            }
+        }
+        Ok(())
     }
 
     /// The actor's P-256 repository key, created on first use.

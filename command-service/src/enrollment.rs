@@ -1,6 +1,6 @@
 //! What anyone may learn about enrollments (spec §2.4.14, §2.4.16, §2.4.17):
 //! `zone.stratos.enrollment.status`, `zone.stratos.identity.resolveEnrollments` and
-//! `zone.stratos.server.listDomains`.
+//! `zone.stratos.server.listDomains`; and leaving (`zone.stratos.enrollment.unenroll`, §2.4.15).
 
 use std::collections::HashMap;
 
@@ -70,6 +70,28 @@ pub async fn resolve(
         StatusCode::OK,
         &json!({"did": did, "enrolled": enrollment.is_some(), "boundaries": boundaries}),
     ))
+}
+
+/// `zone.stratos.enrollment.unenroll` with input `{"purge"?: bool}` (an empty body is `{}`):
+/// the caller leaves; with `purge`, its private content is destroyed.
+pub async fn unenroll(
+    commands: &Commands,
+    caller: &Did,
+    body: &[u8],
+) -> Result<Response, XrpcError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Input {
+        #[serde(default)]
+        purge: bool,
+    }
+    let input: Input = match body.iter().all(u8::is_ascii_whitespace) {
+        true => Input { purge: false },
+        false => crate::xrpc::input(body)?,
+    };
+    commands.unenroll(caller, input.purge).await?;
+    tracing::info!(did = %caller, purge = input.purge, "unenrolled");
+    Ok(json_response(StatusCode::OK, &json!({"success": true})))
 }
 
 /// `zone.stratos.server.listDomains`: the boundaries of this service.

@@ -260,6 +260,7 @@ const GET_BLOB: &str = "com.atproto.sync.getBlob";
 const STATUS: &str = "zone.stratos.enrollment.status";
 const RESOLVE_ENROLLMENTS: &str = "zone.stratos.identity.resolveEnrollments";
 const LIST_DOMAINS: &str = "zone.stratos.server.listDomains";
+const UNENROLL: &str = "zone.stratos.enrollment.unenroll";
 
 /// A body over the configured limit.
 #[derive(Debug)]
@@ -341,6 +342,9 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
         .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
     if nsid == STATUS {
         return enrollment::status(commands, Some(&caller), query).await;
+    }
+    if nsid == UNENROLL {
+        return enrollment::unenroll(commands, &caller, body).await;
     }
     if nsid == GET_BLOB {
         return get_blob(commands, &caller, query).await;

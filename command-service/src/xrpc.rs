@@ -34,6 +34,7 @@ pub const PROCEDURES: &[&str] = &[
     "zone.stratos.enrollment.status",
     "zone.stratos.identity.resolveEnrollments",
     "zone.stratos.server.listDomains",
+    "zone.stratos.enrollment.unenroll",
 ];
 
 /// Decodes a JSON input body.

@@ -38,6 +38,11 @@ pub const CONSUMER: &str = "pds-publisher";
 const STUB_COLLECTIONS: &[&str] = &[POST_COLLECTION];
 /// Deliveries attempted at once (each for a different user).
 const PARALLEL: u32 = 16;
+/// An outbox method made with the actor's retired session (after unenroll): deleting the
+/// enrollment record.
+const RETIRED_DELETE: &str = "retired com.atproto.repo.deleteRecord";
+/// Revoking the actor's retired session, after its last writes.
+const RETIRED_REVOKE: &str = "retired revoke";
 /// How long a claimed write is reserved for its deliverer, in seconds.
 const LEASE_SECS: i64 = 120;
 /// Refused writes are tried this many times before they are given up (logged and counted).
@@ -110,11 +115,17 @@ impl OutboxProjector {
                 if event.purge {
                     self.data_keys.insert(event.did.to_string(), None);
                 }
-                vec![(
-                    event.did.to_string(),
-                    "com.atproto.repo.deleteRecord",
-                    json!({"repo": event.did.as_str(), "collection": ENROLLMENT_COLLECTION, "rkey": rkey}),
-                )]
+                // With the session the command service retired: the record goes, then the
+                // session itself.
+                let did = event.did.as_str();
+                vec![
+                    (
+                        did.to_string(),
+                        RETIRED_DELETE,
+                        json!({"repo": did, "collection": ENROLLMENT_COLLECTION, "rkey": rkey}),
+                    ),
+                    (did.to_string(), RETIRED_REVOKE, json!({})),
+                ]
             }
             Event::Commit(event) => {
                 let key = self.data_key(event.did.as_str()).await?;
@@ -317,7 +328,11 @@ impl Deliverer {
     }
 
     async fn attempt(&self, entry: &OutboxEntry) -> Delivery {
-        let stored = match self.store.key(&entry.did, KeyKind::OAuthSession).await {
+        let (kind, method) = match entry.method.strip_prefix("retired ") {
+            Some(method) => (KeyKind::OAuthRetired, method),
+            None => (KeyKind::OAuthSession, entry.method.as_str()),
+        };
+        let stored = match self.store.key(&entry.did, kind).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return Delivery::GiveUp("NotEnrolled: no OAuth session".into()),
             Err(error) => return Delivery::Retry(error.to_string()),
@@ -325,10 +340,13 @@ impl Deliverer {
         let Ok(mut session) = serde_json::from_slice::<Session>(&stored) else {
             return Delivery::GiveUp("the stored OAuth session is unreadable".into());
         };
+        if method == "revoke" {
+            return self.revoke(entry, kind, &session).await;
+        }
         let Ok(body) = serde_json::from_str::<Value>(&entry.body) else {
             return Delivery::GiveUp("the outbox entry is unreadable".into());
         };
-        let path = format!("/xrpc/{}", entry.method);
+        let path = format!("/xrpc/{method}");
         let answer = self
             .config
             .client
@@ -336,10 +354,7 @@ impl Deliverer {
             .await;
         // Tokens may have been refreshed and nonces changed: keep them.
         if let Ok(bytes) = serde_json::to_vec(&session)
-            && let Err(error) = self
-                .store
-                .put_key(&entry.did, KeyKind::OAuthSession, &bytes)
-                .await
+            && let Err(error) = self.store.put_key(&entry.did, kind, &bytes).await
         {
             tracing::warn!(did = %entry.did, %error, "saving an OAuth session");
         }
@@ -360,6 +375,22 @@ impl Deliverer {
                 }
             }
             Err(error @ OAuthError::SessionEnded(_)) => refused(error.to_string()),
+            Err(error) => Delivery::Retry(error.to_string()),
+        }
+    }
+
+    /// Revokes a retired session at its authorization server and forgets it.
+    async fn revoke(&self, entry: &OutboxEntry, kind: KeyKind, session: &Session) -> Delivery {
+        let outcome = match self.config.client.revoke(session).await {
+            Ok(()) => Delivery::Delivered,
+            Err(error @ OAuthError::Network(_)) if entry.attempts + 1 < MAX_REFUSALS => {
+                return Delivery::Retry(error.to_string());
+            }
+            // Not revocable: it expires on its own; forget it all the same.
+            Err(error) => Delivery::GiveUp(error.to_string()),
+        };
+        match self.store.destroy_key(&entry.did, kind).await {
+            Ok(_) => outcome,
             Err(error) => Delivery::Retry(error.to_string()),
         }
     }

@@ -24,6 +24,9 @@ pub enum KeyKind {
     OAuthSession,
     /// An OAuth authorization waiting for its callback (stored under its `state`).
     OAuthPending,
+    /// The OAuth session of an unenrolled actor, kept until its last PDS writes are made and
+    /// it is revoked (a new enrollment gets a new session beside it).
+    OAuthRetired,
 }
 
 impl KeyKind {
@@ -34,6 +37,7 @@ impl KeyKind {
             Self::Signing => "signing",
             Self::OAuthSession => "oauth-session",
             Self::OAuthPending => "oauth-pending",
+            Self::OAuthRetired => "oauth-retired",
         }
     }
 }

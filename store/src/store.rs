@@ -328,6 +328,17 @@ impl Store {
         }
     }
 
+    /// Destroys one key of `did`; `true` if there was one.
+    pub async fn destroy_key(&self, did: &str, kind: KeyKind) -> Result<bool, StoreError> {
+        let query = sql(
+            self.backend(),
+            "DELETE FROM actor_key WHERE did = ? AND kind = ?",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query).bind(did).bind(kind.as_str()).execute(db).await?.rows_affected()
+        }) > 0)
+    }
+
     /// Destroys every key of `did` (purge). Returns how many were deleted.
     pub async fn destroy_keys(&self, did: &str) -> Result<u64, StoreError> {
         let query = sql(self.backend(), "DELETE FROM actor_key WHERE did = ?");

@@ -75,6 +75,12 @@ impl Service {
         input
     }
 
+    /// The Prometheus exposition of `/metrics`.
+    async fn metrics(&self) -> String {
+        let response = self.http.get(format!("{}/metrics", self.base)).send();
+        response.await.unwrap().text().await.unwrap()
+    }
+
     /// A procedure call with a service-auth token.
     async fn call(&self, token: String, method: &str, input: &Value) -> (u16, Value) {
         let response = self
@@ -164,6 +170,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     let mut stack = AtprotoStack::start().await;
     let alice = stack.create_account("alice").await;
     let bob = stack.create_account("bob").await;
+    let carol = stack.create_account("carol").await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let service = Service {
@@ -174,17 +181,13 @@ async fn enrollment_through_oauth_with_a_real_pds() {
             .build()
             .unwrap(),
     };
-    // Only alice is on the allow-list.
+    // Only alice and carol are on the allow-list.
+    let allowed = format!("{},{}", alice.did, carol.did);
     let up = spawn_up(
         dir.path(),
         port,
         &stack,
-        &[
-            "--enrollment-mode",
-            "allowlist",
-            "--allowed-dids",
-            &alice.did,
-        ],
+        &["--enrollment-mode", "allowlist", "--allowed-dids", &allowed],
     );
     wait_ready(&service.http, &service.base).await;
 
@@ -395,15 +398,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     }
 
     // They did fail while it was down, and were retried.
-    let metrics = service
-        .http
-        .get(format!("{}/metrics", service.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = service.metrics().await;
     let retried: f64 = metrics
         .lines()
         .find(|l| l.starts_with("stratos_pds_writes_total{outcome=\"retried\"}"))
@@ -467,6 +462,104 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     assert_eq!(status, 200);
     assert_eq!(body["client_id"], client_id.as_str());
     assert_eq!(body["dpop_bound_access_tokens"], true);
+
+    // Carol enrolls, posts to a boundary she shares with alice, and leaves with a purge: her
+    // enrollment record leaves her PDS and her post becomes unreadable.
+    let callback = stack
+        .approve(&service.authorize(&carol.handle).await, &carol)
+        .await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!((status, &body["enrolled"]), (200, &json!(true)), "{body}");
+    let (status, created) = service.write(&stack, &carol).await;
+    assert_eq!(status, 200, "{created}");
+    let carol_post = rkey(created["uri"].as_str().unwrap()).to_string();
+    let read_as_alice = async |stack: &AtprotoStack| {
+        let token = stack
+            .service_auth(&alice, &service.did, "com.atproto.repo.getRecord", None)
+            .await;
+        let response = service
+            .http
+            .get(format!("{}/xrpc/com.atproto.repo.getRecord", service.base))
+            .query(&[
+                ("repo", carol.did.as_str()),
+                ("collection", "zone.stratos.feed.post"),
+                ("rkey", carol_post.as_str()),
+            ])
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = read_as_alice(&stack).await;
+    assert_eq!(status, 200, "{body}");
+    eventually(
+        &stack,
+        &carol.did,
+        "zone.stratos.actor.enrollment",
+        &enrollment_rkey,
+        |r| r.is_some(),
+    )
+    .await;
+    const UNENROLL: &str = "zone.stratos.enrollment.unenroll";
+    let token = stack
+        .service_auth(&carol, &service.did, UNENROLL, None)
+        .await;
+    let (status, body) = service.call(token, UNENROLL, &json!({"purge": true})).await;
+    assert_eq!((status, body), (200, json!({"success": true})));
+    let (_, body) = service
+        .get(&format!(
+            "/xrpc/zone.stratos.enrollment.status?did={}",
+            carol.did
+        ))
+        .await;
+    assert_eq!(body["enrolled"], false);
+    eventually(
+        &stack,
+        &carol.did,
+        "zone.stratos.actor.enrollment",
+        &enrollment_rkey,
+        |r| r.is_none(),
+    )
+    .await;
+    let (status, body) = read_as_alice(&stack).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("RecordNotFound"))
+    );
+    let token = stack
+        .service_auth(&carol, &service.did, UNENROLL, None)
+        .await;
+    let (status, body) = service.call(token, UNENROLL, &json!({})).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("NotEnrolled")));
+    let (status, body) = service.write(&stack, &carol).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("NotEnrolled")));
+    // She may come back: a new enrollment.
+    let callback = stack
+        .approve(&service.authorize(&carol.handle).await, &carol)
+        .await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!((status, &body["enrolled"]), (200, &json!(true)), "{body}");
+    // Her re-enrollment does not bring the purged post back.
+    let (status, body) = read_as_alice(&stack).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("RecordNotFound"))
+    );
+    // Everything owed to PDSes has gone out (her old session's revocation included).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let metrics = service.metrics().await;
+        if metrics.lines().any(|l| l == "stratos_pds_outbox_backlog 0") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the outbox does not empty"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     stop(up);
 
     // The session is sealed in the key store; with it the service writes to alice's PDS.
@@ -494,6 +587,55 @@ async fn enrollment_through_oauth_with_a_real_pds() {
             .unwrap()
             .is_none()
     );
+    // Replaying the whole log rebuilds everything but carol's purged post: the key that
+    // opens it in the log is gone. Alice's posts come back whole.
+    drop(store);
+    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+        .args(["replay", "--master-key-file", "data/master.key"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("STRATOS_MASTER_KEY")
+        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+        .output()
+        .unwrap();
+    assert!(
+        replay.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replay.stderr)
+    );
+    let master =
+        MasterKey::from_hex(&std::fs::read_to_string(dir.path().join("data/master.key")).unwrap())
+            .unwrap();
+    let store = Store::connect(&url, master).await.unwrap();
+    let purged = store
+        .records_at(&[(&carol.did, "zone.stratos.feed.post", &carol_post)])
+        .await
+        .unwrap();
+    assert_eq!(
+        purged.len(),
+        1,
+        "the record stays, so the repository verifies"
+    );
+    assert!(purged[0].1.block.is_none(), "the purged post was rebuilt");
+    let kept = store
+        .records_at(&[(
+            &alice.did,
+            "zone.stratos.feed.post",
+            rkey(written[0]["uri"].as_str().unwrap()),
+        )])
+        .await
+        .unwrap();
+    assert!(kept[0].1.block.is_some());
+    // Carol's retired session was revoked and forgotten, her purged keys are gone, and her
+    // new enrollment has a session of its own.
+    for (kind, present) in [
+        (KeyKind::OAuthRetired, false),
+        (KeyKind::OAuthSession, true),
+        (KeyKind::Data, true),
+    ] {
+        let key = store.key(&carol.did, kind).await.unwrap();
+        assert_eq!(key.is_some(), present, "{kind:?}");
+    }
     let resolver = ResolverConfig {
         plc_url: stack.plc_url.clone(),
         allow_private: true,
