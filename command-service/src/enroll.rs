@@ -6,7 +6,7 @@
 use stratos_schema::attestation::sign_attestation;
 use stratos_schema::commit::UnsignedCommit;
 use stratos_schema::events::seal::DataKey;
-use stratos_schema::events::{CommitSlice, EnrollmentEvent, Event, UnenrollEvent};
+use stratos_schema::events::{BoundariesEvent, CommitSlice, EnrollmentEvent, Event, UnenrollEvent};
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::Mst;
 use stratos_schema::syntax::{Datetime, Did};
@@ -61,13 +61,9 @@ impl Commands {
             service_endpoint: self.config.service.endpoint.clone(),
             genesis,
         });
-        let position = self.log.append_event(&event).await?;
         // The projection is the source of the actor's state from now on.
         *repo = None;
-        match self.outcomes.wait(position).await? {
-            Decision::Applied => Ok(()),
-            Decision::Rejected(reason) => Err(CommandError::Rejected(reason)),
-        }
+        self.append_applied(&event).await
     }
 
     /// Unenrolls `did`: appends `#unenroll` and waits until it is applied. The actor's OAuth
@@ -77,14 +73,7 @@ impl Commands {
     pub async fn unenroll(&self, did: &Did, purge: bool) -> Result<(), CommandError> {
         let slot = self.slot(did);
         let mut repo = slot.lock().await;
-        let enrolled = self
-            .store
-            .enrollment(did.as_str())
-            .await?
-            .is_some_and(|e| e.active);
-        if !enrolled {
-            return Err(CommandError::NotEnrolled);
-        }
+        self.active_enrollment(did).await?;
         if let Some(session) = self.store.key(did.as_str(), KeyKind::OAuthSession).await? {
             self.store
                 .put_key(did.as_str(), KeyKind::OAuthRetired, &session)
@@ -98,18 +87,49 @@ impl Commands {
             time: Datetime::now(),
             purge,
         });
-        let position = self.log.append_event(&event).await?;
         *repo = None;
-        match self.outcomes.wait(position).await? {
-            Decision::Applied => {}
-            Decision::Rejected(reason) => return Err(CommandError::Rejected(reason)),
-        }
+        self.append_applied(&event).await?;
         if purge {
             for kind in [KeyKind::Data, KeyKind::Signing] {
                 self.store.destroy_key(did.as_str(), kind).await?;
             }
         }
         Ok(())
+    }
+
+    /// Replaces an enrolled actor's boundaries (qualified, allowed) with a `#boundaries` event
+    /// carrying a fresh attestation, applied before the call returns.
+    pub async fn set_boundaries(
+        &self,
+        did: &Did,
+        boundaries: &[String],
+    ) -> Result<(), CommandError> {
+        let slot = self.slot(did);
+        let mut repo = slot.lock().await;
+        let enrollment = self.active_enrollment(did).await?;
+        let event = Event::Boundaries(BoundariesEvent {
+            did: did.clone(),
+            time: Datetime::now(),
+            attestation: sign_attestation(
+                &self.config.service.key,
+                did.as_str(),
+                boundaries,
+                &enrollment.signing_key,
+            ),
+            boundaries: boundaries.to_vec(),
+        });
+        // The cached repository holds the old boundaries.
+        *repo = None;
+        self.append_applied(&event).await
+    }
+
+    /// Appends `event` and waits until the repo projector has applied it (or says why not).
+    async fn append_applied(&self, event: &Event) -> Result<(), CommandError> {
+        let position = self.log.append_event(event).await?;
+        match self.outcomes.wait(position).await? {
+            Decision::Applied => Ok(()),
+            Decision::Rejected(reason) => Err(CommandError::Rejected(reason)),
+        }
     }
 
     /// The actor's P-256 repository key, created on first use.

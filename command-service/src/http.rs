@@ -15,7 +15,6 @@ use warp::{Filter, Rejection};
 
 use crate::auth::{Authenticator, DidResolver, ResolverConfig};
 use crate::blobs::BlobLimits;
-use crate::enrollment;
 use crate::error::CommandError;
 use crate::oauth::{self, Enrollment};
 use crate::rate_limit::{RateLimitConfig, WriteRateLimiter};
@@ -25,6 +24,7 @@ use crate::xrpc::{
     ApplyWritesInput, CreateRecordInput, DeleteRecordInput, PROCEDURES, PutRecordInput, XrpcError,
     apply_writes_output, delete_output, input, json_response, record_output,
 };
+use crate::{admin, enrollment};
 
 /// HTTP settings.
 #[derive(Debug, Clone)]
@@ -44,6 +44,8 @@ pub struct HttpConfig {
     pub blobs: BlobLimits,
     /// Enrollment through OAuth; without it, `/oauth/*` answers 404.
     pub enrollment: Option<Enrollment>,
+    /// The password of the `zone.stratos.admin.*` procedures; without it, they are refused.
+    pub admin_password: Option<crate::auth::Secret>,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +58,7 @@ impl Default for HttpConfig {
             max_import: 64 * 1024 * 1024,
             blobs: BlobLimits::default(),
             enrollment: None,
+            admin_password: None,
         }
     }
 }
@@ -327,6 +330,12 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
     let authorization = headers
         .get(warp::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
+    if admin::METHODS.contains(&nsid) {
+        if !admin::is_admin(headers, config.admin_password.as_ref()) {
+            return Err(XrpcError::auth_required("Admin auth required"));
+        }
+        return admin::call(commands, nsid, body).await;
+    }
     match nsid {
         RESOLVE_ENROLLMENTS => return enrollment::resolve(commands, query).await,
         LIST_DOMAINS => return Ok(enrollment::list_domains(commands)),

@@ -11,11 +11,13 @@
 //! * [`CommandError`] — why a command failed, with its XRPC error name and status;
 //! * [`auth`] and [`metrics`] — from `stratos-xrpc`, shared with the query service;
 //! * enrollment queries — `enrollment.status`, `resolveEnrollments`, `listDomains`;
+//! * admin procedures — operators change actors' boundaries (`zone.stratos.admin.*`);
 //! * [`oauth`] — enrollment through ATProto OAuth: authorize, callback, eligibility;
 //! * [`rate_limit`] — per-DID write rate limits (spec §13.1);
 //! * [`http`] and [`xrpc`] — the service over HTTP: the write procedures, the DID document,
 //!   health, XRPC errors and body limits.
 
+mod admin;
 pub mod blobs;
 mod enroll;
 mod enrollment;

@@ -145,14 +145,21 @@ impl Commands {
             .clone()
     }
 
-    /// Loads an actor's repository from the projection (enrolled actors only).
-    pub(crate) async fn load(&self, did: &Did) -> Result<ActorRepo, CommandError> {
-        let enrollment = self
-            .store
+    /// The actor's active enrollment, or `NotEnrolled`.
+    pub(crate) async fn active_enrollment(
+        &self,
+        did: &Did,
+    ) -> Result<stratos_store::Enrollment, CommandError> {
+        self.store
             .enrollment(did.as_str())
             .await?
             .filter(|e| e.active)
-            .ok_or(CommandError::NotEnrolled)?;
+            .ok_or(CommandError::NotEnrolled)
+    }
+
+    /// Loads an actor's repository from the projection (enrolled actors only).
+    pub(crate) async fn load(&self, did: &Did) -> Result<ActorRepo, CommandError> {
+        let enrollment = self.active_enrollment(did).await?;
         // The projector may move the head while we read: blocks read between two reads of the
         // same head belong to that head (heads only move forward, with their blocks).
         let (head, blocks) = loop {

@@ -35,6 +35,9 @@ pub const PROCEDURES: &[&str] = &[
     "zone.stratos.identity.resolveEnrollments",
     "zone.stratos.server.listDomains",
     "zone.stratos.enrollment.unenroll",
+    "zone.stratos.admin.addBoundary",
+    "zone.stratos.admin.removeBoundary",
+    "zone.stratos.admin.setBoundaries",
 ];
 
 /// Decodes a JSON input body.

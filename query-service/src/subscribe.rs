@@ -16,6 +16,7 @@ use stratos_schema::events::{OpAction, SequencedCommit};
 use stratos_schema::syntax::Datetime;
 use stratos_schema::{Cid, Ipld};
 use stratos_store::{ActorEvent, Enrollment};
+use stratos_xrpc::auth::same_secret;
 use tokio::sync::watch;
 use warp::ws::{Message, WebSocket};
 
@@ -160,15 +161,6 @@ enum End {
     Gone,
     /// An error frame is sent, then the connection closes.
     Error(&'static str, String),
-}
-
-/// Equal byte strings, compared in time that does not depend on where they differ.
-fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 /// One connection: a socket with keepalive and a send deadline.

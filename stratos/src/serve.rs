@@ -99,6 +99,10 @@ pub struct ServiceOptions {
     /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
     #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
     sync_token: Option<String>,
+    /// The password of the `zone.stratos.admin.*` procedures (`Bearer <password>`, or Basic
+    /// with any user); without it they are refused.
+    #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
+    admin_password: Option<String>,
     #[command(flatten)]
     enrollment: EnrollmentOptions,
 }
@@ -390,6 +394,11 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
         enrollment: Some(enrollment(options)),
+        admin_password: options
+            .admin_password
+            .as_deref()
+            .filter(|p| !p.is_empty())
+            .map(stratos_xrpc::auth::Secret::new),
     }
 }
 

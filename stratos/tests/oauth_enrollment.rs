@@ -17,6 +17,7 @@ use support::atproto::{Account, AtprotoStack, spawn_up, stop};
 use support::{free_port, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
+const ADMIN_PASSWORD: &str = "operator-secret";
 const SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post";
 
 struct Service {
@@ -138,8 +139,8 @@ async fn eventually(
 }
 
 /// Checks the service's attestation in `enrollment` (a status answer or an enrollment record)
-/// over `did`, its one `boundary` and its `signingKey`.
-fn verify_attestation(enrollment: &Value, did: &str, boundary: &str) {
+/// over `did`, `boundaries` and its `signingKey`.
+fn verify_attestation(enrollment: &Value, did: &str, boundaries: &[&str]) {
     let attestation = stratos_schema::attestation::Attestation {
         sig: base64::Engine::decode(
             &base64::engine::general_purpose::STANDARD_NO_PAD,
@@ -154,7 +155,7 @@ fn verify_attestation(enrollment: &Value, did: &str, boundary: &str) {
     stratos_schema::attestation::verify_attestation(
         &attestation,
         did,
-        &[boundary],
+        boundaries,
         enrollment["signingKey"].as_str().unwrap(),
     )
     .unwrap();
@@ -187,7 +188,18 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         dir.path(),
         port,
         &stack,
-        &["--enrollment-mode", "allowlist", "--allowed-dids", &allowed],
+        &[
+            "--enrollment-mode",
+            "allowlist",
+            "--allowed-dids",
+            &allowed,
+            "--allowed-domains",
+            "general,team",
+            "--auto-enroll-domains",
+            "general",
+            "--admin-password",
+            ADMIN_PASSWORD,
+        ],
     );
     wait_ready(&service.http, &service.base).await;
 
@@ -269,7 +281,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .await
         .unwrap();
     assert_eq!(own["boundaries"], json!([{"value": boundary}]));
-    verify_attestation(&own, &alice.did, &boundary);
+    verify_attestation(&own, &alice.did, &[&boundary]);
     let (_, body) = service
         .get(&format!(
             "/xrpc/zone.stratos.identity.resolveEnrollments?did={}",
@@ -288,7 +300,10 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .await;
     assert_eq!(body, json!({"did": bob.did, "enrolled": false}));
     let (_, body) = service.get("/xrpc/zone.stratos.server.listDomains").await;
-    assert_eq!(body, json!({"domains": [boundary]}));
+    assert_eq!(
+        body,
+        json!({"domains": [boundary, format!("{}/team", service.did)]})
+    );
     let (status, body) = service.get("/xrpc/zone.stratos.enrollment.status").await;
     assert_eq!(
         (status, body["message"].as_str()),
@@ -320,7 +335,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
                 .unwrap()
         )
     );
-    verify_attestation(&record, &alice.did, &boundary);
+    verify_attestation(&record, &alice.did, &[&boundary]);
 
     // A private post gets its stub on the PDS, pointing at the record by CID; an update moves
     // the stub to the new CID; a delete removes it.
@@ -405,6 +420,91 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
         .unwrap_or(0.0);
     assert!(retried >= 1.0, "no PDS write was retried:\n{metrics}");
+
+    // An operator adds a boundary: Stratos reports it, and alice's PDS record is rewritten with
+    // a fresh attestation.
+    let team = format!("{}/team", service.did);
+    let admin = |password: &str, method: &str, input: Value| {
+        let request = service
+            .http
+            .post(format!("{}/xrpc/{method}", service.base))
+            .bearer_auth(password)
+            .json(&input);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap())
+        }
+    };
+    const ADD: &str = "zone.stratos.admin.addBoundary";
+    let (status, body) = admin("wrong", ADD, json!({"did": alice.did, "boundary": "team"})).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("AuthRequired"))
+    );
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        ADD,
+        json!({"did": alice.did, "boundary": "secret"}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in allowed domains")
+    );
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        ADD,
+        json!({"did": bob.did, "boundary": "team"}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("NotFound")));
+    let (status, body) = admin(ADMIN_PASSWORD, ADD, json!({"did": alice.did})).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("did and boundary are required"))
+    );
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        ADD,
+        json!({"did": alice.did, "boundary": "team"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["boundaries"], json!([boundary, team]));
+    let record = eventually(
+        &stack,
+        &alice.did,
+        "zone.stratos.actor.enrollment",
+        &enrollment_rkey,
+        |r| r.is_some_and(|r| r["boundaries"].as_array().is_some_and(|b| b.len() == 2)),
+    )
+    .await
+    .unwrap();
+    verify_attestation(&record, &alice.did, &[&boundary, &team]);
+    // Back to the one boundary.
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        "zone.stratos.admin.setBoundaries",
+        json!({"did": alice.did, "boundaries": ["general"]}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["boundaries"]),
+        (200, &json!([boundary])),
+        "{body}"
+    );
+    eventually(
+        &stack,
+        &alice.did,
+        "zone.stratos.actor.enrollment",
+        &enrollment_rkey,
+        |r| r.is_some_and(|r| r["boundaries"] == json!([{"value": boundary}])),
+    )
+    .await;
 
     // Signing in again keeps the enrollment.
     let callback = stack

@@ -16,6 +16,37 @@ pub use self::resolver::{
     DidResolver, ResolveError, ResolverConfig, install_tls_provider, is_public,
 };
 
+/// A secret from configuration (a password, a shared token); `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    /// Whether `offered` is this secret (compared in constant time).
+    pub fn matches(&self, offered: &str) -> bool {
+        same_secret(offered, &self.0)
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// Equal secrets, compared in time that does not depend on where they differ.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 /// Says loudly that development authentication (`Bearer <did>`) is on.
 pub fn warn_dev_auth() {
     tracing::warn!(
