@@ -1,7 +1,7 @@
-//! Operators' boundary changes (spec §2.4.18): `zone.stratos.admin.addBoundary`,
-//! `removeBoundary` and `setBoundaries`, behind the admin password. Each appends a
-//! `#boundaries` event with a fresh attestation; the PDS publisher then rewrites the actor's
-//! enrollment record.
+//! Operators' procedures, behind the admin password: boundary changes (spec §2.4.18,
+//! `zone.stratos.admin.addBoundary`, `removeBoundary`, `setBoundaries`), each a `#boundaries`
+//! event with a fresh attestation after which the PDS publisher rewrites the actor's enrollment
+//! record; and `zone.stratos.admin.unenroll` (`{did, purge?}`), behind `stratos purge`.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -16,10 +16,11 @@ use crate::service::Commands;
 use crate::xrpc::{XrpcError, input, json_response};
 
 /// The admin procedures.
-pub const METHODS: &[&str] = &[ADD, REMOVE, SET];
+pub const METHODS: &[&str] = &[ADD, REMOVE, SET, UNENROLL];
 const ADD: &str = "zone.stratos.admin.addBoundary";
 const REMOVE: &str = "zone.stratos.admin.removeBoundary";
 const SET: &str = "zone.stratos.admin.setBoundaries";
+const UNENROLL: &str = "zone.stratos.admin.unenroll";
 
 /// Whether the request carries the admin password (`Basic` with any user, or `Bearer`);
 /// never, when no password is configured.
@@ -65,8 +66,18 @@ struct AllBoundaries {
     boundaries: Option<Vec<String>>,
 }
 
+#[derive(Deserialize)]
+struct Unenroll {
+    did: Option<String>,
+    #[serde(default)]
+    purge: bool,
+}
+
 /// Runs an admin procedure for an authenticated operator.
 pub async fn call(commands: &Commands, nsid: &str, body: &[u8]) -> Result<Response, XrpcError> {
+    if nsid == UNENROLL {
+        return unenroll(commands, body).await;
+    }
     let (did, change) = match nsid {
         SET => {
             let input: AllBoundaries = input(body)?;
@@ -145,6 +156,29 @@ pub async fn call(commands: &Commands, nsid: &str, body: &[u8]) -> Result<Respon
     Ok(json_response(
         StatusCode::OK,
         &json!({"did": did.as_str(), "boundaries": wanted}),
+    ))
+}
+
+/// Unenrolls an actor for an operator, with or without a purge.
+async fn unenroll(commands: &Commands, body: &[u8]) -> Result<Response, XrpcError> {
+    let input: Unenroll = input(body)?;
+    let did: Did = input
+        .did
+        .ok_or_else(|| XrpcError::invalid_request("did is required"))?
+        .parse()
+        .map_err(|e| XrpcError::invalid_request(format!("did: {e}")))?;
+    match commands.unenroll(&did, input.purge).await {
+        Err(crate::CommandError::NotEnrolled) => Err(XrpcError::new(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            format!("{did} is not enrolled"),
+        )),
+        other => other.map_err(XrpcError::from),
+    }?;
+    tracing::info!(%did, purge = input.purge, "unenrolled by an operator");
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"did": did.as_str(), "unenrolled": true, "purged": input.purge}),
     ))
 }
 

@@ -38,6 +38,7 @@ pub const PROCEDURES: &[&str] = &[
     "zone.stratos.admin.addBoundary",
     "zone.stratos.admin.removeBoundary",
     "zone.stratos.admin.setBoundaries",
+    "zone.stratos.admin.unenroll",
 ];
 
 /// Decodes a JSON input body.

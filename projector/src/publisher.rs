@@ -352,9 +352,10 @@ impl Deliverer {
             .client
             .call(&mut session, Method::POST, &path, Some(&body))
             .await;
-        // Tokens may have been refreshed and nonces changed: keep them.
+        // Tokens may have been refreshed and nonces changed: keep them, unless the session was
+        // retired (unenroll) meanwhile.
         if let Ok(bytes) = serde_json::to_vec(&session)
-            && let Err(error) = self.store.put_key(&entry.did, kind, &bytes).await
+            && let Err(error) = self.store.update_key(&entry.did, kind, &bytes).await
         {
             tracing::warn!(did = %entry.did, %error, "saving an OAuth session");
         }

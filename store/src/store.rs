@@ -328,6 +328,30 @@ impl Store {
         }
     }
 
+    /// Replaces a key of `did` only if it is still there (a key destroyed meanwhile stays
+    /// destroyed); `true` if it was replaced.
+    pub async fn update_key(
+        &self,
+        did: &str,
+        kind: KeyKind,
+        key: &[u8],
+    ) -> Result<bool, StoreError> {
+        let wrapped = self.master.wrap(did, kind, key);
+        let query = sql(
+            self.backend(),
+            "UPDATE actor_key SET wrapped = ? WHERE did = ? AND kind = ?",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query(query)
+                .bind(&wrapped)
+                .bind(did)
+                .bind(kind.as_str())
+                .execute(db)
+                .await?
+                .rows_affected()
+        }) > 0)
+    }
+
     /// Destroys one key of `did`; `true` if there was one.
     pub async fn destroy_key(&self, did: &str, kind: KeyKind) -> Result<bool, StoreError> {
         let query = sql(

@@ -11,6 +11,7 @@ mod debug;
 mod options;
 mod progress;
 mod projections;
+mod purge;
 mod serve;
 mod workload;
 
@@ -80,6 +81,8 @@ enum Task {
     VerifyProjections(projections::RebuildArgs),
     /// Print an actor's history from the commit log, checking every signature and chain link.
     Audit(audit::AuditArgs),
+    /// Unenroll an actor and destroy its private content (through the running service).
+    Purge(purge::PurgeArgs),
     /// Load generators that measure the system's parts on this machine.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
         Task::Replay(args) => projections::run_replay(args),
         Task::VerifyProjections(args) => projections::run_verify(args),
         Task::Audit(args) => audit::run(args),
+        Task::Purge(args) => purge::run(args),
         Task::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {

@@ -216,6 +216,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let store = connect_store(&args.store.database_url, master).await?;
         let views = connect_views(args.store.views_url()).await?;
         let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
+        caught_up(&log, &store).await?;
         let publisher = start_publisher(
             log.clone(),
             store.clone(),
@@ -333,6 +334,27 @@ fn queries(
             subscribe: SubscribeLimits::default(),
         },
     )
+}
+
+/// Waits until the repo projector has applied everything the log held when it started, so that
+/// the first requests see every write acknowledged before a restart (and an idempotent retry
+/// finds the request it repeats).
+async fn caught_up(log: &Arc<dyn CommitLog>, store: &Store) -> Result<()> {
+    let ends = log.partitions().await?;
+    loop {
+        let positions: std::collections::HashMap<u32, u64> = store
+            .positions(stratos_projector::repo::CONSUMER)
+            .await?
+            .into_iter()
+            .collect();
+        let behind = ends
+            .iter()
+            .any(|end| positions.get(&end.partition).copied().unwrap_or(0) < end.end);
+        if !behind {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Starts both projectors in this process, and the outcomes a command side waits on.

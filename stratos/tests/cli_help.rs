@@ -18,6 +18,7 @@ fn every_subcommand_has_help() {
         &["replay"],
         &["verify-projections"],
         &["audit"],
+        &["purge"],
         &["bench"],
         &["bench", "log"],
         &["bench", "fill"],

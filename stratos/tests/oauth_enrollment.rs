@@ -76,6 +76,14 @@ impl Service {
         input
     }
 
+    /// What `enrollment.status` says of `did`'s enrollment, anonymously.
+    async fn enrolled(&self, did: &str) -> bool {
+        let (_, body) = self
+            .get(&format!("/xrpc/zone.stratos.enrollment.status?did={did}"))
+            .await;
+        body["enrolled"].as_bool().unwrap()
+    }
+
     /// The Prometheus exposition of `/metrics`.
     async fn metrics(&self) -> String {
         let response = self.http.get(format!("{}/metrics", self.base)).send();
@@ -608,13 +616,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .await;
     let (status, body) = service.call(token, UNENROLL, &json!({"purge": true})).await;
     assert_eq!((status, body), (200, json!({"success": true})));
-    let (_, body) = service
-        .get(&format!(
-            "/xrpc/zone.stratos.enrollment.status?did={}",
-            carol.did
-        ))
-        .await;
-    assert_eq!(body["enrolled"], false);
+    assert!(!service.enrolled(&carol.did).await);
     eventually(
         &stack,
         &carol.did,
@@ -647,6 +649,22 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         (status, body["error"].as_str()),
         (400, Some("RecordNotFound"))
     );
+    // An operator purges her again from the command line.
+    let purge = |password: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+            .args(["purge", &carol.did, "--url", &service.base])
+            .args(["--admin-password", password])
+            .env_remove("STRATOS_URL")
+            .output()
+            .unwrap()
+    };
+    assert!(!purge("wrong").status.success());
+    let purged = purge(ADMIN_PASSWORD);
+    assert!(purged.status.success(), "{purged:?}");
+    let again = purge(ADMIN_PASSWORD);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("NotFound"));
+    assert!(!service.enrolled(&carol.did).await);
     // Everything owed to PDSes has gone out (her old session's revocation included).
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
@@ -726,12 +744,12 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .await
         .unwrap();
     assert!(kept[0].1.block.is_some());
-    // Carol's retired session was revoked and forgotten, her purged keys are gone, and her
-    // new enrollment has a session of its own.
+    // Carol's sessions were revoked and forgotten, and her purged keys are gone.
     for (kind, present) in [
         (KeyKind::OAuthRetired, false),
-        (KeyKind::OAuthSession, true),
-        (KeyKind::Data, true),
+        (KeyKind::OAuthSession, false),
+        (KeyKind::Data, false),
+        (KeyKind::Signing, false),
     ] {
         let key = store.key(&carol.did, kind).await.unwrap();
         assert_eq!(key.is_some(), present, "{kind:?}");
