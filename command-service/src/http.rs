@@ -246,9 +246,21 @@ fn oauth_routes(
         .unify()
         .and(warp::path::end())
         .and(warp::get())
-        .and(enrolling)
+        .and(enrolling.clone())
         .map(|(_, enrollment): (State, Enrollment)| oauth::client_metadata(&enrollment));
-    authorize.or(callback).unify().or(metadata).unify()
+    let jwks = warp::path!("oauth" / "jwks.json")
+        .and(warp::get())
+        .and(enrolling)
+        .and_then(|(_, enrollment): (State, Enrollment)| async move {
+            oauth::jwks(&enrollment).ok_or_else(warp::reject::not_found)
+        });
+    authorize
+        .or(callback)
+        .unify()
+        .or(metadata)
+        .unify()
+        .or(jwks)
+        .unify()
 }
 
 /// The import procedure, which takes a CAR body instead of JSON.

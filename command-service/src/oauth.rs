@@ -1,7 +1,8 @@
 //! Enrollment through ATProto OAuth (spec §5): `GET /oauth/authorize` sends the user to their
 //! authorization server, `GET /oauth/callback` completes the exchange, applies the eligibility
 //! policy and enrolls; the client metadata is published at `/client-metadata.json` and
-//! `/.well-known/oauth-client-metadata.json`.
+//! `/.well-known/oauth-client-metadata.json`, and a confidential client's keys at
+//! `/oauth/jwks.json`.
 //!
 //! Pending authorizations and sessions are sealed with the master key; sessions are kept as the
 //! actor's `oauth-session` secret, for the PDS publisher to write with.
@@ -126,6 +127,12 @@ pub async fn callback(
 /// The client metadata document.
 pub fn client_metadata(enrollment: &Enrollment) -> Response {
     json_response(StatusCode::OK, &enrollment.client.identity().metadata())
+}
+
+/// The JWKS of a confidential client; `None` for a public one.
+pub fn jwks(enrollment: &Enrollment) -> Option<Response> {
+    let key = enrollment.client.identity().key.as_ref()?;
+    Some(json_response(StatusCode::OK, &key.jwks()))
 }
 
 /// Why a callback did not enroll anyone.

@@ -139,7 +139,10 @@ impl OAuthClient {
         let mut nonce = None;
         let response = self
             .post_form(
-                &server.pushed_authorization_request_endpoint,
+                (
+                    &server.issuer,
+                    &server.pushed_authorization_request_endpoint,
+                ),
                 &form,
                 &dpop,
                 &mut nonce,
@@ -212,7 +215,12 @@ impl OAuthClient {
             ("client_id", self.identity.client_id.as_str()),
         ];
         let tokens = self
-            .token_request(&server.token_endpoint, &form, &dpop, &mut nonce)
+            .token_request(
+                (&server.issuer, &server.token_endpoint),
+                &form,
+                &dpop,
+                &mut nonce,
+            )
             .await?;
         if pending.did.as_deref().is_some_and(|did| did != tokens.sub) {
             return Err(OAuthError::Callback(format!(
@@ -258,7 +266,7 @@ impl OAuthClient {
         ];
         let tokens = self
             .token_request(
-                &server.token_endpoint,
+                (&server.issuer, &server.token_endpoint),
                 &form,
                 &dpop,
                 &mut session.issuer_nonce,
@@ -298,7 +306,8 @@ impl OAuthClient {
                 ("token", token.as_str()),
                 ("client_id", self.identity.client_id.as_str()),
             ];
-            self.post_form(&endpoint, &form, &dpop, &mut nonce).await?;
+            self.post_form((&server.issuer, &endpoint), &form, &dpop, &mut nonce)
+                .await?;
         }
         Ok(())
     }
@@ -371,12 +380,12 @@ impl OAuthClient {
     /// A token endpoint request: the form with a DPoP proof, parsed and checked.
     async fn token_request(
         &self,
-        endpoint: &str,
+        server: (&str, &str),
         form: &[(&str, &str)],
         dpop: &DpopKey,
         nonce: &mut Option<String>,
     ) -> Result<TokenResponse, OAuthError> {
-        let answer = self.post_form(endpoint, form, dpop, nonce).await?;
+        let answer = self.post_form(server, form, dpop, nonce).await?;
         let tokens: TokenResponse = serde_json::from_value(answer)
             .map_err(|e| OAuthError::Refused(format!("a malformed token answer: {e}")))?;
         if !tokens.token_type.eq_ignore_ascii_case("DPoP") {
@@ -401,19 +410,36 @@ impl OAuthClient {
         Ok(tokens)
     }
 
-    /// POSTs `form` to an authorization server endpoint with a DPoP proof, retrying once with
-    /// the server's nonce when it asks for one; the JSON answer of a success.
+    /// `form` encoded, with a fresh client assertion for `issuer` when the client is
+    /// confidential.
+    fn form_body(&self, issuer: &str, form: &[(&str, &str)]) -> String {
+        let mut body = form_urlencoded::Serializer::new(String::new());
+        body.extend_pairs(form);
+        if let Some(key) = &self.identity.key {
+            body.append_pair(
+                "client_assertion_type",
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            );
+            body.append_pair(
+                "client_assertion",
+                &key.assertion(&self.identity.client_id, issuer),
+            );
+        }
+        body.finish()
+    }
+
+    /// POSTs `form` to an endpoint of the authorization server `issuer` with a DPoP proof (and
+    /// a client assertion for a confidential client), retrying once with the server's nonce
+    /// when it asks for one; the JSON answer of a success.
     async fn post_form(
         &self,
-        endpoint: &str,
+        (issuer, endpoint): (&str, &str),
         form: &[(&str, &str)],
         dpop: &DpopKey,
         nonce: &mut Option<String>,
     ) -> Result<Value, OAuthError> {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
         for attempt in 0..2 {
+            let body = self.form_body(issuer, form);
             let mut headers = HeaderMap::new();
             insert(
                 &mut headers,
@@ -433,7 +459,7 @@ impl OAuthClient {
                     method: Method::POST,
                     url: endpoint.to_string(),
                     headers,
-                    body: Some(body.clone().into_bytes()),
+                    body: Some(body.into_bytes()),
                 })
                 .await
                 .map_err(|e| OAuthError::Network(e.to_string()))?;

@@ -49,16 +49,7 @@ impl DpopKey {
 
     /// The public key as a JWK.
     pub fn public_jwk(&self) -> Value {
-        let compressed = self.key.public_key().compressed_bytes().to_vec();
-        let point = p256::PublicKey::from_sec1_bytes(&compressed)
-            .expect("a P-256 keypair's public key decodes")
-            .to_encoded_point(false);
-        json!({
-            "kty": "EC",
-            "crv": "P-256",
-            "x": URL_SAFE_NO_PAD.encode(point.x().expect("an uncompressed point has x")),
-            "y": URL_SAFE_NO_PAD.encode(point.y().expect("an uncompressed point has y")),
-        })
+        public_jwk(&self.key)
     }
 
     /// A proof for `method` on `url` (query and fragment are not part of `htu`), with the
@@ -87,6 +78,20 @@ impl DpopKey {
         let header = json!({"typ": "dpop+jwt", "alg": "ES256", "jwk": self.public_jwk()});
         sign_jwt(&self.key, &header, &claims)
     }
+}
+
+/// The public half of a P-256 key as a JWK.
+pub(crate) fn public_jwk(key: &Keypair) -> Value {
+    let compressed = key.public_key().compressed_bytes().to_vec();
+    let point = p256::PublicKey::from_sec1_bytes(&compressed)
+        .expect("a P-256 keypair's public key decodes")
+        .to_encoded_point(false);
+    json!({
+        "kty": "EC",
+        "crv": "P-256",
+        "x": URL_SAFE_NO_PAD.encode(point.x().expect("an uncompressed point has x")),
+        "y": URL_SAFE_NO_PAD.encode(point.y().expect("an uncompressed point has y")),
+    })
 }
 
 /// A compact JWS of `claims` under `header`, signed by `key` (ES256 / ES256K: r‖s, low-S).

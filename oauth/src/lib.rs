@@ -8,13 +8,15 @@
 //! * [`ClientIdentity`] — the client's `client_id`, redirect URI and published metadata
 //!   (a loopback public client for development and tests, a web client in production);
 //! * [`Discovery`] — handle → DID → PDS → authorization server, checked;
-//! * [`DpopKey`] — a session's proof-of-possession key.
+//! * [`DpopKey`] — a session's proof-of-possession key;
+//! * [`ClientKey`] — a confidential client's key (`private_key_jwt` assertions, its JWKS).
 //!
 //! Pending authorizations and sessions are plain serialisable values; the caller keeps them
 //! sealed at rest. Every outbound request goes through the SSRF guard of
 //! [`stratos_xrpc::outbound`].
 
 mod client;
+mod client_key;
 mod discovery;
 mod dpop;
 mod metadata;
@@ -24,6 +26,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore;
 
 pub use self::client::{CallbackParams, OAuthClient, PendingAuthorization, Session};
+pub use self::client_key::{CLIENT_KEY_ID, ClientKey};
 pub use self::discovery::{AuthorizationServer, Discovery, Identity, pds_endpoint};
 pub use self::dpop::DpopKey;
 pub use self::metadata::ClientIdentity;

@@ -1,7 +1,11 @@
 //! The client's identity towards authorization servers: its `client_id`, its redirect URI and
 //! the metadata document published at the `client_id` URL.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
+
+use crate::client_key::ClientKey;
 
 /// How the service presents itself as an OAuth client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,6 +20,8 @@ pub struct ClientIdentity {
     pub client_name: String,
     /// The service's public URL.
     pub client_uri: String,
+    /// The key of a confidential (`private_key_jwt`) web client; loopback clients have none.
+    pub key: Option<Arc<ClientKey>>,
 }
 
 impl ClientIdentity {
@@ -50,6 +56,7 @@ impl ClientIdentity {
                 scope: scope.to_string(),
                 client_name: client_name.to_string(),
                 client_uri: public_url,
+                key: None,
             };
         }
         Self {
@@ -60,7 +67,17 @@ impl ClientIdentity {
             scope: scope.to_string(),
             client_name: client_name.to_string(),
             client_uri: public_url,
+            key: None,
         }
+    }
+
+    /// This client made confidential with `key` (a web client only: a loopback client stays
+    /// public, as the specification requires).
+    pub fn with_key(mut self, key: ClientKey) -> Self {
+        if !self.is_loopback() {
+            self.key = Some(Arc::new(key));
+        }
+        self
     }
 
     /// Whether this is a loopback (development) client.
@@ -70,7 +87,7 @@ impl ClientIdentity {
 
     /// The client metadata document.
     pub fn metadata(&self) -> Value {
-        json!({
+        let mut metadata = json!({
             "client_id": self.client_id,
             "client_name": self.client_name,
             "client_uri": self.client_uri,
@@ -81,7 +98,13 @@ impl ClientIdentity {
             "token_endpoint_auth_method": "none",
             "dpop_bound_access_tokens": true,
             "application_type": if self.is_loopback() { "native" } else { "web" },
-        })
+        });
+        if self.key.is_some() {
+            metadata["token_endpoint_auth_method"] = json!("private_key_jwt");
+            metadata["token_endpoint_auth_signing_alg"] = json!("ES256");
+            metadata["jwks_uri"] = json!(format!("{}/oauth/jwks.json", self.client_uri));
+        }
+        metadata
     }
 }
 
@@ -129,5 +152,23 @@ mod tests {
         );
         // Plain HTTP on a public name is not a loopback client.
         assert!(!ClientIdentity::new("http://stratos.example.com", SCOPE, "S", None).is_loopback());
+    }
+
+    #[test]
+    fn a_key_makes_web_clients_confidential_only() {
+        let key = || ClientKey::from_config(&"11".repeat(32)).expect("a valid scalar");
+        let web =
+            ClientIdentity::new("https://stratos.example.com", SCOPE, "S", None).with_key(key());
+        let metadata = web.metadata();
+        assert_eq!(metadata["token_endpoint_auth_method"], "private_key_jwt");
+        assert_eq!(metadata["token_endpoint_auth_signing_alg"], "ES256");
+        assert_eq!(
+            metadata["jwks_uri"],
+            "https://stratos.example.com/oauth/jwks.json"
+        );
+        let loopback =
+            ClientIdentity::new("http://localhost:3100", SCOPE, "S", None).with_key(key());
+        assert!(loopback.key.is_none());
+        assert_eq!(loopback.metadata()["token_endpoint_auth_method"], "none");
     }
 }

@@ -16,7 +16,7 @@ use stratos_command::oauth::{Enrollment, EnrollmentPolicy};
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
-use stratos_oauth::{ClientIdentity, Discovery, OAuthClient};
+use stratos_oauth::{ClientIdentity, ClientKey, Discovery, OAuthClient};
 use stratos_projector::publisher::{PublisherConfig, start_publisher};
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
 use stratos_query::subscribe::SubscribeLimits;
@@ -131,6 +131,10 @@ pub struct EnrollmentOptions {
     /// client when the public URL is on localhost).
     #[arg(long, env = "STRATOS_OAUTH_CLIENT_ID")]
     oauth_client_id: Option<String>,
+    /// The private key of a confidential client (`private_key_jwt`; its public half is served
+    /// at `/oauth/jwks.json`): a P-256 JWK or 64 hex characters. Without it, a public client.
+    #[arg(long, env = "STRATOS_OAUTH_CLIENT_SECRET", hide_env_values = true)]
+    oauth_client_secret: Option<String>,
     /// The name users see on their PDS's consent page.
     #[arg(
         long,
@@ -220,7 +224,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let publisher = start_publisher(
             log.clone(),
             store.clone(),
-            publisher_config(&args.service),
+            publisher_config(&args.service)?,
             || projectors.subscribe(),
         )
         .await?;
@@ -234,7 +238,10 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
             stratos_command::auth::warn_dev_auth();
         }
         let routes = stratos_query::http::routes(queries)
-            .or(stratos_command::http::routes(commands, http(&args.service)))
+            .or(stratos_command::http::routes(
+                commands,
+                http(&args.service)?,
+            ))
             .unify();
         warp::serve(routes)
             .incoming(listener)
@@ -270,14 +277,14 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
         let publisher = start_publisher(
             log.clone(),
             store.clone(),
-            publisher_config(&args.service),
+            publisher_config(&args.service)?,
             || no_projector.subscribe(),
         )
         .await?;
         let commands = commands(&args.service, store, log, outcomes).await?;
         let listener = bind(&args.service).await?;
         announce(&args.service, &commands, false);
-        serve(listener, commands, http(&args.service), async {
+        serve(listener, commands, http(&args.service)?, async {
             let _ = shutdown_signal().await;
         })
         .await;
@@ -399,8 +406,8 @@ async fn commands(
     ))
 }
 
-fn http(options: &ServiceOptions) -> HttpConfig {
-    HttpConfig {
+fn http(options: &ServiceOptions) -> Result<HttpConfig> {
+    Ok(HttpConfig {
         dev_auth: options.dev_auth,
         max_body: options.max_body,
         max_import: options.import_max_bytes,
@@ -415,33 +422,36 @@ fn http(options: &ServiceOptions) -> HttpConfig {
             cooldown: Duration::from_millis(options.write_rate_cooldown_ms),
             jitter: Duration::from_millis(options.write_rate_cooldown_jitter_ms),
         },
-        enrollment: Some(enrollment(options)),
+        enrollment: Some(enrollment(options)?),
         admin_password: options
             .admin_password
             .as_deref()
             .filter(|p| !p.is_empty())
             .map(stratos_xrpc::auth::Secret::new),
-    }
+    })
 }
 
 /// The PDS publisher's settings: the service DID, and the OAuth client holding the sessions.
-fn publisher_config(options: &ServiceOptions) -> PublisherConfig {
-    PublisherConfig {
+fn publisher_config(options: &ServiceOptions) -> Result<PublisherConfig> {
+    Ok(PublisherConfig {
         service_did: options.service_did(),
-        client: enrollment(options).client,
+        client: enrollment(options)?.client,
         max_backoff: Duration::from_secs(60),
-    }
+    })
 }
 
 /// The OAuth client and eligibility policy of the service.
-fn enrollment(options: &ServiceOptions) -> Enrollment {
+fn enrollment(options: &ServiceOptions) -> Result<Enrollment> {
     let settings = &options.enrollment;
-    let identity = ClientIdentity::new(
+    let mut identity = ClientIdentity::new(
         &options.public_url,
         OAUTH_SCOPE,
         &settings.oauth_client_name,
         settings.oauth_client_id.as_deref(),
     );
+    if let Some(secret) = &settings.oauth_client_secret {
+        identity = identity.with_key(ClientKey::from_config(secret)?);
+    }
     let outbound = Outbound {
         allow_private: options.allow_private_did_hosts,
         allow_http: options.allow_private_did_hosts,
@@ -452,7 +462,7 @@ fn enrollment(options: &ServiceOptions) -> Enrollment {
         DidResolver::new(resolver(options)),
         settings.handle_resolvers.clone(),
     );
-    Enrollment {
+    Ok(Enrollment {
         client: OAuthClient::new(identity, discovery),
         policy: EnrollmentPolicy {
             open: matches!(settings.enrollment_mode, EnrollmentMode::Open),
@@ -461,7 +471,7 @@ fn enrollment(options: &ServiceOptions) -> Enrollment {
             auto_enroll_domains: settings.auto_enroll_domains.clone(),
         },
         verbose_errors: options.dev_auth,
-    }
+    })
 }
 
 fn resolver(options: &ServiceOptions) -> ResolverConfig {

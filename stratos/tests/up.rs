@@ -177,3 +177,65 @@ async fn a_retry_after_a_crash_gets_the_original_answer() {
     let rkey = answer["uri"].as_str().unwrap().rsplit('/').next().unwrap();
     assert!(creates[1].ends_with(rkey), "{creates:?} vs {answer}");
 }
+
+/// With a client key, a public service is a confidential OAuth client: its metadata says
+/// `private_key_jwt` and points at its JWKS, which holds the public half only. A key that is
+/// not one stops the start with a clear error.
+#[tokio::test]
+async fn a_client_key_makes_a_confidential_oauth_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = |secret: &str| {
+        Command::new(env!("CARGO_BIN_EXE_stratos"))
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--public-url", "https://stratos.example.com"])
+            .args(["--oauth-client-secret", secret])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("STRATOS_MASTER_KEY")
+            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = start("not a key").wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("OAuth client key"));
+
+    let mut up = start(&"2a".repeat(32));
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::new();
+    wait_ready(&client, &base).await;
+    let get = async |path: &str| -> Value {
+        let response = client.get(format!("{base}{path}")).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}");
+        response.json().await.unwrap()
+    };
+    let metadata = get("/client-metadata.json").await;
+    assert_eq!(
+        metadata["client_id"],
+        "https://stratos.example.com/client-metadata.json"
+    );
+    assert_eq!(metadata["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(
+        metadata["jwks_uri"],
+        "https://stratos.example.com/oauth/jwks.json"
+    );
+    let jwks = get("/oauth/jwks.json").await;
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (key["kid"].as_str(), key["crv"].as_str()),
+        (Some("key-1"), Some("P-256"))
+    );
+    assert!(
+        key.get("d").is_none(),
+        "the private part is never published"
+    );
+    Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(up.wait().unwrap().success());
+}
