@@ -13,7 +13,7 @@ use stratos_oauth::{ClientIdentity, Discovery, OAuthClient, Session};
 use stratos_store::{KeyKind, MasterKey, Store};
 use stratos_xrpc::auth::{DidResolver, ResolverConfig};
 use stratos_xrpc::outbound::Outbound;
-use support::atproto::{Account, AtprotoStack, spawn_up, stop};
+use support::atproto::{Account, AtprotoStack, spawn_up, spawn_up_at, stop};
 use support::{free_port, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
@@ -36,8 +36,10 @@ impl Service {
             .send()
             .await
             .unwrap();
-        assert_eq!(response.status().as_u16(), 302);
-        response.headers()["location"].to_str().unwrap().to_string()
+        let status = response.status().as_u16();
+        let location = response.headers().get("location").cloned();
+        assert_eq!(status, 302, "{}", response.text().await.unwrap());
+        location.unwrap().to_str().unwrap().to_string()
     }
 
     async fn get(&self, path_and_query: &str) -> (u16, Value) {
@@ -819,4 +821,62 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         post(&oauth, &mut session, PUT, &put).await,
         None | Some(401)
     ));
+}
+
+/// A confidential client (`private_key_jwt`) as in production: an https client id whose
+/// metadata and JWKS the authorization server fetches (served to it from loopback by the
+/// harness), a client assertion on every request, and the PDS publisher writing with the
+/// resulting session.
+#[tokio::test]
+async fn a_confidential_client_enrolls_with_a_real_pds() {
+    let mut stack = AtprotoStack::start().await;
+    let dave = stack.create_account("dave").await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let service = Service {
+        base: format!("http://127.0.0.1:{port}"),
+        did: "did:web:stratos.example.com".to_string(),
+        http: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    };
+    stack
+        .serve_client("https://stratos.example.com", &service.base)
+        .await;
+    let secret = "5f".repeat(32);
+    let up = spawn_up_at(
+        dir.path(),
+        port,
+        &stack,
+        ("https://stratos.example.com", &service.did),
+        &[
+            "--enrollment-mode",
+            "open",
+            "--oauth-client-secret",
+            &secret,
+        ],
+    );
+    wait_ready(&service.http, &service.base).await;
+    let location = service.authorize(&dave.handle).await;
+    assert!(
+        location.contains("client_id=https%3A%2F%2Fstratos.example.com%2Fclient-metadata.json"),
+        "{location}"
+    );
+    let callback = stack.approve(&location, &dave).await;
+    let (status, body) = service.get(&format!("/oauth/callback?{callback}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["enrolled"], true);
+    // The publisher writes with the confidential session.
+    let record = eventually(
+        &stack,
+        &dave.did,
+        "zone.stratos.actor.enrollment",
+        "did:web:stratos.example.com",
+        |r| r.is_some(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(record["service"], "https://stratos.example.com");
+    stop(up);
 }

@@ -8,7 +8,10 @@
 // it), and removes its data directory.
 //
 // Lines on stdin: `pause` makes the PDS unreachable (every connection is dropped, as if it were
-// down) and answers `PAUSED`; `resume` brings it back and answers `RESUMED`.
+// down) and answers `PAUSED`; `resume` brings it back and answers `RESUMED`;
+// `client <public prefix> <local prefix>` makes the authorization server fetch OAuth client
+// metadata and JWKS under the public (https) prefix from the local one instead, so that a
+// confidential client can be tested on loopback, and answers `CLIENT`.
 //
 // Env: PLC_PORT, PDS_PORT (default: free ports), PDS_ADMIN_PASSWORD.
 import fs from 'node:fs/promises'
@@ -146,6 +149,26 @@ pds.server.on('request', (req, res) => {
   }
   for (const handler of handlers) handler.call(pds.server, req, res)
 })
+// Client metadata of https clients, served from loopback.
+const clientPrefixes = []
+const localUrl = (uri) => {
+  for (const [from, to] of clientPrefixes) if (uri.startsWith(from)) return to + uri.slice(from.length)
+  return null
+}
+const clientManager = pds.ctx.oauthProvider.clientManager
+const getMetadata = clientManager.metadataGetter.get.bind(clientManager.metadataGetter)
+clientManager.metadataGetter.get = async (uri, options) => {
+  const local = localUrl(uri)
+  if (!local) return getMetadata(uri, options)
+  const document = await (await fetch(local)).json()
+  return clientManager.validateClientMetadata(uri, document)
+}
+const getJwks = clientManager.jwks.get.bind(clientManager.jwks)
+clientManager.jwks.get = async (uri, options) => {
+  const local = localUrl(uri)
+  return local ? (await fetch(local)).json() : getJwks(uri, options)
+}
+
 let pending = ''
 process.stdin.setEncoding('utf8')
 process.stdin.on('data', (chunk) => {
@@ -156,5 +179,7 @@ process.stdin.on('data', (chunk) => {
     pending = pending.slice(newline + 1)
     if (command === 'pause') { paused = true; console.log('PAUSED') }
     if (command === 'resume') { paused = false; console.log('RESUMED') }
+    const [verb, from, to] = command.split(/\s+/)
+    if (verb === 'client' && from && to) { clientPrefixes.push([from, to]); console.log('CLIENT') }
   }
 })

@@ -91,6 +91,13 @@ impl AtprotoStack {
         self.command("pause", "PAUSED").await;
     }
 
+    /// Makes the authorization server fetch OAuth client documents under `public` (an https
+    /// prefix) from `local` instead (a confidential client on loopback).
+    pub async fn serve_client(&mut self, public: &str, local: &str) {
+        self.command(&format!("client {public} {local}"), "CLIENT")
+            .await;
+    }
+
     /// Brings the PDS back after [`pause`](Self::pause).
     pub async fn resume(&mut self) {
         self.command("resume", "RESUMED").await;
@@ -269,10 +276,22 @@ pub fn spawn_up(
     stack: &AtprotoStack,
     extra: &[&str],
 ) -> std::process::Child {
+    let public_url = format!("http://localhost:{port}");
+    let service_did = format!("did:web:localhost%3A{port}");
+    spawn_up_at(dir, port, stack, (&public_url, &service_did), extra)
+}
+
+/// [`spawn_up`] with its own public URL and service DID.
+pub fn spawn_up_at(
+    dir: &Path,
+    port: u16,
+    stack: &AtprotoStack,
+    (public_url, service_did): (&str, &str),
+    extra: &[&str],
+) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-        .args(["--public-url", &format!("http://localhost:{port}")])
-        .args(["--service-did", &format!("did:web:localhost%3A{port}")])
+        .args(["--public-url", public_url, "--service-did", service_did])
         .args(["--plc-url", &stack.plc_url, "--allow-private-did-hosts"])
         .args(["--handle-resolvers", &stack.pds_url])
         .args(extra)
