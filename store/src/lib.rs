@@ -23,6 +23,7 @@ mod outbox;
 mod reads;
 mod rebuild;
 mod requests;
+mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -37,6 +38,7 @@ pub use self::outbox::OutboxEntry;
 pub use self::reads::KeyOrder;
 pub use self::rebuild::RebuildTarget;
 pub use self::requests::StoredRequest;
+pub use self::status::StoreCounts;
 pub use self::store::{
     ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
 };

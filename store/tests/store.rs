@@ -556,6 +556,17 @@ async fn pds_outbox_delivers_in_order_per_actor(fixture: &Fixture) {
     let relet = store.claim_pds(270, 390, 10).await.unwrap();
     assert_eq!(relet[0].id, next[0].id);
     assert_eq!(store.pds_backlog().await.unwrap(), 1);
+    store.retry_pds(relet[0].id, 400, "timeout").await.unwrap();
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (
+            counts.pds_backlog,
+            counts.pds_failing,
+            counts.enrolled,
+            counts.rejected_events
+        ),
+        (1, 1, 0, 0)
+    );
 }
 
 async fn oauth_pending_authorizations_are_used_once(fixture: &Fixture) {

@@ -13,6 +13,7 @@ mod progress;
 mod projections;
 mod purge;
 mod serve;
+mod status;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -81,6 +82,8 @@ enum Task {
     VerifyProjections(projections::RebuildArgs),
     /// Print an actor's history from the commit log, checking every signature and chain link.
     Audit(audit::AuditArgs),
+    /// How far each projector is behind the log, rejected events, actors and the PDS outbox.
+    Status(status::StatusArgs),
     /// Unenroll an actor and destroy its private content (through the running service).
     Purge(purge::PurgeArgs),
     /// Load generators that measure the system's parts on this machine.
@@ -101,6 +104,7 @@ fn main() -> ExitCode {
         Task::VerifyProjections(args) => projections::run_verify(args),
         Task::Audit(args) => audit::run(args),
         Task::Purge(args) => purge::run(args),
+        Task::Status(args) => status::run(args),
         Task::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),
     };
     outcome.unwrap_or_else(|error| {

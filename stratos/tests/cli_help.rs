@@ -19,6 +19,7 @@ fn every_subcommand_has_help() {
         &["verify-projections"],
         &["audit"],
         &["purge"],
+        &["status"],
         &["bench"],
         &["bench", "log"],
         &["bench", "fill"],

@@ -98,6 +98,19 @@ async fn up_serves_writes_and_stops_cleanly() {
     assert!(String::from_utf8_lossy(&audit.stdout).contains("3 events"));
     let verify = stratos(&["verify-projections", "--master-key-file", "data/master.key"]);
     assert!(verify.status.success(), "{verify:?}");
+    // And its status: every projector caught up, one actor, nothing refused.
+    let status = stratos(&["status", "--json", "--master-key-file", "data/master.key"]);
+    assert!(status.status.success(), "{status:?}");
+    let status: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["log"]["events"], 3);
+    for consumer in ["repo", "appview", "pds-publisher"] {
+        assert_eq!(
+            status["consumers"][consumer]["lag"], 0,
+            "{consumer}: {status}"
+        );
+    }
+    assert_eq!(status["actors"], json!({"enrolled": 1, "unenrolled": 0}));
+    assert_eq!(status["rejectedEvents"], 0);
 }
 
 /// A process that crashed after appending a write but before answering: the client retries
