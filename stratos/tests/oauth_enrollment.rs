@@ -540,6 +540,29 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     );
     let (status, body) = service.write(&stack, &bob).await;
     assert_eq!((status, body["error"].as_str()), (400, Some("NotEnrolled")));
+    // In a browser, the same denial is a page that says why.
+    let callback = stack
+        .approve(&service.authorize(&bob.handle).await, &bob)
+        .await;
+    let page = service
+        .http
+        .get(format!("{}/oauth/callback?{callback}", service.base))
+        .header("accept", "text/html,application/xhtml+xml")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 403);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let text = page.text().await.unwrap();
+    assert!(
+        text.contains("Your account is not eligible for this Stratos service"),
+        "{text}"
+    );
 
     // Bad starts and callbacks.
     let (status, body) = service.get("/oauth/authorize").await;
