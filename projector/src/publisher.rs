@@ -66,6 +66,9 @@ pub struct OutboxProjector {
     repo_progress: broadcast::Receiver<Progress>,
     service_did: String,
     data_keys: HashMap<String, Option<DataKey>>,
+    /// Whether each actor seen has an OAuth session (actors enrolled without one, in
+    /// development mode, are owed nothing).
+    sessions: HashMap<String, bool>,
     next_offset: Option<u64>,
     wake: Arc<Notify>,
 }
@@ -83,8 +86,26 @@ impl OutboxProjector {
         Ok(key)
     }
 
+    /// Whether `did` has the session `method` needs: writes for actors without one (enrolled
+    /// in development mode) are not queued at all.
+    async fn deliverable(&mut self, did: &str, method: &str) -> Result<bool, StoreError> {
+        if method.starts_with("retired ") {
+            return Ok(self.store.key(did, KeyKind::OAuthRetired).await?.is_some());
+        }
+        if let Some(known) = self.sessions.get(did) {
+            return Ok(*known);
+        }
+        let present = self.store.key(did, KeyKind::OAuthSession).await?.is_some();
+        self.sessions.insert(did.to_string(), present);
+        Ok(present)
+    }
+
     async fn calls(&mut self, event: Event) -> Result<Vec<PdsCall>, StoreError> {
         let rkey = enrollment_rkey(&self.service_did);
+        if let Event::Enrollment(_) | Event::Unenroll(_) = &event {
+            // A session is stored before its enrollment and retired with the unenrollment.
+            self.sessions.remove(event.did().as_str());
+        }
         Ok(match event {
             Event::Enrollment(event) => {
                 self.data_keys.remove(event.did.as_str());
@@ -152,7 +173,11 @@ impl OutboxProjector {
         };
         let mut calls = Vec::new();
         for event in events {
-            calls.extend(self.calls(event).await?);
+            for call in self.calls(event).await? {
+                if self.deliverable(&call.0, call.1).await? {
+                    calls.push(call);
+                }
+            }
         }
         let mut tx = self.store.begin().await?;
         for (did, method, body) in &calls {
@@ -443,6 +468,7 @@ pub async fn start_publisher(
             repo_progress: repo_progress(),
             service_did: config.service_did.clone(),
             data_keys: HashMap::new(),
+            sessions: HashMap::new(),
             next_offset: None,
             wake: wake.clone(),
         };

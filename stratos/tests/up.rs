@@ -65,6 +65,13 @@ async fn up_serves_writes_and_stops_cleanly() {
         uris.push(body["uri"].as_str().unwrap().to_string());
     }
 
+    // Enrolled in development mode, without an OAuth session: nothing is owed to a PDS, so no
+    // PDS write was even attempted (let the publisher see the writes first).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(!metrics.contains("stratos_pds_writes_total"), "{metrics}");
+
     // SIGTERM: the process stops by itself, successfully.
     Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
@@ -111,6 +118,7 @@ async fn up_serves_writes_and_stops_cleanly() {
     }
     assert_eq!(status["actors"], json!({"enrolled": 1, "unenrolled": 0}));
     assert_eq!(status["rejectedEvents"], 0);
+    assert_eq!(status["pdsOutbox"]["backlog"], 0);
 }
 
 /// A process that crashed after appending a write but before answering: the client retries
