@@ -124,6 +124,9 @@ impl Queries {
             .into_iter()
             .map(|(did, row)| ((did, row.collection.clone(), row.rkey.clone()), row))
             .collect();
+        let active = self
+            .active_owners(found.keys().map(|(did, _, _)| did.as_str()))
+            .await?;
         Ok(paths
             .iter()
             .zip(uris)
@@ -131,7 +134,7 @@ impl Queries {
                 let Some(key) = path else {
                     return Hydrated::NotFound;
                 };
-                let Some(row) = found.get(key) else {
+                let Some(row) = found.get(key).filter(|_| active.contains(&key.0)) else {
                     return Hydrated::NotFound;
                 };
                 let did = &key.0;

@@ -64,6 +64,9 @@ impl Queries {
         rkey: &RecordKey,
         cid: Option<&str>,
     ) -> Result<Value, XrpcError> {
+        if self.active_owners([repo.as_str()]).await?.is_empty() {
+            return Err(not_found());
+        }
         let row = self
             .store()
             .record(repo.as_str(), collection.as_str(), rkey.as_str())
@@ -95,7 +98,8 @@ impl Queries {
         };
         let mut records = Vec::new();
         let mut after = cursor.map(str::to_string);
-        let mut exhausted = false;
+        // An actor who left shows an empty collection.
+        let mut exhausted = self.active_owners([repo.as_str()]).await?.is_empty();
         while records.len() < limit as usize && !exhausted {
             let rows = self
                 .store()

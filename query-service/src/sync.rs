@@ -88,8 +88,9 @@ impl Queries {
             .record(did.as_str(), collection.as_str(), rkey.as_str())
             .await
             .map_err(internal)?;
+        let active = !self.active_owners([did.as_str()]).await?.is_empty();
         let visible = match &record {
-            Some(row) => viewer.can_see(did.as_str(), &row.boundaries),
+            Some(row) => active && viewer.can_see(did.as_str(), &row.boundaries),
             None => viewer.is_owner_or_service(did.as_str()),
         };
         if !visible {

@@ -4,6 +4,8 @@
 //! one of the record's boundaries. An allow-listed service reads everything, or exactly what a
 //! viewer it names may see.
 
+use std::collections::HashSet;
+
 use stratos_xrpc::XrpcError;
 use stratos_xrpc::auth::AuthError;
 use warp::http::StatusCode;
@@ -129,6 +131,24 @@ impl Queries {
                 "only allow-listed services may read for a viewer",
             )),
         }
+    }
+
+    /// Those of `owners` whose enrollment is active. The records of an actor who left are
+    /// served to nobody, as if its repository were gone (a re-enrollment brings them back
+    /// unless they were purged).
+    pub async fn active_owners<'a>(
+        &self,
+        owners: impl IntoIterator<Item = &'a str>,
+    ) -> Result<HashSet<String>, XrpcError> {
+        let mut active = HashSet::new();
+        let distinct: HashSet<&str> = owners.into_iter().collect();
+        for owner in distinct {
+            let enrollment = self.store().enrollment(owner).await.map_err(internal)?;
+            if enrollment.is_some_and(|e| e.active) {
+                active.insert(owner.to_string());
+            }
+        }
+        Ok(active)
     }
 
     /// An actor with the boundaries of their active enrollment.

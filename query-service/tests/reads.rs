@@ -277,7 +277,56 @@ async fn describing_a_repo(system: System) {
     system.finish().await;
 }
 
+/// An actor who unenrolled: its records are served to nobody, by any read; back after a
+/// re-enrollment.
+async fn records_of_an_actor_who_left(system: System) {
+    let alice = system.enroll("alice", &["general"]).await;
+    let bob = system.enroll("bob", &["general"]).await;
+    let (uri, _) = system.post(&alice, "before leaving", &[GENERAL]).await;
+    let params = [
+        ("repo", alice.as_str()),
+        ("collection", POST),
+        ("rkey", rkey(&uri)),
+    ];
+    let list = [("repo", alice.as_str()), ("collection", POST)];
+    let reads = async |expect_visible: bool| {
+        for viewer in [alice.as_str(), bob.as_str(), APPVIEW] {
+            let (status, body) = system.call(Some(viewer), GET_RECORD, &params).await;
+            assert_eq!(status == 200, expect_visible, "getRecord {viewer}: {body}");
+            let (_, body) = system
+                .call(Some(viewer), "com.atproto.repo.listRecords", &list)
+                .await;
+            let listed = body["records"].as_array().map_or(0, Vec::len);
+            assert_eq!(listed == 1, expect_visible, "listRecords {viewer}: {body}");
+            let (_, body) = system
+                .call(
+                    Some(viewer),
+                    "zone.stratos.repo.hydrateRecord",
+                    &[("uri", uri.as_str())],
+                )
+                .await;
+            assert_eq!(
+                body.get("value").is_some(),
+                expect_visible,
+                "hydrate {viewer}: {body}"
+            );
+        }
+    };
+    reads(true).await;
+    let did: stratos_schema::syntax::Did = alice.parse().unwrap();
+    system.commands.unenroll(&did, false).await.unwrap();
+    reads(false).await;
+    system
+        .commands
+        .enroll(&did, &["general".to_string()])
+        .await
+        .unwrap();
+    reads(true).await;
+    system.finish().await;
+}
+
 on_both_backends!(
+    records_of_an_actor_who_left,
     who_sees_a_record,
     hydrating_many_records,
     listing_records_in_pages,
