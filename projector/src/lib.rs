@@ -18,6 +18,7 @@
 pub mod appview;
 pub mod arbiter;
 pub mod audit;
+mod data_keys;
 pub mod publisher;
 pub mod repo;
 pub mod runner;

@@ -24,11 +24,12 @@ use stratos_schema::lexicon::{
     Attestation, BoundaryEntry, ENROLLMENT_COLLECTION, EnrollmentRecord, POST_COLLECTION,
     enrollment_rkey, stub_for,
 };
-use stratos_schema::syntax::{AtUri, Did};
+use stratos_schema::syntax::{AtUri, Datetime, Did};
 use stratos_store::{KeyKind, OutboxEntry, Store, StoreError};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
+use crate::data_keys::DataKeys;
 use crate::repo::{Progress, ProjectorError, accepted_events};
 use crate::runner::{Applier, DriveOptions, drive};
 
@@ -65,7 +66,7 @@ pub struct OutboxProjector {
     partition: u32,
     repo_progress: broadcast::Receiver<Progress>,
     service_did: String,
-    data_keys: HashMap<String, Option<DataKey>>,
+    data_keys: DataKeys,
     /// Whether each actor seen has an OAuth session (actors enrolled without one, in
     /// development mode, are owed nothing).
     sessions: HashMap<String, bool>,
@@ -77,15 +78,6 @@ pub struct OutboxProjector {
 type PdsCall = (String, &'static str, Value);
 
 impl OutboxProjector {
-    async fn data_key(&mut self, did: &str) -> Result<Option<DataKey>, StoreError> {
-        if let Some(key) = self.data_keys.get(did) {
-            return Ok(key.clone());
-        }
-        let key = self.store.data_key(did).await?;
-        self.data_keys.insert(did.to_string(), key.clone());
-        Ok(key)
-    }
-
     /// Whether `did` has the session `method` needs: writes for actors without one (enrolled
     /// in development mode) are not queued at all.
     async fn deliverable(&mut self, did: &str, method: &str) -> Result<bool, StoreError> {
@@ -106,16 +98,16 @@ impl OutboxProjector {
             // A session is stored before its enrollment and retired with the unenrollment.
             self.sessions.remove(event.did().as_str());
         }
+        self.data_keys.observe(&event);
         Ok(match event {
             Event::Enrollment(event) => {
-                self.data_keys.remove(event.did.as_str());
-                let record = EnrollmentRecord {
-                    service: event.service_endpoint,
-                    boundaries: entries(&event.boundaries),
-                    signing_key: event.signing_key,
-                    attestation: attestation(event.attestation),
-                    created_at: event.time.as_str().to_string(),
-                };
+                let record = enrollment_record(
+                    event.service_endpoint,
+                    &event.boundaries,
+                    event.signing_key,
+                    event.attestation,
+                    &event.time,
+                );
                 vec![put_enrollment(event.did.as_str(), &rkey, &record)]
             }
             Event::Boundaries(event) => {
@@ -123,19 +115,16 @@ impl OutboxProjector {
                 let Some(enrollment) = self.store.enrollment(event.did.as_str()).await? else {
                     return Ok(Vec::new());
                 };
-                let record = EnrollmentRecord {
-                    service: enrollment.service_endpoint,
-                    boundaries: entries(&event.boundaries),
-                    signing_key: enrollment.signing_key,
-                    attestation: attestation(event.attestation),
-                    created_at: event.time.as_str().to_string(),
-                };
+                let record = enrollment_record(
+                    enrollment.service_endpoint,
+                    &event.boundaries,
+                    enrollment.signing_key,
+                    event.attestation,
+                    &event.time,
+                );
                 vec![put_enrollment(event.did.as_str(), &rkey, &record)]
             }
             Event::Unenroll(event) => {
-                if event.purge {
-                    self.data_keys.insert(event.did.to_string(), None);
-                }
                 // With the session the command service retired: the record goes, then the
                 // session itself.
                 let did = event.did.as_str();
@@ -149,7 +138,7 @@ impl OutboxProjector {
                 ]
             }
             Event::Commit(event) => {
-                let key = self.data_key(event.did.as_str()).await?;
+                let key = self.data_keys.get(event.did.as_str()).await?;
                 let service = format!("{}#atproto_pns", self.service_did);
                 stub_calls(&event.did, &event.ops, &event.records, &key, &service)
             }
@@ -214,20 +203,29 @@ impl Applier for OutboxProjector {
     }
 }
 
-fn attestation(signed: stratos_schema::attestation::Attestation) -> Attestation {
-    Attestation {
-        sig: signed.sig,
-        signing_key: signed.signing_key,
+/// The enrollment record of an actor, as its PDS keeps it.
+fn enrollment_record(
+    service: String,
+    boundaries: &[String],
+    signing_key: String,
+    signed: stratos_schema::attestation::Attestation,
+    time: &Datetime,
+) -> EnrollmentRecord {
+    EnrollmentRecord {
+        service,
+        boundaries: boundaries
+            .iter()
+            .map(|value| BoundaryEntry {
+                value: value.clone(),
+            })
+            .collect(),
+        signing_key,
+        attestation: Attestation {
+            sig: signed.sig,
+            signing_key: signed.signing_key,
+        },
+        created_at: time.as_str().to_string(),
     }
-}
-
-fn entries(boundaries: &[String]) -> Vec<BoundaryEntry> {
-    boundaries
-        .iter()
-        .map(|value| BoundaryEntry {
-            value: value.clone(),
-        })
-        .collect()
 }
 
 fn put_enrollment(did: &str, rkey: &str, record: &EnrollmentRecord) -> PdsCall {
@@ -295,6 +293,8 @@ enum Delivery {
 impl Deliverer {
     /// Delivers until `shutdown` turns `true`.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        // The backlog gauge counts the whole outbox: at most once a second, not every round.
+        let mut counted = tokio::time::Instant::now() - Duration::from_secs(1);
         loop {
             if *shutdown.borrow() {
                 return;
@@ -308,8 +308,11 @@ impl Deliverer {
                     Vec::new()
                 }
             };
-            if let Ok(backlog) = self.store.pds_backlog().await {
-                metrics::gauge!("stratos_pds_outbox_backlog").set(backlog as f64);
+            if counted.elapsed() >= Duration::from_secs(1) {
+                counted = tokio::time::Instant::now();
+                if let Ok(backlog) = self.store.pds_backlog().await {
+                    metrics::gauge!("stratos_pds_outbox_backlog").set(backlog as f64);
+                }
             }
             if due.is_empty() {
                 tokio::select! {
@@ -467,7 +470,7 @@ pub async fn start_publisher(
             partition: end.partition,
             repo_progress: repo_progress(),
             service_did: config.service_did.clone(),
-            data_keys: HashMap::new(),
+            data_keys: DataKeys::new(store.clone()),
             sessions: HashMap::new(),
             next_offset: None,
             wake: wake.clone(),

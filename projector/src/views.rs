@@ -6,8 +6,6 @@
 //! key (none after a purge: the post is removed instead of shown empty). Rows and the views'
 //! position are written in one transaction.
 
-use std::collections::HashMap;
-
 use stratos_log::LogRecord;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{Event, OpAction, RepoOp, SealedRecord};
@@ -19,6 +17,7 @@ use crate::appview::{
     ViewChange, boundaries_change, commit_changes, enrollment_change, unenroll_change,
 };
 use crate::arbiter::RecordChange;
+use crate::data_keys::DataKeys;
 use crate::repo::{Progress, ProjectorError, accepted_events};
 use crate::runner::Applier;
 
@@ -28,7 +27,7 @@ pub struct ViewProjector {
     views: Views,
     partition: u32,
     repo_progress: broadcast::Receiver<Progress>,
-    data_keys: HashMap<String, Option<DataKey>>,
+    data_keys: DataKeys,
     /// The stored position, once read: this worker is the only one that moves it.
     next_offset: Option<u64>,
 }
@@ -42,45 +41,28 @@ impl ViewProjector {
         repo_progress: broadcast::Receiver<Progress>,
     ) -> Self {
         Self {
+            data_keys: DataKeys::new(store.clone()),
             store,
             views,
             partition,
             repo_progress,
-            data_keys: HashMap::new(),
             next_offset: None,
         }
     }
 
-    async fn data_key(&mut self, did: &str) -> Result<Option<DataKey>, StoreError> {
-        if let Some(key) = self.data_keys.get(did) {
-            return Ok(key.clone());
-        }
-        let key = self.store.data_key(did).await?;
-        self.data_keys.insert(did.to_string(), key.clone());
-        Ok(key)
-    }
-
     async fn changes(&mut self, event: Event) -> Result<Vec<ViewChange>, StoreError> {
+        self.data_keys.observe(&event);
         Ok(match event {
-            Event::Enrollment(event) => {
-                // A re-enrollment may come with a new data key.
-                self.data_keys.remove(event.did.as_str());
-                vec![enrollment_change(&event)]
-            }
+            Event::Enrollment(event) => vec![enrollment_change(&event)],
             Event::Boundaries(event) => vec![boundaries_change(&event)],
-            Event::Unenroll(event) => {
-                if event.purge {
-                    self.data_keys.insert(event.did.to_string(), None);
-                }
-                vec![unenroll_change(&event)]
-            }
+            Event::Unenroll(event) => vec![unenroll_change(&event)],
             Event::Commit(event) => {
-                let key = self.data_key(event.did.as_str()).await?;
+                let key = self.data_keys.get(event.did.as_str()).await?;
                 let records = record_changes(&event.did, &event.ops, &event.records, &key);
                 commit_changes(&event.did, &event.time, &records)
             }
             Event::Import(event) => {
-                let key = self.data_key(event.did.as_str()).await?;
+                let key = self.data_keys.get(event.did.as_str()).await?;
                 let records = record_changes(&event.did, &event.entries, &event.records, &key);
                 commit_changes(&event.did, &event.time, &records)
             }
