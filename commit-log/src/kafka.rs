@@ -164,7 +164,12 @@ async fn create_topic(config: &KafkaConfig) -> Result<(), LogError> {
         config.partitions as i32,
         TopicReplication::Fixed(config.replication_factor),
     )
-    .set("max.message.bytes", &max_bytes);
+    .set("max.message.bytes", &max_bytes)
+    // The log is the system of record: replay and audit read it from offset 0, so nothing in
+    // it may age out.
+    .set("retention.ms", "-1")
+    .set("retention.bytes", "-1")
+    .set("cleanup.policy", "delete");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics([&topic], &options)
