@@ -247,13 +247,7 @@ impl Store {
     /// parameter (`?options=-c%20search_path%3Dstratos`).
     pub async fn connect(url: &str, master: MasterKey) -> Result<Self, StoreError> {
         let pool = open_pool(url).await?;
-        // The AppView views may share the database and its migration table.
-        let mut migrator = match &pool {
-            Pool::Postgres(_) => sqlx::migrate!("../migrations/postgres"),
-            Pool::Sqlite(..) => sqlx::migrate!("../migrations/sqlite"),
-        };
-        migrator.set_ignore_missing(true);
-        on!(&pool, db => migrator.run(db).await?);
+        crate::migrations::run(&pool, crate::Schema::Projections).await?;
         Ok(Self { pool, master })
     }
 

@@ -122,12 +122,7 @@ impl Views {
     /// the migration table with the repo projection when both live in one database).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = crate::store::open_pool(url).await?;
-        let mut migrator = match &pool {
-            Pool::Postgres(_) => sqlx::migrate!("../migrations/appview-postgres"),
-            Pool::Sqlite(..) => sqlx::migrate!("../migrations/appview-sqlite"),
-        };
-        migrator.set_ignore_missing(true);
-        on!(&pool, db => migrator.run(db).await?);
+        crate::migrations::run(&pool, crate::Schema::Views).await?;
         Ok(Self { pool })
     }
 
