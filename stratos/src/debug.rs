@@ -20,6 +20,8 @@ pub enum DebugCommand {
     MstRoot,
     /// Show what a CAR file holds and whether its commit, MST and CIDs verify.
     Car(CarArgs),
+    /// Follow `subscribeRecords` and print each frame as a JSON line.
+    Subscribe(crate::subscribe::SubscribeArgs),
 }
 
 /// Arguments of `stratos debug car`.
@@ -40,6 +42,7 @@ pub fn run(command: DebugCommand) -> Result<ExitCode> {
     match command {
         DebugCommand::MstRoot => mst_root(std::io::stdin().lock()),
         DebugCommand::Car(args) => inspect_car(&args),
+        DebugCommand::Subscribe(args) => crate::subscribe::run(args),
     }
 }
 

@@ -7,13 +7,16 @@ mod bench_read;
 mod bench_service;
 mod bench_timeline;
 mod bench_write;
+mod config;
 mod debug;
+mod migrate;
 mod options;
 mod progress;
 mod projections;
 mod purge;
 mod serve;
 mod status;
+mod subscribe;
 mod workload;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +39,10 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+    /// A TOML file of settings, keyed by the long option names (flags and the environment
+    /// win over it).
+    #[arg(long, global = true, env = "STRATOS_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Task,
 }
@@ -84,6 +91,11 @@ enum Task {
     Audit(audit::AuditArgs),
     /// How far each projector is behind the log, rejected events, actors and the PDS outbox.
     Status(status::StatusArgs),
+    /// Create or upgrade the databases' tables, then exit.
+    Migrate(migrate::MigrateArgs),
+    /// Check the configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
     /// Unenroll an actor and destroy its private content (through the running service).
     Purge(purge::PurgeArgs),
     /// Load generators that measure the system's parts on this machine.
@@ -92,7 +104,13 @@ enum Task {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match config::layer(std::env::args_os().collect()) {
+        Ok(layered) => Cli::parse_from(layered.argv),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
     init_logging(cli.log_format);
     let outcome = match cli.command {
         Task::Up(args) => serve::run_up(args),
@@ -103,6 +121,8 @@ fn main() -> ExitCode {
         Task::Replay(args) => projections::run_replay(args),
         Task::VerifyProjections(args) => projections::run_verify(args),
         Task::Audit(args) => audit::run(args),
+        Task::Migrate(args) => migrate::run(args),
+        Task::Config(config::ConfigCommand::Check(args)) => config::run(args, cli.config),
         Task::Purge(args) => purge::run(args),
         Task::Status(args) => status::run(args),
         Task::Bench(command) => bench::run(command).map(|()| ExitCode::SUCCESS),

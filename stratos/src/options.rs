@@ -8,6 +8,31 @@ use std::sync::Arc;
 use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
 use stratos_store::{MasterKey, Store, Views};
 
+/// A secret setting: its `Debug` shows no part of it.
+#[derive(Clone)]
+pub struct Hidden(String);
+
+impl Hidden {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Hidden {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_string()))
+    }
+}
+
+impl std::fmt::Debug for Hidden {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("********")
+    }
+}
+
 /// Where the commit log is: the embedded log file, or a Kafka cluster.
 #[derive(Debug, Clone, Args)]
 pub struct LogOptions {
@@ -39,6 +64,21 @@ pub struct LogOptions {
 }
 
 impl LogOptions {
+    /// Checks the partition count and the Kafka properties.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.partitions > 0, "--partitions must be at least 1");
+        anyhow::ensure!(!self.topic.is_empty(), "--topic is empty");
+        for property in &self.kafka_properties {
+            anyhow::ensure!(
+                property
+                    .split_once('=')
+                    .is_some_and(|(name, _)| !name.is_empty()),
+                "--kafka-property {property:?} is not NAME=VALUE"
+            );
+        }
+        Ok(())
+    }
+
     /// Opens the log; the embedded one is created if missing unless `must_exist`.
     pub async fn open(&self, must_exist: bool) -> Result<Arc<dyn CommitLog>> {
         if let Some(bootstrap) = &self.kafka_bootstrap {
@@ -66,9 +106,9 @@ impl LogOptions {
     }
 }
 
-/// Where the projections are, and the key store's master key.
+/// Where the projections and the AppView views are.
 #[derive(Debug, Clone, Args)]
-pub struct StoreOptions {
+pub struct DatabaseOptions {
     /// The projections' database: `postgres://…` or `sqlite://path`.
     #[arg(
         long,
@@ -79,19 +119,66 @@ pub struct StoreOptions {
     /// The AppView views' database (default: the projections' database).
     #[arg(long, env = "STRATOS_VIEWS_URL")]
     pub views_url: Option<String>,
+}
+
+impl DatabaseOptions {
+    /// Checks that both URLs name a supported database.
+    pub fn validate(&self) -> Result<()> {
+        for url in [self.database_url.as_str(), self.views_url()] {
+            anyhow::ensure!(
+                ["postgres://", "postgresql://", "sqlite:"]
+                    .iter()
+                    .any(|scheme| url.starts_with(scheme)),
+                "database URL {:?} is neither postgres:// nor sqlite://",
+                redact(url)
+            );
+        }
+        Ok(())
+    }
+
+    /// The views' database URL.
+    pub fn views_url(&self) -> &str {
+        self.views_url.as_deref().unwrap_or(&self.database_url)
+    }
+}
+
+/// Where the projections are, and the key store's master key.
+#[derive(Debug, Clone, Args)]
+pub struct StoreOptions {
+    #[command(flatten)]
+    pub databases: DatabaseOptions,
     /// The key store's master key, 64 hex characters.
     #[arg(long, env = "STRATOS_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<String>,
+    pub master_key: Option<Hidden>,
     /// A file holding the master key (instead of `--master-key`).
     #[arg(long, env = "STRATOS_MASTER_KEY_FILE", conflicts_with = "master_key")]
     pub master_key_file: Option<PathBuf>,
 }
 
 impl StoreOptions {
+    /// Checks the database URLs and, when one is given (or `required`), the master key.
+    pub fn validate(&self, required: bool) -> Result<()> {
+        self.databases.validate()?;
+        if required || self.master_key.is_some() || self.master_key_file.is_some() {
+            self.master_key()?;
+        }
+        Ok(())
+    }
+
+    /// The projections' database URL.
+    pub fn database_url(&self) -> &str {
+        &self.databases.database_url
+    }
+
+    /// The views' database URL.
+    pub fn views_url(&self) -> &str {
+        self.databases.views_url()
+    }
+
     /// The master key from the option or its file.
     pub fn master_key(&self) -> Result<MasterKey> {
         let text = match (&self.master_key, &self.master_key_file) {
-            (Some(text), _) => text.clone(),
+            (Some(text), _) => text.expose().to_string(),
             (None, Some(path)) => std::fs::read_to_string(path)
                 .with_context(|| format!("reading the master key from {}", path.display()))?,
             (None, None) => anyhow::bail!(
@@ -102,15 +189,10 @@ impl StoreOptions {
         Ok(MasterKey::from_hex(&text)?)
     }
 
-    /// The views' database URL.
-    pub fn views_url(&self) -> &str {
-        self.views_url.as_deref().unwrap_or(&self.database_url)
-    }
-
     /// Connects to the projections and the views (running their migrations).
     pub async fn connect(&self) -> Result<(Store, Views)> {
         let master = self.master_key()?;
-        let store = connect_store(&self.database_url, master).await?;
+        let store = connect_store(self.database_url(), master).await?;
         let views = connect_views(self.views_url()).await?;
         Ok((store, views))
     }
@@ -132,7 +214,8 @@ pub async fn connect_views(url: &str) -> Result<Views> {
         .with_context(|| format!("connecting to the views at {}", redact(url)))
 }
 
-fn create_sqlite_dir(url: &str) -> Result<()> {
+/// Creates the directory of a `sqlite://` database file.
+pub fn create_sqlite_dir(url: &str) -> Result<()> {
     if let Some(path) = url.strip_prefix("sqlite://")
         && let Some(parent) = std::path::Path::new(path.split('?').next().unwrap_or(path)).parent()
         && !parent.as_os_str().is_empty()

@@ -42,8 +42,18 @@ pub struct RebuildArgs {
     json: bool,
 }
 
+impl ProjectorArgs {
+    /// The checks made before starting.
+    pub fn validate(&self) -> Result<()> {
+        anyhow::ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        self.log.validate()?;
+        self.store.validate(true)
+    }
+}
+
 /// Runs the repo and AppView projectors until SIGINT or SIGTERM.
 pub fn run_projector(args: ProjectorArgs) -> Result<ExitCode> {
+    args.validate()?;
     runtime()?.block_on(async {
         let log = args.log.open(false).await?;
         let (store, views) = args.store.connect().await?;
@@ -228,12 +238,12 @@ async fn rebuild_beside_live(
     label: &str,
 ) -> Result<(Targets, Rebuilt)> {
     let master = args.store.master_key()?;
-    let live = connect_store(&args.store.database_url, master.clone()).await?;
+    let live = connect_store(args.store.database_url(), master.clone()).await?;
     let keys = live.wrapped_keys().await?;
     live.close().await;
-    let separate_views = args.store.views_url() != args.store.database_url;
+    let separate_views = args.store.views_url() != args.store.database_url();
     let targets = Targets {
-        store: RebuildTarget::prepare(&args.store.database_url, label).await?,
+        store: RebuildTarget::prepare(args.store.database_url(), label).await?,
         views: match separate_views {
             true => Some(RebuildTarget::prepare(args.store.views_url(), label).await?),
             false => None,

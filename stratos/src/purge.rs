@@ -7,6 +7,8 @@ use serde_json::{Value, json};
 use std::process::ExitCode;
 use stratos_schema::syntax::Did;
 
+use crate::options::Hidden;
+
 /// Arguments of `stratos purge`.
 #[derive(Debug, Args)]
 pub struct PurgeArgs {
@@ -17,7 +19,7 @@ pub struct PurgeArgs {
     url: String,
     /// The service's admin password.
     #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: String,
+    admin_password: Hidden,
     /// Print the service's answer as JSON.
     #[arg(long)]
     json: bool,
@@ -37,7 +39,7 @@ async fn purge(args: PurgeArgs) -> Result<ExitCode> {
     );
     let response = reqwest::Client::new()
         .post(&url)
-        .bearer_auth(&args.admin_password)
+        .bearer_auth(args.admin_password.expose())
         .json(&json!({"did": args.did.as_str(), "purge": true}))
         .send()
         .await

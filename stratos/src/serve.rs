@@ -25,7 +25,7 @@ use stratos_store::{MasterKey, Store, Views};
 use stratos_xrpc::outbound::Outbound;
 use warp::Filter;
 
-use crate::options::{LogOptions, StoreOptions, connect_store, connect_views};
+use crate::options::{Hidden, LogOptions, StoreOptions, connect_store, connect_views};
 use crate::projections::shutdown_signal;
 
 /// Options of the HTTP service.
@@ -98,11 +98,11 @@ pub struct ServiceOptions {
     allowed_appviews: Vec<String>,
     /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
     #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
-    sync_token: Option<String>,
+    sync_token: Option<Hidden>,
     /// The password of the `zone.stratos.admin.*` procedures (`Bearer <password>`, or Basic
     /// with any user); without it they are refused.
     #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: Option<String>,
+    admin_password: Option<Hidden>,
     #[command(flatten)]
     enrollment: EnrollmentOptions,
 }
@@ -134,7 +134,7 @@ pub struct EnrollmentOptions {
     /// The private key of a confidential client (`private_key_jwt`; its public half is served
     /// at `/oauth/jwks.json`): a P-256 JWK or 64 hex characters. Without it, a public client.
     #[arg(long, env = "STRATOS_OAUTH_CLIENT_SECRET", hide_env_values = true)]
-    oauth_client_secret: Option<String>,
+    oauth_client_secret: Option<Hidden>,
     /// The name users see on their PDS's consent page.
     #[arg(
         long,
@@ -166,6 +166,45 @@ enum EnrollmentMode {
 const OAUTH_SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post";
 
 impl ServiceOptions {
+    /// Checks what the types alone do not: URLs, DIDs, boundaries and the OAuth client key.
+    pub fn validate(&self) -> Result<()> {
+        web_url("--public-url", &self.public_url)?;
+        web_url("--plc-url", &self.plc_url)?;
+        for resolver in &self.enrollment.handle_resolvers {
+            web_url("--handle-resolvers", resolver)?;
+        }
+        self.service_did()
+            .parse::<stratos_schema::syntax::Did>()
+            .with_context(|| format!("--service-did {:?} is not a DID", self.service_did()))?;
+        for did in self
+            .allowed_appviews
+            .iter()
+            .chain(&self.enrollment.allowed_dids)
+        {
+            did.parse::<stratos_schema::syntax::Did>()
+                .with_context(|| format!("{did:?} (an allowed DID or AppView) is not a DID"))?;
+        }
+        anyhow::ensure!(
+            self.allowed_domains.iter().all(|d| !d.trim().is_empty())
+                && !self.allowed_domains.is_empty(),
+            "--allowed-domains names no boundary"
+        );
+        if let Some(missing) = self
+            .enrollment
+            .auto_enroll_domains
+            .iter()
+            .find(|d| !self.allowed_domains.contains(d))
+        {
+            anyhow::bail!("--auto-enroll-domains: {missing:?} is not an allowed boundary");
+        }
+        anyhow::ensure!(self.max_body > 0, "--max-body must be above zero");
+        anyhow::ensure!(
+            self.write_rate_max_writes > 0 && self.write_rate_window_ms > 0,
+            "the write rate limit must allow some writes in a window above zero"
+        );
+        enrollment(self).map(drop)
+    }
+
     fn service_did(&self) -> String {
         self.service_did.clone().unwrap_or_else(|| {
             let host = self
@@ -210,14 +249,51 @@ pub struct QueryServiceArgs {
     store: StoreOptions,
 }
 
+/// An `http(s)://` URL with a host.
+fn web_url(option: &str, text: &str) -> Result<()> {
+    let url = reqwest::Url::parse(text).with_context(|| format!("{option} {text:?}"))?;
+    anyhow::ensure!(
+        matches!(url.scheme(), "http" | "https") && url.host().is_some(),
+        "{option} {text:?} is not an http(s) URL"
+    );
+    Ok(())
+}
+
+impl UpArgs {
+    /// The checks made before starting (the master key may come from `data/master.key`).
+    pub fn validate(&self) -> Result<()> {
+        self.service.validate()?;
+        self.log.validate()?;
+        self.store.validate(false)
+    }
+}
+
+impl CommandServiceArgs {
+    /// The checks made before starting.
+    pub fn validate(&self) -> Result<()> {
+        self.service.validate()?;
+        self.log.validate()?;
+        self.store.validate(true)
+    }
+}
+
+impl QueryServiceArgs {
+    /// The checks made before starting.
+    pub fn validate(&self) -> Result<()> {
+        self.service.validate()?;
+        self.store.validate(true)
+    }
+}
+
 /// Runs the command service, the query service and the projectors in one process until
 /// SIGINT or SIGTERM.
 pub fn run_up(args: UpArgs) -> Result<ExitCode> {
+    args.validate()?;
     runtime()?.block_on(async {
         stratos_command::metrics::handle();
         let master = master_key(&args.store)?;
         let log = args.log.open(false).await?;
-        let store = connect_store(&args.store.database_url, master).await?;
+        let store = connect_store(args.store.database_url(), master).await?;
         let views = connect_views(args.store.views_url()).await?;
         let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
         caught_up(&log, &store).await?;
@@ -259,10 +335,11 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
 
 /// Runs the command service alone; the repo projector runs elsewhere.
 pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
+    args.validate()?;
     runtime()?.block_on(async {
         let master = args.store.master_key()?;
         let log = args.log.open(false).await?;
-        let store = connect_store(&args.store.database_url, master).await?;
+        let store = connect_store(args.store.database_url(), master).await?;
         let outcomes = Outcomes::new(store.clone());
         match store.listen().await? {
             Some(notifications) => outcomes.follow_notifications(notifications),
@@ -295,9 +372,10 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
 
 /// Runs the query service alone, reading projections that projectors elsewhere keep.
 pub fn run_query_service(args: QueryServiceArgs) -> Result<ExitCode> {
+    args.validate()?;
     runtime()?.block_on(async {
         let master = args.store.master_key()?;
-        let store = connect_store(&args.store.database_url, master).await?;
+        let store = connect_store(args.store.database_url(), master).await?;
         let views = connect_views(args.store.views_url()).await?;
         let changes = Changes::new();
         match store.listen().await? {
@@ -337,7 +415,7 @@ fn queries(
             trusted_services: options.allowed_appviews.clone(),
             dev_auth: options.dev_auth,
             resolver: resolver(options),
-            sync_token: options.sync_token.clone(),
+            sync_token: options.sync_token.as_ref().map(|t| t.expose().to_string()),
             subscribe: SubscribeLimits::default(),
         },
     )
@@ -425,7 +503,8 @@ fn http(options: &ServiceOptions) -> Result<HttpConfig> {
         enrollment: Some(enrollment(options)?),
         admin_password: options
             .admin_password
-            .as_deref()
+            .as_ref()
+            .map(Hidden::expose)
             .filter(|p| !p.is_empty())
             .map(stratos_xrpc::auth::Secret::new),
     })
@@ -450,7 +529,7 @@ fn enrollment(options: &ServiceOptions) -> Result<Enrollment> {
         settings.oauth_client_id.as_deref(),
     );
     if let Some(secret) = &settings.oauth_client_secret {
-        identity = identity.with_key(ClientKey::from_config(secret)?);
+        identity = identity.with_key(ClientKey::from_config(secret.expose())?);
     }
     let outbound = Outbound {
         allow_private: options.allow_private_did_hosts,
