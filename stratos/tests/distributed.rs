@@ -8,18 +8,13 @@
 
 mod support;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 use stratos_log::testing::Broker;
-use stratos_query::subscribe::decode_frame;
-use stratos_schema::Ipld;
 use stratos_store::testing::TestDatabase;
 use stratos_store::{MasterKey, Store};
+use support::stream::{next_seqs, subscribe};
 use support::{free_port, wait_ready};
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const SERVICE: &str = "did:web:stratos.test";
 const WRITES: usize = 40;
@@ -138,15 +133,7 @@ async fn command_services_a_projector_and_a_query_service() {
         &master_key,
     );
     wait_ready(&client, &query_base).await;
-    let mut request = format!(
-        "ws://127.0.0.1:{query_port}/xrpc/zone.stratos.sync.subscribeRecords?did=did:plc:alice"
-    )
-    .into_client_request()
-    .unwrap();
-    request
-        .headers_mut()
-        .insert("authorization", "Bearer did:plc:alice".parse().unwrap());
-    let (mut subscriber, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let mut subscriber = subscribe(&query_base, "did:plc:alice", None).await;
 
     let answers =
         futures::future::join_all((1..=WRITES).map(|index| write(bases[index % 2].clone(), index)))
@@ -171,24 +158,7 @@ async fn command_services_a_projector_and_a_query_service() {
     );
 
     // The subscriber saw every event once, in order, as the projector applied them.
-    let mut seen = Vec::new();
-    while seen.len() < WRITES + 1 {
-        let message = tokio::time::timeout(Duration::from_secs(30), subscriber.next())
-            .await
-            .expect("the stream stalled")
-            .unwrap()
-            .unwrap();
-        if let Message::Binary(bytes) = message {
-            let (_, body) = decode_frame(&bytes).unwrap();
-            let Ipld::Map(body) = body else {
-                panic!("not a map")
-            };
-            let Some(Ipld::Integer(seq)) = body.get("seq") else {
-                panic!("no seq")
-            };
-            seen.push(*seq as u64);
-        }
-    }
+    let seen = next_seqs(&mut subscriber, WRITES + 1).await;
     assert_eq!(seen, (1..=(WRITES as u64 + 1)).collect::<Vec<_>>());
 
     // Reads through the query service process.

@@ -13,8 +13,8 @@ use stratos_oauth::{ClientIdentity, Discovery, OAuthClient, Session};
 use stratos_store::{KeyKind, MasterKey, Store};
 use stratos_xrpc::auth::{DidResolver, ResolverConfig};
 use stratos_xrpc::outbound::Outbound;
-use support::atproto::{Account, AtprotoStack, spawn_up, spawn_up_at, stop};
-use support::{free_port, wait_ready};
+use support::atproto::{Account, AtprotoStack, spawn_up, spawn_up_at};
+use support::{free_port, stop, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
 const ADMIN_PASSWORD: &str = "operator-secret";

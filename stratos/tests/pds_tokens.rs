@@ -12,8 +12,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
-use support::atproto::{Account, AtprotoStack, spawn_up, stop};
-use support::{free_port, wait_ready};
+use support::atproto::{Account, AtprotoStack, spawn_up};
+use support::{free_port, stop, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
 

@@ -260,3 +260,108 @@ async fn a_client_key_makes_a_confidential_oauth_client() {
         .unwrap();
     assert!(up.wait().unwrap().success());
 }
+
+/// The README's tour, followed as written: its first block starts the service, the others run in
+/// bash one after the other (against this test's port, with this build's binary).
+#[tokio::test]
+async fn the_readme_tour_works_as_written() {
+    let readme = include_str!("../../README.md");
+    let tour = readme
+        .split("## A tour")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap();
+    let blocks: Vec<&str> = tour
+        .split("```sh\n")
+        .skip(1)
+        .map(|block| block.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 6, "{blocks:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let binary = env!("CARGO_BIN_EXE_stratos");
+    let up_args: Vec<&str> = blocks[0]
+        .trim()
+        .strip_prefix("cargo run --release -- ")
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let up = Command::new(binary)
+        .args(&up_args)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        // The README's boundaries name the default public URL's DID.
+        .args(["--public-url", "http://127.0.0.1:3100"])
+        .current_dir(dir.path())
+        .env_remove("DATABASE_URL")
+        .env_remove("STRATOS_MASTER_KEY")
+        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    stratos_command::auth::install_tls_provider();
+    wait_ready(&reqwest::Client::new(), &base).await;
+
+    let run = |block: &str| -> String {
+        let script = block
+            .replace("S=http://127.0.0.1:3100", "")
+            .replace("cargo run --release --", binary);
+        let output = Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("S", &base)
+            .env("STRATOS_URL", &base)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        assert!(
+            output.status.success(),
+            "{block}\n{stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        stdout
+    };
+    let enrolled = run(blocks[1]);
+    assert_eq!(
+        enrolled.matches("\"uri\":\"at://did:plc:").count(),
+        3,
+        "{enrolled}"
+    );
+    assert!(enrolled.contains("\"boundaries\":[\"did:web:127.0.0.1%3A3100/friends\"]"));
+    assert!(run(blocks[2]).contains("\"uri\":\"at://did:plc:alice/"));
+
+    let timelines = run(blocks[3]);
+    let lines: Vec<&str> = timelines.lines().collect();
+    assert_eq!(
+        lines.len(),
+        7,
+        "Bob sees four posts, Carol three: {timelines}"
+    );
+    assert_eq!(
+        lines[..4].iter().filter(|l| l.contains("family")).count(),
+        1
+    );
+    assert!(
+        !lines[4..].iter().any(|l| l.contains("family")),
+        "{timelines}"
+    );
+
+    let frames = run(blocks[4]);
+    let frames: Vec<Value> = frames
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(frames.len() >= 2, "{frames:?}");
+    assert!(frames.iter().all(|f| f["header"]["op"] == 1));
+    assert!(
+        frames
+            .iter()
+            .any(|f| f["body"]["ops"][0]["record"]["text"] == "family dinner on sunday"),
+        "{frames:?}"
+    );
+    assert!(run(blocks[5]).contains("did:plc:alice"));
+
+    support::stop(up);
+}

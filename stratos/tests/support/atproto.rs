@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -304,17 +304,4 @@ pub fn spawn_up_at(
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
-}
-
-/// Stops a `stratos` process with SIGTERM and waits until it has exited.
-pub fn stop(mut process: std::process::Child) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &process.id().to_string()])
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while process.try_wait().unwrap().is_none() {
-        assert!(Instant::now() < deadline, "stratos did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }

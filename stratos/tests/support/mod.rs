@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 pub mod atproto;
+pub mod deployment;
+pub mod stream;
 
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
@@ -28,5 +30,22 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) {
         }
         assert!(Instant::now() < deadline, "{base} did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops a `stratos` process with SIGTERM; it must exit by itself, successfully, within 30 s.
+pub fn stop(mut process: std::process::Child) {
+    std::process::Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = process.try_wait().unwrap() {
+            assert!(status.success(), "stratos stopped with {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "stratos did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
