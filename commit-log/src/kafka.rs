@@ -166,10 +166,10 @@ async fn create_topic(config: &KafkaConfig) -> Result<(), LogError> {
     )
     .set("max.message.bytes", &max_bytes)
     // The log is the system of record: replay and audit read it from offset 0, so nothing in
-    // it may age out.
+    // it may age out. (The cleanup policy stays the broker's default, `delete`: tansu 0.6.0
+    // reads an explicit `delete` with `retention.ms=-1` as "delete everything".)
     .set("retention.ms", "-1")
-    .set("retention.bytes", "-1")
-    .set("cleanup.policy", "delete");
+    .set("retention.bytes", "-1");
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin
         .create_topics([&topic], &options)

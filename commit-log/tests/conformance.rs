@@ -431,3 +431,33 @@ conformance!(
     consuming_a_missing_partition_is_an_error,
     an_acknowledged_append_survives_kill_9,
 );
+
+/// The topic Stratos creates keeps every event: the log is what replay and audit read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_topic_never_ages_events_out() {
+    use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::config::ClientConfig;
+
+    let fixture = fixture(Kind::Kafka).await;
+    let Target::Kafka { bootstrap, topic } = &fixture.target else {
+        unreachable!()
+    };
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .unwrap();
+    let described = admin
+        .describe_configs([&ResourceSpecifier::Topic(topic)], &AdminOptions::new())
+        .await
+        .unwrap();
+    let resource = described.into_iter().next().unwrap().unwrap();
+    for name in ["retention.ms", "retention.bytes"] {
+        let entry = resource.get(name);
+        assert_eq!(
+            entry.and_then(|e| e.value.as_deref()),
+            Some("-1"),
+            "{name}: {entry:?}"
+        );
+    }
+}
