@@ -244,7 +244,10 @@ pub fn run(args: CheckArgs, config: Option<PathBuf>) -> Result<ExitCode> {
     }
     let layered = layer(argv)?;
     let root = Cli::command();
-    let matches = root.clone().try_get_matches_from(&layered.argv)?;
+    let matches = root
+        .clone()
+        .try_get_matches_from(&layered.argv)
+        .unwrap_or_else(|error| error.exit());
     let (_, role_matches) = matches
         .subcommand()
         .context("the role's subcommand is missing")?;

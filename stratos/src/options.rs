@@ -33,6 +33,18 @@ impl std::fmt::Debug for Hidden {
     }
 }
 
+/// An on/off setting as the environment or a file gives it: `true`, `1`, `yes`, `on` or
+/// `false`, `0`, `no`, `off`, empty (any case). Anything else is an error, never "on".
+pub fn switch(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!(
+            "{other:?} is neither true/1/yes/on nor false/0/no/off"
+        )),
+    }
+}
+
 /// Where the commit log is: the embedded log file, or a Kafka cluster.
 #[derive(Debug, Clone, Args)]
 pub struct LogOptions {

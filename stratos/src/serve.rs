@@ -54,7 +54,7 @@ pub struct ServiceOptions {
     allowed_domains: Vec<String>,
     /// Accept `Authorization: Bearer <did>` as the caller and enroll such callers on first use.
     /// For development only; never in production.
-    #[arg(long, env = "STRATOS_DEV_AUTH")]
+    #[arg(long, env = "STRATOS_DEV_AUTH", value_parser = crate::options::switch)]
     dev_auth: bool,
     /// The largest request body, in bytes.
     #[arg(long, env = "STRATOS_MAX_BODY", default_value_t = 1024 * 1024)]
@@ -90,7 +90,7 @@ pub struct ServiceOptions {
     plc_url: String,
     /// Fetch DID documents from private and loopback addresses, and `did:web` over plain HTTP.
     /// For local test stacks only.
-    #[arg(long, env = "STRATOS_ALLOW_PRIVATE_DID_HOSTS")]
+    #[arg(long, env = "STRATOS_ALLOW_PRIVATE_DID_HOSTS", value_parser = crate::options::switch)]
     allow_private_did_hosts: bool,
     /// Services (AppView DIDs) allowed to read for named viewers, export repositories and
     /// subscribe to every stream, comma-separated.

@@ -281,3 +281,50 @@ fn the_compose_settings_pass_config_check() {
         }
     }
 }
+
+/// On/off settings read `false`, `0`, `no` and empty as off (spec §12: the reference read any
+/// non-empty text as on), and refuse what they cannot read.
+#[test]
+fn switches_from_the_environment_mean_what_they_say() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    for (value, on) in [
+        ("false", false),
+        ("0", false),
+        ("no", false),
+        ("", false),
+        ("1", true),
+        ("yes", true),
+    ] {
+        let mut up = stratos_in(dir.path())
+            .args(["up", "--listen", "127.0.0.1:0"])
+            .env("STRATOS_DEV_AUTH", value)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(up.stdout.take().unwrap());
+        let announced = stdout
+            .lines()
+            .map(Result::unwrap)
+            .find(|line| {
+                line.contains("development authentication is ON")
+                    || line.contains("users enroll at")
+            })
+            .unwrap();
+        let _ = up.kill();
+        let _ = up.wait();
+        assert_eq!(
+            announced.contains("is ON"),
+            on,
+            "STRATOS_DEV_AUTH={value:?}: {announced}"
+        );
+    }
+    let refused = stratos_in(dir.path())
+        .args(["up", "--listen", "127.0.0.1:0"])
+        .env("STRATOS_DEV_AUTH", "disabled")
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("neither true"));
+}
