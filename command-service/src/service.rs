@@ -54,6 +54,28 @@ impl ServiceIdentity {
             key,
         })
     }
+
+    /// The identity of `did` with the key the operator configured; it replaces the one in the
+    /// key store, so that every instance and tool reading the store agrees.
+    pub async fn with_key(
+        store: &Store,
+        did: &str,
+        endpoint: &str,
+        key: Keypair,
+    ) -> Result<Self, CommandError> {
+        let stored = store.key(did, KeyKind::Signing).await?;
+        if stored.as_deref().map(Vec::as_slice) != Some(key.private_bytes().as_slice()) {
+            store
+                .put_key(did, KeyKind::Signing, key.private_bytes().as_slice())
+                .await?;
+            tracing::info!(key = %key.did_key(), "the service signs with the configured key");
+        }
+        Ok(Self {
+            did: did.to_string(),
+            endpoint: endpoint.to_string(),
+            key,
+        })
+    }
 }
 
 /// The settings of the command side.

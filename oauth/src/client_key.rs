@@ -36,26 +36,20 @@ impl ClientKey {
     pub fn from_config(text: &str) -> Result<Self, OAuthError> {
         let text = text.trim();
         let invalid = |why: &str| OAuthError::Stored(format!("the OAuth client key: {why}"));
-        let scalar: Vec<u8> = if text.starts_with('{') {
-            let jwk: Value = serde_json::from_str(text).map_err(|_| invalid("not JSON"))?;
-            if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
-                return Err(invalid("only P-256 EC keys are supported"));
-            }
-            let d = jwk["d"]
-                .as_str()
-                .ok_or_else(|| invalid("the JWK has no private part (d)"))?;
-            base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, d)
-                .map_err(|_| invalid("d is not base64url"))?
-        } else {
-            (0..text.len())
-                .step_by(2)
-                .map(|i| {
-                    text.get(i..i + 2)
-                        .and_then(|h| u8::from_str_radix(h, 16).ok())
-                })
-                .collect::<Option<Vec<u8>>>()
-                .ok_or_else(|| invalid("neither a JWK nor 64 hex characters"))?
-        };
+        if !text.starts_with('{') {
+            return Keypair::from_private_hex(KeyAlgorithm::P256, text)
+                .map(|key| Self { key })
+                .map_err(|_| invalid("neither a P-256 JWK nor 64 hex characters"));
+        }
+        let jwk: Value = serde_json::from_str(text).map_err(|_| invalid("not JSON"))?;
+        if jwk["kty"] != "EC" || jwk["crv"] != "P-256" {
+            return Err(invalid("only P-256 EC keys are supported"));
+        }
+        let d = jwk["d"]
+            .as_str()
+            .ok_or_else(|| invalid("the JWK has no private part (d)"))?;
+        let scalar = base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, d)
+            .map_err(|_| invalid("d is not base64url"))?;
         Keypair::from_private_bytes(KeyAlgorithm::P256, &scalar)
             .map(|key| Self { key })
             .map_err(|_| invalid("not a P-256 private key"))

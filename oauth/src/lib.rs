@@ -29,7 +29,7 @@ pub use self::client::{CallbackParams, OAuthClient, PendingAuthorization, Sessio
 pub use self::client_key::{CLIENT_KEY_ID, ClientKey};
 pub use self::discovery::{AuthorizationServer, Discovery, Identity, pds_endpoint};
 pub use self::dpop::DpopKey;
-pub use self::metadata::ClientIdentity;
+pub use self::metadata::{ClientIdentity, ClientPages};
 
 /// Why an OAuth step failed.
 #[derive(Debug, Clone, thiserror::Error)]

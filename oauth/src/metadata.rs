@@ -22,6 +22,19 @@ pub struct ClientIdentity {
     pub client_uri: String,
     /// The key of a confidential (`private_key_jwt`) web client; loopback clients have none.
     pub key: Option<Arc<ClientKey>>,
+    /// Pages the consent screen may link to.
+    pub pages: ClientPages,
+}
+
+/// The consent screen's branding: a logo, the terms of service, the privacy policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientPages {
+    /// `logo_uri`.
+    pub logo_uri: Option<String>,
+    /// `tos_uri`.
+    pub tos_uri: Option<String>,
+    /// `policy_uri`.
+    pub policy_uri: Option<String>,
 }
 
 impl ClientIdentity {
@@ -57,6 +70,7 @@ impl ClientIdentity {
                 client_name: client_name.to_string(),
                 client_uri: public_url,
                 key: None,
+                pages: ClientPages::default(),
             };
         }
         Self {
@@ -68,6 +82,7 @@ impl ClientIdentity {
             client_name: client_name.to_string(),
             client_uri: public_url,
             key: None,
+            pages: ClientPages::default(),
         }
     }
 
@@ -77,6 +92,12 @@ impl ClientIdentity {
         if !self.is_loopback() {
             self.key = Some(Arc::new(key));
         }
+        self
+    }
+
+    /// This client with links for the consent screen.
+    pub fn with_pages(mut self, pages: ClientPages) -> Self {
+        self.pages = pages;
         self
     }
 
@@ -99,6 +120,15 @@ impl ClientIdentity {
             "dpop_bound_access_tokens": true,
             "application_type": if self.is_loopback() { "native" } else { "web" },
         });
+        for (name, uri) in [
+            ("logo_uri", &self.pages.logo_uri),
+            ("tos_uri", &self.pages.tos_uri),
+            ("policy_uri", &self.pages.policy_uri),
+        ] {
+            if let Some(uri) = uri {
+                metadata[name] = json!(uri);
+            }
+        }
         if self.key.is_some() {
             metadata["token_endpoint_auth_method"] = json!("private_key_jwt");
             metadata["token_endpoint_auth_signing_alg"] = json!("ES256");
@@ -113,6 +143,21 @@ mod tests {
     use super::*;
 
     const SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment";
+
+    #[test]
+    fn the_consent_pages_are_published_when_configured() {
+        let client = ClientIdentity::new("https://stratos.example", SCOPE, "Stratos", None);
+        assert!(client.metadata().get("logo_uri").is_none());
+        let client = client.with_pages(ClientPages {
+            logo_uri: Some("https://stratos.example/logo.png".into()),
+            tos_uri: None,
+            policy_uri: Some("https://stratos.example/privacy".into()),
+        });
+        let metadata = client.metadata();
+        assert_eq!(metadata["logo_uri"], "https://stratos.example/logo.png");
+        assert_eq!(metadata["policy_uri"], "https://stratos.example/privacy");
+        assert!(metadata.get("tos_uri").is_none());
+    }
 
     #[test]
     fn loopback_services_are_loopback_clients() {

@@ -368,6 +368,23 @@ impl Keypair {
         }
     }
 
+    /// Rebuilds a keypair from its raw private key written as 64 hex characters (surrounding
+    /// whitespace ignored), as operators configure keys.
+    pub fn from_private_hex(algorithm: KeyAlgorithm, text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let bytes = Zeroizing::new(
+            (0..text.len())
+                .step_by(2)
+                .map(|i| {
+                    text.get(i..i + 2)
+                        .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+                })
+                .collect::<Option<Vec<u8>>>()
+                .ok_or(KeyError::InvalidPrivateKey(algorithm))?,
+        );
+        Self::from_private_bytes(algorithm, &bytes)
+    }
+
     fn from_p256(key: p256::SecretKey) -> Result<Self, KeyError> {
         let point = key.public_key();
         let public = PublicKey::from_p256(&point);

@@ -16,11 +16,12 @@ use stratos_command::oauth::{Enrollment, EnrollmentPolicy};
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
-use stratos_oauth::{ClientIdentity, ClientKey, Discovery, OAuthClient};
+use stratos_oauth::{ClientIdentity, ClientKey, ClientPages, Discovery, OAuthClient};
 use stratos_projector::publisher::{PublisherConfig, start_publisher};
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
 use stratos_query::subscribe::SubscribeLimits;
 use stratos_query::{Changes, Queries, QueryConfig};
+use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_store::{MasterKey, Store, Views};
 use stratos_xrpc::outbound::Outbound;
 use warp::Filter;
@@ -99,6 +100,10 @@ pub struct ServiceOptions {
     /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
     #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
     sync_token: Option<Hidden>,
+    /// The service's secp256k1 signing key (attestations, its DID document), 64 hex
+    /// characters. Default: one generated on first start and kept in the key store.
+    #[arg(long, env = "STRATOS_SIGNING_KEY_HEX", hide_env_values = true)]
+    signing_key_hex: Option<Hidden>,
     /// The password of the `zone.stratos.admin.*` procedures (`Bearer <password>`, or Basic
     /// with any user); without it they are refused.
     #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
@@ -142,6 +147,15 @@ pub struct EnrollmentOptions {
         default_value = "Stratos Service"
     )]
     oauth_client_name: String,
+    /// A logo the consent page may show (`logo_uri`).
+    #[arg(long, env = "STRATOS_OAUTH_CLIENT_LOGO_URI")]
+    oauth_client_logo_uri: Option<String>,
+    /// The terms of service the consent page links to (`tos_uri`).
+    #[arg(long, env = "STRATOS_OAUTH_CLIENT_TOS_URI")]
+    oauth_client_tos_uri: Option<String>,
+    /// The privacy policy the consent page links to (`policy_uri`).
+    #[arg(long, env = "STRATOS_OAUTH_CLIENT_POLICY_URI")]
+    oauth_client_policy_uri: Option<String>,
     /// Services that resolve handles (`com.atproto.identity.resolveHandle`) when a handle's
     /// own `/.well-known/atproto-did` does not answer, comma-separated.
     #[arg(
@@ -173,6 +187,19 @@ impl ServiceOptions {
         for resolver in &self.enrollment.handle_resolvers {
             web_url("--handle-resolvers", resolver)?;
         }
+        let settings = &self.enrollment;
+        for (option, page) in [
+            ("--oauth-client-logo-uri", &settings.oauth_client_logo_uri),
+            ("--oauth-client-tos-uri", &settings.oauth_client_tos_uri),
+            (
+                "--oauth-client-policy-uri",
+                &settings.oauth_client_policy_uri,
+            ),
+        ] {
+            if let Some(page) = page {
+                web_url(option, page)?;
+            }
+        }
         self.service_did()
             .parse::<stratos_schema::syntax::Did>()
             .with_context(|| format!("--service-did {:?} is not a DID", self.service_did()))?;
@@ -197,12 +224,24 @@ impl ServiceOptions {
         {
             anyhow::bail!("--auto-enroll-domains: {missing:?} is not an allowed boundary");
         }
+        self.service_key()?;
         anyhow::ensure!(self.max_body > 0, "--max-body must be above zero");
         anyhow::ensure!(
             self.write_rate_max_writes > 0 && self.write_rate_window_ms > 0,
             "the write rate limit must allow some writes in a window above zero"
         );
         enrollment(self).map(drop)
+    }
+
+    /// The configured service signing key, if any.
+    fn service_key(&self) -> Result<Option<Keypair>> {
+        self.signing_key_hex
+            .as_ref()
+            .map(|hex| {
+                Keypair::from_private_hex(KeyAlgorithm::Secp256k1, hex.expose())
+                    .context("--signing-key-hex is not a secp256k1 private key (64 hex characters)")
+            })
+            .transpose()
     }
 
     fn service_did(&self) -> String {
@@ -467,10 +506,12 @@ async fn commands(
     log: Arc<dyn CommitLog>,
     outcomes: Outcomes,
 ) -> Result<Commands> {
-    let service =
-        ServiceIdentity::load_or_create(&store, &options.service_did(), &options.public_url)
-            .await
-            .context("loading the service key")?;
+    let (did, url) = (options.service_did(), &options.public_url);
+    let service = match options.service_key()? {
+        Some(key) => ServiceIdentity::with_key(&store, &did, url, key).await,
+        None => ServiceIdentity::load_or_create(&store, &did, url).await,
+    }
+    .context("loading the service key")?;
     Ok(Commands::new(
         store,
         log,
@@ -527,7 +568,12 @@ fn enrollment(options: &ServiceOptions) -> Result<Enrollment> {
         OAUTH_SCOPE,
         &settings.oauth_client_name,
         settings.oauth_client_id.as_deref(),
-    );
+    )
+    .with_pages(ClientPages {
+        logo_uri: settings.oauth_client_logo_uri.clone(),
+        tos_uri: settings.oauth_client_tos_uri.clone(),
+        policy_uri: settings.oauth_client_policy_uri.clone(),
+    });
     if let Some(secret) = &settings.oauth_client_secret {
         identity = identity.with_key(ClientKey::from_config(secret.expose())?);
     }

@@ -212,6 +212,10 @@ async fn a_client_key_makes_a_confidential_oauth_client() {
             .args(["up", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--public-url", "https://stratos.example.com"])
             .args(["--oauth-client-secret", secret])
+            .args([
+                "--oauth-client-policy-uri",
+                "https://stratos.example.com/privacy",
+            ])
             .current_dir(dir.path())
             .env_remove("DATABASE_URL")
             .env_remove("STRATOS_MASTER_KEY")
@@ -240,6 +244,10 @@ async fn a_client_key_makes_a_confidential_oauth_client() {
         "https://stratos.example.com/client-metadata.json"
     );
     assert_eq!(metadata["token_endpoint_auth_method"], "private_key_jwt");
+    assert_eq!(
+        metadata["policy_uri"],
+        "https://stratos.example.com/privacy"
+    );
     assert_eq!(
         metadata["jwks_uri"],
         "https://stratos.example.com/oauth/jwks.json"
@@ -364,4 +372,59 @@ async fn the_readme_tour_works_as_written() {
     assert!(run(blocks[5]).contains("did:plc:alice"));
 
     support::stop(up);
+}
+
+/// `STRATOS_SIGNING_KEY_HEX` is the key the service publishes and signs with; it stays in the
+/// key store for the next start.
+#[tokio::test]
+async fn a_configured_service_key_is_published_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = |key: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+        command
+            .args(["up", "--listen", &format!("127.0.0.1:{port}")])
+            .current_dir(dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("STRATOS_MASTER_KEY")
+            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        match key {
+            Some(key) => command.env("STRATOS_SIGNING_KEY_HEX", key),
+            None => command.env_remove("STRATOS_SIGNING_KEY_HEX"),
+        };
+        command.spawn().unwrap()
+    };
+    let refused = start(Some("not a key")).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--signing-key-hex"));
+
+    let hex = "3b".repeat(32);
+    let expected = stratos_schema::keys::Keypair::from_private_hex(
+        stratos_schema::keys::KeyAlgorithm::Secp256k1,
+        &hex,
+    )
+    .unwrap()
+    .public_key()
+    .to_multibase();
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::new();
+    for key in [Some(hex.as_str()), None] {
+        let up = start(key);
+        wait_ready(&client, &base).await;
+        let document: Value = client
+            .get(format!("{base}/.well-known/did.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for method in document["verificationMethod"].as_array().unwrap() {
+            assert_eq!(method["publicKeyMultibase"], expected.as_str(), "{key:?}");
+        }
+        support::stop(up);
+    }
 }
