@@ -6,8 +6,10 @@
 //! * SQLite: a file beside the live one with a suffix (`.rebuild`, `.verify`); the switch copies the key store
 //!   in, keeps the live file as `<file>.replaced-<unix time>` and moves the rebuild in place.
 //!
-//! The key store is not a projection (it is not derived from the log), so it is carried over,
-//! never rebuilt.
+//! What the service keeps beside the projections without deriving it from the log — the key
+//! store, uploaded blobs' metadata, pending OAuth authorizations, the PDS outbox and the
+//! positions of consumers a rebuild does not run (the PDS publisher) — is carried over, never
+//! rebuilt.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -24,6 +26,28 @@ pub struct RebuildTarget {
     live_url: String,
     url: String,
     kind: Kind,
+}
+
+/// The tables of state that is not derived from the log (see the module documentation).
+const CARRIED_TABLES: &[&str] = &["actor_key", "blob", "oauth_pending", "pds_outbox"];
+
+/// The statements that carry that state from schema (or attached database) `live` into
+/// `target`: each carried table is replaced, and the positions of consumers the rebuild did not
+/// run are added.
+fn carry_statements(live: &str, target: &str) -> Vec<String> {
+    let mut statements = Vec::new();
+    for table in CARRIED_TABLES {
+        statements.push(format!("DELETE FROM {target}.{table}"));
+        statements.push(format!(
+            "INSERT INTO {target}.{table} SELECT * FROM {live}.{table}"
+        ));
+    }
+    statements.push(format!(
+        "INSERT INTO {target}.consumer_position SELECT * FROM {live}.consumer_position l \
+         WHERE NOT EXISTS (SELECT 1 FROM {target}.consumer_position t \
+         WHERE t.consumer = l.consumer)"
+    ));
+    statements
 }
 
 #[derive(Debug, Clone)]
@@ -75,10 +99,10 @@ impl RebuildTarget {
         &self.url
     }
 
-    /// Makes the rebuild the live projections, carrying the key store over when
-    /// `carry_keys` (the target holds the repo projection). Every connection to both must be
+    /// Makes the rebuild the live projections, carrying over the state that is not derived from
+    /// the log when `carry_state` (the target holds the repo projection). Every connection to both must be
     /// closed first on SQLite. Returns where the replaced projections were kept.
-    pub async fn switch_over(self, carry_keys: bool) -> Result<String, StoreError> {
+    pub async fn switch_over(self, carry_state: bool) -> Result<String, StoreError> {
         let stamp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
@@ -90,13 +114,17 @@ impl RebuildTarget {
                 let replaced = format!("{live_schema}_replaced_{stamp}");
                 let mut connection = pg_options(&self.live_url)?.connect().await?;
                 let mut tx = connection.begin().await?;
-                if carry_keys {
+                if carry_state {
                     let (live, target) = (quote(&live_schema), quote(&schema));
-                    sqlx::query(AssertSqlSafe(format!("DELETE FROM {target}.actor_key")))
-                        .execute(&mut *tx)
-                        .await?;
+                    for statement in carry_statements(&live, &target) {
+                        sqlx::query(AssertSqlSafe(statement))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    // New outbox entries continue after the carried ones.
                     sqlx::query(AssertSqlSafe(format!(
-                        "INSERT INTO {target}.actor_key SELECT * FROM {live}.actor_key"
+                        "SELECT setval(pg_get_serial_sequence('{target}.pds_outbox', 'id'), \
+                         GREATEST((SELECT MAX(id) FROM {target}.pds_outbox), 1))"
                     )))
                     .execute(&mut *tx)
                     .await?;
@@ -118,17 +146,18 @@ impl RebuildTarget {
                 let mut target = sqlx::sqlite::SqliteConnectOptions::from_str(&self.url)?
                     .connect()
                     .await?;
-                if carry_keys {
+                if carry_state {
                     sqlx::query("ATTACH DATABASE ? AS live")
                         .bind(live.display().to_string())
                         .execute(&mut target)
                         .await?;
-                    sqlx::query("DELETE FROM main.actor_key")
-                        .execute(&mut target)
-                        .await?;
-                    sqlx::query("INSERT INTO main.actor_key SELECT * FROM live.actor_key")
-                        .execute(&mut target)
-                        .await?;
+                    let mut tx = target.begin().await?;
+                    for statement in carry_statements("live", "main") {
+                        sqlx::query(AssertSqlSafe(statement))
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
                     sqlx::query("DETACH DATABASE live")
                         .execute(&mut target)
                         .await?;

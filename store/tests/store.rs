@@ -596,6 +596,87 @@ async fn oauth_pending_authorizations_are_used_once(fixture: &Fixture) {
     assert!(store.take_oauth_pending("new").await.unwrap().is_some());
 }
 
+/// A rebuild replaces what the log derives, and keeps what it does not: keys, blob metadata,
+/// pending authorizations, the PDS outbox and the publisher's position.
+async fn a_switch_over_keeps_what_the_log_does_not_hold(fixture: &Fixture) {
+    let master = MasterKey::generate();
+    let live = Store::connect(&fixture.url, master.clone()).await.unwrap();
+    live.put_key("did:plc:a", KeyKind::Signing, &[7; 32])
+        .await
+        .unwrap();
+    live.put_blob(&stratos_store::BlobMeta {
+        did: "did:plc:a".into(),
+        cid: "bafkreiblob".into(),
+        mime_type: "image/png".into(),
+        size: 3,
+        created_at: "2026-11-29T12:00:00.000Z".into(),
+    })
+    .await
+    .unwrap();
+    live.put_oauth_pending("state-1", b"pending", 1_000)
+        .await
+        .unwrap();
+    let mut tx = live.begin().await.unwrap();
+    tx.enqueue_pds("did:plc:a", "com.atproto.repo.putRecord", "owed")
+        .await
+        .unwrap();
+    tx.set_position("pds-publisher", 0, 7).await.unwrap();
+    tx.set_position("repo", 0, 3).await.unwrap();
+    tx.commit().await.unwrap();
+    live.close().await;
+
+    let target = stratos_store::RebuildTarget::prepare(&fixture.url, "rebuild")
+        .await
+        .unwrap();
+    let rebuilt = Store::connect(target.url(), master.clone()).await.unwrap();
+    let mut tx = rebuilt.begin().await.unwrap();
+    tx.set_position("repo", 0, 9).await.unwrap();
+    tx.commit().await.unwrap();
+    rebuilt.close().await;
+    target.switch_over(true).await.unwrap();
+
+    let now = Store::connect(&fixture.url, master).await.unwrap();
+    assert!(
+        now.key("did:plc:a", KeyKind::Signing)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        now.blob("did:plc:a", "bafkreiblob")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(now.take_oauth_pending("state-1").await.unwrap().is_some());
+    assert_eq!(now.position("pds-publisher", 0).await.unwrap(), Some(7));
+    assert_eq!(
+        now.position("repo", 0).await.unwrap(),
+        Some(9),
+        "the rebuild's own"
+    );
+    // The outbox goes on after the carried entry.
+    let mut tx = now.begin().await.unwrap();
+    tx.enqueue_pds("did:plc:a", "com.atproto.repo.putRecord", "next")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let bodies: Vec<String> = now
+        .claim_pds(i64::MAX / 2, i64::MAX / 2 + 1, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|entry| entry.body)
+        .collect();
+    assert_eq!(
+        bodies,
+        ["owed"],
+        "one entry per actor at a time, the oldest"
+    );
+    assert_eq!(now.pds_backlog().await.unwrap(), 2);
+    now.close().await;
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -625,6 +706,7 @@ suite!(
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
+    a_switch_over_keeps_what_the_log_does_not_hold,
 );
 suite!(
     sqlite,
@@ -640,4 +722,5 @@ suite!(
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
+    a_switch_over_keeps_what_the_log_does_not_hold,
 );
