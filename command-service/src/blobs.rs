@@ -1,4 +1,5 @@
-//! Blobs: `com.atproto.repo.uploadBlob` and `com.atproto.sync.getBlob`.
+//! Blobs: `com.atproto.repo.uploadBlob` and `com.atproto.sync.getBlob`. A blob is read by its
+//! owner, and by whoever may see a record of the owner that refers to it (spec §8.2's rule).
 //!
 //! Blob bytes are sealed with the uploader's data key before they touch the disk, like record
 //! blocks in the log, so a purge (destroying the data key) makes them unreadable too. Files are
@@ -7,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use stratos_schema::Cid;
+use stratos_schema::boundary::may_see;
 use stratos_schema::data::cid_for_raw;
 use stratos_schema::events::seal;
 use stratos_schema::syntax::{Datetime, Did};
@@ -129,6 +131,38 @@ impl Commands {
         };
         self.store.put_blob(&meta).await?;
         Ok(meta)
+    }
+
+    /// A blob of `owner` for `reader`: the owner's own, or one that a record of the (enrolled)
+    /// owner the reader may see refers to. Anything else is not found, as if it did not exist.
+    pub async fn readable_blob(
+        &self,
+        reader: &Did,
+        owner: &Did,
+        cid: &Cid,
+    ) -> Result<(String, Vec<u8>), CommandError> {
+        if reader != owner {
+            let not_found = || CommandError::BlobNotFound(cid.to_string());
+            let active = |enrollment: Option<stratos_store::Enrollment>| {
+                enrollment.filter(|e| e.active).map(|e| e.boundaries)
+            };
+            if active(self.store.enrollment(owner.as_str()).await?).is_none() {
+                return Err(not_found());
+            }
+            let boundaries =
+                active(self.store.enrollment(reader.as_str()).await?).unwrap_or_default();
+            let referrers = self
+                .store
+                .blob_referrers(owner.as_str(), &cid.to_string())
+                .await?;
+            let visible = referrers
+                .iter()
+                .any(|record| may_see(reader.as_str(), &boundaries, owner.as_str(), record));
+            if !visible {
+                return Err(not_found());
+            }
+        }
+        self.blob(owner, cid).await
     }
 
     /// A blob of `did` with its MIME type, opened with the owner's data key.

@@ -488,8 +488,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, XrpcError> {
     }
 }
 
-/// `com.atproto.sync.getBlob?did=…&cid=…`: the owner's own blobs (blobs shared through
-/// records come with the query service).
+/// `com.atproto.sync.getBlob?did=…&cid=…`: a blob of `did` the caller may read (its owner, or
+/// a viewer of a record referring to it).
 async fn get_blob(
     commands: &Commands,
     caller: &stratos_schema::syntax::Did,
@@ -505,11 +505,10 @@ async fn get_blob(
             stratos_schema::data::parse_cid(c)
                 .map_err(|e| XrpcError::invalid_request(format!("cid: {e}")))
         })?;
-    if did != caller.as_str() {
-        // Whether someone else's blob exists is not the caller's business.
-        return Err(CommandError::BlobNotFound(cid.to_string()).into());
-    }
-    let (mime, bytes) = commands.blob(caller, &cid).await?;
+    let owner: stratos_schema::syntax::Did = did
+        .parse()
+        .map_err(|_| XrpcError::invalid_request(format!("did: {did:?} is not a DID")))?;
+    let (mime, bytes) = commands.readable_blob(caller, &owner, &cid).await?;
     let mut response = Response::new(bytes.into());
     if let Ok(value) = warp::http::HeaderValue::from_str(&mime) {
         response

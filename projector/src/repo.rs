@@ -555,6 +555,7 @@ fn record_applied(
                         boundaries: boundaries.clone(),
                         block: block.clone(),
                     },
+                    applied.head.rev.as_str(),
                 );
             }
             RecordChange::Delete { path, .. } => {

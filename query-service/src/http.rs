@@ -5,6 +5,7 @@ use std::convert::Infallible;
 use std::future::Future;
 
 use serde_json::Value;
+use stratos_schema::syntax::Tid;
 use stratos_xrpc::{XrpcError, json_response};
 use tokio::net::TcpListener;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -23,6 +24,7 @@ pub const METHODS: &[(&str, Method)] = &[
     ("com.atproto.repo.describeRepo", Method::GET),
     ("com.atproto.sync.getRecord", Method::GET),
     ("zone.stratos.sync.getRepo", Method::GET),
+    ("com.atproto.sync.listBlobs", Method::GET),
     ("zone.stratos.repo.hydrateRecord", Method::GET),
     ("zone.stratos.repo.hydrateRecords", Method::POST),
     ("zone.stratos.feed.getTimeline", Method::GET),
@@ -30,6 +32,21 @@ pub const METHODS: &[(&str, Method)] = &[
     ("zone.stratos.feed.getPosts", Method::GET),
     (SUBSCRIBE_RECORDS, Method::GET),
 ];
+
+/// The `listBlobs` page size when none is asked for, and the largest.
+const DEFAULT_BLOB_LIMIT: u32 = 500;
+const MAX_BLOB_LIMIT: u32 = 1000;
+
+/// A `since` revision parameter.
+fn since_param(value: Option<&str>) -> Result<Option<Tid>, XrpcError> {
+    value
+        .map(|since| {
+            since
+                .parse()
+                .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))
+        })
+        .transpose()
+}
 
 /// The largest JSON body a query procedure takes.
 const MAX_QUERY_BODY: u64 = 256 * 1024;
@@ -259,22 +276,25 @@ async fn call(
                 .await
         }
         "zone.stratos.sync.getRepo" => {
-            let since = params
-                .get("since")
-                .map(|since| {
-                    since
-                        .parse()
-                        .map_err(|e| XrpcError::invalid_request(format!("since: {e}")))
-                })
-                .transpose()?;
             queries
                 .get_repo(
                     &viewer,
                     &did_param("did", params.get("did"))?,
-                    since.as_ref(),
+                    since_param(params.get("since"))?.as_ref(),
                 )
                 .await
         }
+        "com.atproto.sync.listBlobs" => json(
+            queries
+                .list_blobs(
+                    &viewer,
+                    &did_param("did", params.get("did"))?,
+                    since_param(params.get("since"))?.as_ref(),
+                    params.limit(DEFAULT_BLOB_LIMIT, MAX_BLOB_LIMIT)?,
+                    params.get("cursor"),
+                )
+                .await?,
+        ),
         "zone.stratos.repo.hydrateRecord" => json(
             queries
                 .hydrate_record(&viewer, params.get("uri"), cid_param(params.get("cid"))?)

@@ -119,6 +119,37 @@ impl Queries {
         )))
     }
 
+    /// `com.atproto.sync.listBlobs`: the blobs the records of `did` refer to, for the owner or a
+    /// trusted service, in CID order after `cursor`; with `since`, only those referred to by
+    /// records written after that revision.
+    pub async fn list_blobs(
+        &self,
+        viewer: &Viewer,
+        did: &Did,
+        since: Option<&Tid>,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<serde_json::Value, XrpcError> {
+        if !viewer.is_owner_or_service(did.as_str()) {
+            return Err(XrpcError::auth_required(
+                "the repository's owner or an allow-listed service is required",
+            ));
+        }
+        self.head_of(did).await?;
+        let cids = self
+            .store()
+            .list_blobs(did.as_str(), since.map(Tid::as_str), cursor, limit)
+            .await
+            .map_err(internal)?;
+        let mut page = serde_json::json!({ "cids": cids });
+        if cids.len() == limit as usize
+            && let Some(last) = cids.last()
+        {
+            page["cursor"] = serde_json::json!(last);
+        }
+        Ok(page)
+    }
+
     /// `zone.stratos.sync.getRepo`: the owner's or a trusted service's export. With `since`,
     /// the records are those created or changed after that revision (the commit and the whole
     /// current tree always come along, so the CAR verifies on its own).

@@ -56,11 +56,7 @@ impl Viewer {
             Self::Actor {
                 did,
                 boundaries: own,
-            } => {
-                did == owner
-                    || boundaries.is_empty()
-                    || boundaries.iter().any(|b| own.iter().any(|o| o == b))
-            }
+            } => stratos_schema::boundary::may_see(did, own, owner, boundaries),
         }
     }
 

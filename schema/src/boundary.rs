@@ -19,6 +19,22 @@ pub struct QualifiedBoundary<'a> {
     pub name: &'a str,
 }
 
+/// The access rule (spec §8.2) for an actor: `viewer`, holding `viewer_boundaries`, may see a
+/// record of `owner` carrying `record_boundaries` when it is theirs, when the record has no
+/// boundary, or when they share one of its boundaries.
+pub fn may_see(
+    viewer: &str,
+    viewer_boundaries: &[String],
+    owner: &str,
+    record_boundaries: &[String],
+) -> bool {
+    viewer == owner
+        || record_boundaries.is_empty()
+        || record_boundaries
+            .iter()
+            .any(|b| viewer_boundaries.iter().any(|own| own == b))
+}
+
 /// A boundary value that does not belong to the expected service.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 #[error("Boundary \"{boundary}\" belongs to service {actual}, not {expected}")]

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use sqlx::QueryBuilder;
 use stratos_schema::Cid;
+use stratos_schema::data::blob_refs_in_block;
 
 use crate::requests::StoredRequest;
 use crate::store::{
@@ -25,6 +26,19 @@ struct EventRow {
     body: Vec<u8>,
 }
 
+/// A table keyed by record (actor, collection, record key).
+#[derive(Debug, Clone, Copy)]
+enum KeyedTable {
+    /// `record`.
+    Record,
+    /// `record_blob`.
+    RecordBlob,
+}
+
+/// The end of SQLite's delete-by-join over a list of record keys.
+const SQLITE_KEY_JOIN_END: &str =
+    ") AS k ON r.did = k.column1 AND r.collection = k.column2 AND r.rkey = k.column3)";
+
 /// The net changes of a batch of events, in the order they must be written.
 #[derive(Debug, Default)]
 pub struct ProjectionBatch {
@@ -32,6 +46,8 @@ pub struct ProjectionBatch {
     purges: Vec<String>,
     blocks: BTreeMap<(String, Cid), Option<Vec<u8>>>,
     records: BTreeMap<RecordKey, Option<RecordRow>>,
+    /// For every record written or deleted: the revision and the blobs it now refers to.
+    blob_refs: BTreeMap<RecordKey, (String, Vec<String>)>,
     heads: BTreeMap<String, Head>,
     events: Vec<EventRow>,
     rejections: Vec<(u32, u64, String, String)>,
@@ -59,6 +75,11 @@ impl ProjectionBatch {
                 row.block = None;
             }
         }
+        for ((owner, _, _), (_, cids)) in self.blob_refs.iter_mut() {
+            if owner == did {
+                cids.clear();
+            }
+        }
     }
 
     /// Stores a commit or MST node block of `did`.
@@ -71,15 +92,27 @@ impl ProjectionBatch {
         self.blocks.insert((did.to_string(), cid), None);
     }
 
-    /// Writes (or replaces) a record row of `did`.
-    pub fn put_record(&mut self, did: &str, row: RecordRow) {
+    /// Writes (or replaces) a record row of `did`, written at revision `rev`, with the blobs
+    /// its block refers to.
+    pub fn put_record(&mut self, did: &str, row: RecordRow, rev: &str) {
         let key = (did.to_string(), row.collection.clone(), row.rkey.clone());
+        let blobs = row
+            .block
+            .as_deref()
+            .map(blob_refs_in_block)
+            .unwrap_or_default();
+        self.blob_refs.insert(
+            key.clone(),
+            (rev.to_string(), blobs.iter().map(Cid::to_string).collect()),
+        );
         self.records.insert(key, Some(row));
     }
 
     /// Removes a record row of `did`.
     pub fn delete_record(&mut self, did: &str, collection: &str, rkey: &str) {
         let key = (did.to_string(), collection.to_string(), rkey.to_string());
+        self.blob_refs
+            .insert(key.clone(), (String::new(), Vec::new()));
         self.records.insert(key, None);
     }
 
@@ -218,28 +251,9 @@ impl StoreTx {
                 ))
             })
             .collect();
-        let delete_records = match self.backend() {
-            Backend::Postgres => "DELETE FROM record WHERE (did, collection, rkey) IN (",
-            Backend::Sqlite => {
-                "DELETE FROM record WHERE rowid IN (SELECT r.rowid FROM record r JOIN ("
-            }
-        };
-        let delete_records_end = match self.backend() {
-            Backend::Postgres => ")",
-            Backend::Sqlite => {
-                ") AS k ON r.did = k.column1 AND r.collection = k.column2 AND r.rkey = k.column3)"
-            }
-        };
-        for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(delete_records);
-                query.push_values(chunk, |mut row, ((did, collection, rkey), _)| {
-                    row.push_bind(did).push_bind(collection).push_bind(rkey);
-                });
-                query.push(delete_records_end);
-                query.build().execute(&mut **tx).await?;
-            });
-        }
+        let deleted: Vec<&RecordKey> = deletes.into_iter().map(|(key, _)| key).collect();
+        self.delete_by_record_key(KeyedTable::Record, &deleted)
+            .await?;
         for chunk in puts.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
                 let mut query = QueryBuilder::new(
@@ -257,6 +271,74 @@ impl StoreTx {
                     " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
                      boundaries = excluded.boundaries, block = excluded.block",
                 );
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        self.write_blob_refs(batch).await
+    }
+
+    /// Replaces the blob references of every record the batch wrote or deleted.
+    async fn write_blob_refs(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
+        let touched: Vec<&RecordKey> = batch.blob_refs.keys().collect();
+        self.delete_by_record_key(KeyedTable::RecordBlob, &touched)
+            .await?;
+        let refs: Vec<(&RecordKey, &str, &str)> = batch
+            .blob_refs
+            .iter()
+            .flat_map(|(key, (rev, cids))| {
+                cids.iter()
+                    .map(move |cid| (key, rev.as_str(), cid.as_str()))
+            })
+            .collect();
+        for chunk in refs.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new(
+                    "INSERT INTO record_blob (did, collection, rkey, cid, rev) ",
+                );
+                query.push_values(chunk, |mut row, ((did, collection, rkey), rev, cid)| {
+                    row.push_bind(did)
+                        .push_bind(collection)
+                        .push_bind(rkey)
+                        .push_bind(*cid)
+                        .push_bind(*rev);
+                });
+                query.build().execute(&mut **tx).await?;
+            });
+        }
+        Ok(())
+    }
+
+    /// Deletes the rows of `table` at these record keys. (SQLite scans the whole table for a
+    /// row-value `IN`, so it deletes the rows an indexed join finds instead.)
+    async fn delete_by_record_key(
+        &mut self,
+        table: KeyedTable,
+        keys: &[&RecordKey],
+    ) -> Result<(), StoreError> {
+        let (start, end) = match (table, self.backend()) {
+            (KeyedTable::Record, Backend::Postgres) => {
+                ("DELETE FROM record WHERE (did, collection, rkey) IN (", ")")
+            }
+            (KeyedTable::Record, Backend::Sqlite) => (
+                "DELETE FROM record WHERE rowid IN (SELECT r.rowid FROM record r JOIN (",
+                SQLITE_KEY_JOIN_END,
+            ),
+            (KeyedTable::RecordBlob, Backend::Postgres) => (
+                "DELETE FROM record_blob WHERE (did, collection, rkey) IN (",
+                ")",
+            ),
+            (KeyedTable::RecordBlob, Backend::Sqlite) => (
+                "DELETE FROM record_blob WHERE rowid IN (SELECT r.rowid FROM record_blob r JOIN (",
+                SQLITE_KEY_JOIN_END,
+            ),
+        };
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = QueryBuilder::new(start);
+                query.push_values(chunk, |mut row, (did, collection, rkey)| {
+                    row.push_bind(did).push_bind(collection).push_bind(rkey);
+                });
+                query.push(end);
                 query.build().execute(&mut **tx).await?;
             });
         }

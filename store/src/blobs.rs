@@ -1,4 +1,5 @@
-//! Metadata of uploaded blobs (the bytes live in the blob store).
+//! Metadata of uploaded blobs (the bytes live in the blob store), and the records that refer to
+//! them.
 
 use crate::store::{Store, StoreError, on, sql};
 
@@ -53,6 +54,52 @@ impl Store {
             mime_type,
             size: size as u64,
             created_at,
+        }))
+    }
+}
+
+impl Store {
+    /// The boundaries of every record of `did` that refers to blob `cid` (whoever may see one of
+    /// those records may read the blob); records whose content was purged are left out.
+    pub async fn blob_referrers(
+        &self,
+        did: &str,
+        cid: &str,
+    ) -> Result<Vec<Vec<String>>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT r.boundaries FROM record_blob b JOIN record r \
+             ON r.did = b.did AND r.collection = b.collection AND r.rkey = b.rkey \
+             WHERE b.did = ? AND b.cid = ? AND r.block IS NOT NULL",
+        );
+        let rows: Vec<String> = on!(&self.pool, db => {
+            sqlx::query_scalar(query).bind(did).bind(cid).fetch_all(db).await?
+        });
+        Ok(rows.iter().map(|b| crate::store::split_lines(b)).collect())
+    }
+
+    /// The blobs the records of `did` refer to, in CID order after `cursor`; with `since`, only
+    /// those referred to by records written after that revision.
+    pub async fn list_blobs(
+        &self,
+        did: &str,
+        since: Option<&str>,
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT DISTINCT cid FROM record_blob WHERE did = ? AND rev > ? AND cid > ? \
+             ORDER BY cid LIMIT ?",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query_scalar(query)
+                .bind(did)
+                .bind(since.unwrap_or(""))
+                .bind(cursor.unwrap_or(""))
+                .bind(i64::from(limit))
+                .fetch_all(db)
+                .await?
         }))
     }
 }

@@ -44,6 +44,17 @@ const TABLES: &[Table] = &[
         order: "did, collection, rkey",
     },
     Table {
+        name: "record_blob",
+        columns: &[
+            ("did", false),
+            ("collection", false),
+            ("rkey", false),
+            ("cid", false),
+            ("rev", false),
+        ],
+        order: "did, collection, rkey, cid",
+    },
+    Table {
         name: "actor_event",
         columns: &[
             ("did", false),
@@ -91,8 +102,8 @@ const TABLES: &[Table] = &[
 ];
 
 impl Store {
-    /// SHA-256 over every row of the repo projection (heads, blocks, records, event sequences,
-    /// rejections, enrollments) in key order, as lowercase hex.
+    /// SHA-256 over every row of the repo projection (heads, blocks, records and the blobs they
+    /// refer to, event sequences, rejections, enrollments) in key order, as lowercase hex.
     pub async fn digest(&self) -> Result<String, StoreError> {
         digest_tables(&self.pool, TABLES).await
     }

@@ -101,13 +101,15 @@ impl StoreTx {
     /// Removes the content of every record of `did` (purge): rows, CIDs and boundaries stay so
     /// the repository still verifies; the private text is gone.
     pub(crate) async fn purge_content(&mut self, did: &str) -> Result<(), StoreError> {
-        let query = sql(
-            self.backend(),
+        for statement in [
             "UPDATE record SET block = NULL WHERE did = ? AND block IS NOT NULL",
-        );
-        on_tx!(self, tx => {
-            sqlx::query(query).bind(did).execute(&mut **tx).await?;
-        });
+            "DELETE FROM record_blob WHERE did = ?",
+        ] {
+            let query = sql(self.backend(), statement);
+            on_tx!(self, tx => {
+                sqlx::query(query).bind(did).execute(&mut **tx).await?;
+            });
+        }
         Ok(())
     }
 }

@@ -98,7 +98,7 @@ impl Enrollment {
 }
 
 /// Boundaries are stored newline-separated (boundary values never contain a newline).
-fn split_lines(text: &str) -> Vec<String> {
+pub(crate) fn split_lines(text: &str) -> Vec<String> {
     text.split('\n')
         .filter(|b| !b.is_empty())
         .map(str::to_string)

@@ -143,7 +143,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
     for (cid, bytes) in blocks.iter() {
         batch.put_block(did, *cid, bytes.to_vec());
     }
-    batch.put_record(did, post.clone());
+    batch.put_record(did, post.clone(), "3l2rev7777722");
 
     // A rolled-back transaction leaves nothing behind.
     let mut tx = store.begin().await.unwrap();
@@ -153,7 +153,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
     assert!(store.blocks(did).await.unwrap().is_empty());
     assert!(store.records(did).await.unwrap().is_empty());
 
-    batch.put_record(did, purged.clone());
+    batch.put_record(did, purged.clone(), "3l2rev7777722");
     let mut tx = store.begin().await.unwrap();
     tx.write(&batch).await.unwrap();
     tx.set_position("repo", 0, 1).await.unwrap();
@@ -180,6 +180,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
             rkey: "3l2cccccccc22".into(),
             ..post.clone()
         },
+        "3l2rev7777722",
     );
     batch.delete_record(did, &post.collection, "3l2cccccccc22");
     batch.delete_record(did, &post.collection, &post.rkey);
@@ -200,6 +201,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
             rkey: "3l2dddddddd22".into(),
             ..post.clone()
         },
+        "3l2rev7777722",
     );
     batch.purge_content(did);
     batch.put_record(
@@ -208,6 +210,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
             rkey: "3l2eeeeeeee22".into(),
             ..post.clone()
         },
+        "3l2rev7777722",
     );
     let mut tx = store.begin().await.unwrap();
     tx.write(&batch).await.unwrap();
@@ -331,6 +334,7 @@ async fn enrollments_and_purge(fixture: &Fixture) {
             boundaries: vec!["x/1".into()],
             block: Some(b"\xa0".to_vec()),
         },
+        "3l2rev7777722",
     );
     let mut tx = store.begin().await.unwrap();
     tx.write(&batch).await.unwrap();
@@ -596,6 +600,137 @@ async fn oauth_pending_authorizations_are_used_once(fixture: &Fixture) {
     assert!(store.take_oauth_pending("new").await.unwrap().is_some());
 }
 
+/// The blobs a record refers to follow the record: written with it, replaced when it changes,
+/// gone when it is deleted or its content purged.
+async fn blob_references_follow_their_records(fixture: &Fixture) {
+    use stratos_schema::data::{cid_for_dag_cbor, cid_for_raw, json_to_ipld, to_dag_cbor};
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let did = "did:plc:a";
+    let (one, two) = (
+        cid_for_raw(b"one").to_string(),
+        cid_for_raw(b"two").to_string(),
+    );
+    let post = |rkey: &str, blobs: &[&str], boundary: &str| {
+        let images: Vec<serde_json::Value> = blobs
+            .iter()
+            .map(|cid| {
+                serde_json::json!({"$type": "blob", "ref": {"$link": cid}, "mimeType": "image/png", "size": 3})
+            })
+            .collect();
+        let block = to_dag_cbor(
+            &json_to_ipld(
+                &serde_json::json!({"$type": "zone.stratos.feed.post", "images": images}),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        RecordRow {
+            collection: "zone.stratos.feed.post".into(),
+            rkey: rkey.into(),
+            cid: cid_for_dag_cbor(&block),
+            boundaries: vec![boundary.into()],
+            block: Some(block),
+        }
+    };
+    let write = async |batch: ProjectionBatch| {
+        let mut tx = store.begin().await.unwrap();
+        tx.write(&batch).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    let mut batch = ProjectionBatch::new();
+    batch.put_record(
+        did,
+        post("3l2aaaaaaaa22", &[&one], "s/friends"),
+        "3l2rev0000001",
+    );
+    batch.put_record(
+        did,
+        post("3l2bbbbbbbb22", &[&one, &two], "s/family"),
+        "3l2rev0000002",
+    );
+    batch.put_record(did, post("3l2cccccccc22", &[], "s/family"), "3l2rev0000002");
+    write(batch).await;
+    let mut referrers = store.blob_referrers(did, &one).await.unwrap();
+    referrers.sort();
+    assert_eq!(
+        referrers,
+        [vec!["s/family".to_string()], vec!["s/friends".to_string()]]
+    );
+    assert_eq!(
+        store.blob_referrers("did:plc:b", &one).await.unwrap(),
+        Vec::<Vec<String>>::new()
+    );
+    let mut all = vec![one.clone(), two.clone()];
+    all.sort();
+    assert_eq!(store.list_blobs(did, None, None, 10).await.unwrap(), all);
+    assert_eq!(
+        store.list_blobs(did, None, None, 1).await.unwrap(),
+        all[..1]
+    );
+    assert_eq!(
+        store
+            .list_blobs(did, None, Some(&all[0]), 10)
+            .await
+            .unwrap(),
+        all[1..]
+    );
+    assert_eq!(
+        store
+            .list_blobs(did, Some("3l2rev0000001"), None, 10)
+            .await
+            .unwrap(),
+        all,
+        "the second revision refers to both"
+    );
+    assert!(
+        store
+            .list_blobs(did, Some("3l2rev0000002"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // The family post drops its images; the friends post is deleted.
+    let mut batch = ProjectionBatch::new();
+    batch.put_record(did, post("3l2bbbbbbbb22", &[], "s/family"), "3l2rev0000003");
+    batch.delete_record(did, "zone.stratos.feed.post", "3l2aaaaaaaa22");
+    write(batch).await;
+    assert!(store.blob_referrers(did, &one).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_blobs(did, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // A purge forgets them too.
+    let mut batch = ProjectionBatch::new();
+    batch.put_record(
+        did,
+        post("3l2dddddddd22", &[&two], "s/family"),
+        "3l2rev0000004",
+    );
+    write(batch).await;
+    assert_eq!(
+        store.list_blobs(did, None, None, 10).await.unwrap(),
+        [two.as_str()]
+    );
+    let mut batch = ProjectionBatch::new();
+    batch.purge_content(did);
+    write(batch).await;
+    assert!(
+        store
+            .list_blobs(did, None, None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.blob_referrers(did, &two).await.unwrap().is_empty());
+}
+
 /// A rebuild replaces what the log derives, and keeps what it does not: keys, blob metadata,
 /// pending authorizations, the PDS outbox and the publisher's position.
 async fn a_switch_over_keeps_what_the_log_does_not_hold(fixture: &Fixture) {
@@ -707,6 +842,7 @@ suite!(
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
+    blob_references_follow_their_records,
 );
 suite!(
     sqlite,
@@ -723,4 +859,5 @@ suite!(
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
+    blob_references_follow_their_records,
 );

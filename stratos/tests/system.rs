@@ -17,6 +17,7 @@ in_both_modes!(
     a_subscriber_sees_backfill_then_live_writes_once_in_order,
     a_retried_write_gets_the_original_answer,
     a_restart_loses_nothing_acknowledged,
+    a_blob_is_read_by_whoever_may_see_a_record_using_it,
 );
 
 /// An HTTP client speaking as development-authenticated callers.
@@ -69,6 +70,27 @@ impl Client {
             .await;
         assert_eq!(status, 200, "{body}");
         body
+    }
+
+    /// Enrolls Alice, Bob and Carol (each writes a `friends` post), then narrows Carol to
+    /// `friends`: Alice and Bob share `family`, Carol does not.
+    async fn enroll_three(&self, deployment: &Deployment) {
+        for who in [ALICE, BOB, CAROL] {
+            self.write_post(deployment, who, &format!("hello from {who}"), "friends")
+                .await;
+        }
+        let (status, body) = self
+            .post(
+                format!(
+                    "{}/xrpc/zone.stratos.admin.setBoundaries",
+                    deployment.writes
+                ),
+                ADMIN_PASSWORD,
+                &json!({"did": CAROL, "boundaries": ["friends"]}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["boundaries"], json!([deployment.boundary("friends")]));
     }
 
     /// The texts of `viewer`'s timeline, once the AppView projector has caught up to `expected`
@@ -127,24 +149,7 @@ const CAROL: &str = "did:plc:carol";
 async fn boundaries_decide_who_reads_what(mode: Mode) {
     let deployment = Deployment::start(mode).await;
     let client = Client::new();
-    for who in [ALICE, BOB, CAROL] {
-        client
-            .write_post(&deployment, who, &format!("hello from {who}"), "friends")
-            .await;
-    }
-    // Carol keeps only `friends`.
-    let (status, body) = client
-        .post(
-            format!(
-                "{}/xrpc/zone.stratos.admin.setBoundaries",
-                deployment.writes
-            ),
-            ADMIN_PASSWORD,
-            &json!({"did": CAROL, "boundaries": ["friends"]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(body["boundaries"], json!([deployment.boundary("friends")]));
+    client.enroll_three(&deployment).await;
     let family = client
         .write_post(&deployment, ALICE, "family dinner", "family")
         .await;
@@ -318,5 +323,113 @@ async fn a_restart_loses_nothing_acknowledged(mode: Mode) {
         next_seqs(&mut subscriber, 21).await,
         (1..=21).collect::<Vec<u64>>()
     );
+    deployment.finish().await;
+}
+
+async fn a_blob_is_read_by_whoever_may_see_a_record_using_it(mode: Mode) {
+    let deployment = Deployment::start(mode).await;
+    let client = Client::new();
+    client.enroll_three(&deployment).await;
+    let picture = b"\x89PNG a family picture".to_vec();
+    let uploaded: Value = client
+        .http
+        .post(format!(
+            "{}/xrpc/com.atproto.repo.uploadBlob",
+            deployment.writes
+        ))
+        .bearer_auth(ALICE)
+        .header("content-type", "image/png")
+        .body(picture.clone())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cid = uploaded["blob"]["ref"]["$link"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let get_blob = |reader: Option<&'static str>| {
+        let (client, deployment, cid) = (&client, &deployment, &cid);
+        async move {
+            let mut request = client
+                .http
+                .get(format!(
+                    "{}/xrpc/com.atproto.sync.getBlob",
+                    deployment.writes
+                ))
+                .query(&[("did", ALICE), ("cid", cid.as_str())]);
+            if let Some(reader) = reader {
+                request = request.bearer_auth(reader);
+            }
+            let response = request.send().await.unwrap();
+            (
+                response.status().as_u16(),
+                response.bytes().await.unwrap().to_vec(),
+            )
+        }
+    };
+    // Before any record uses it, the blob is its owner's alone.
+    assert_eq!(get_blob(Some(ALICE)).await, (200, picture.clone()));
+    assert_eq!(get_blob(Some(BOB)).await.0, 400);
+
+    let mut record = post(ALICE, "dinner", &deployment.boundary("family"));
+    record["record"]["embed"] = json!({
+        "$type": "app.bsky.embed.images",
+        "images": [{"image": uploaded["blob"], "alt": "the table"}],
+    });
+    let (status, family) = client
+        .post(
+            format!("{}/xrpc/com.atproto.repo.createRecord", deployment.writes),
+            ALICE,
+            &record,
+        )
+        .await;
+    assert_eq!(status, 200, "{family}");
+    assert_eq!(
+        get_blob(Some(BOB)).await,
+        (200, picture.clone()),
+        "Bob shares family"
+    );
+    let (status, body) = get_blob(Some(CAROL)).await;
+    assert_eq!(status, 400, "Carol does not");
+    let error: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["error"], "BlobNotFound");
+    assert_eq!(get_blob(None).await.0, 401);
+
+    // listBlobs: the owner's (or a trusted service's) to ask.
+    let list = |reader: &'static str, since: Option<String>| {
+        let (client, deployment) = (&client, &deployment);
+        async move {
+            let mut query = vec![("did", ALICE.to_string())];
+            query.extend(since.map(|since| ("since", since)));
+            let query: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            client
+                .get(
+                    format!("{}/xrpc/com.atproto.sync.listBlobs", deployment.reads),
+                    Some(reader),
+                    &query,
+                )
+                .await
+        }
+    };
+    assert_eq!(list(ALICE, None).await, (200, json!({"cids": [cid]})));
+    let rev = family["commit"]["rev"].as_str().unwrap().to_string();
+    assert_eq!(list(ALICE, Some(rev)).await, (200, json!({"cids": []})));
+    let (status, body) = list(BOB, None).await;
+    assert_eq!((status, &body["error"]), (401, &json!("AuthRequired")));
+
+    // Once the post is gone, so is Bob's access.
+    let (status, _) = client
+        .post(
+            format!("{}/xrpc/com.atproto.repo.deleteRecord", deployment.writes),
+            ALICE,
+            &json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "rkey": rkey(&family["uri"])}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(get_blob(Some(BOB)).await.0, 400);
+    assert_eq!(get_blob(Some(ALICE)).await.0, 200);
     deployment.finish().await;
 }

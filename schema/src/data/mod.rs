@@ -6,10 +6,12 @@
 //! links as tag 42). This module does not know about records or lexicons; see
 //! [`crate::lexicon`] for that.
 
+mod blobs;
 mod cbor;
 mod cid;
 mod json;
 
+pub use self::blobs::{blob_refs, blob_refs_in_block};
 pub use self::cbor::{
     CborError, MAX_NESTING_DEPTH, check_nesting, decode_ipld, from_dag_cbor, to_dag_cbor,
 };
