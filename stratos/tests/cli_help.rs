@@ -3,7 +3,10 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod support;
+
 use std::process::Command;
+use support::stratos;
 
 #[test]
 fn every_subcommand_has_help() {
@@ -47,22 +50,14 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn a_missing_master_key_is_a_clear_error() {
-    let dir = std::env::temp_dir().join(format!("stratos-no-key-{}", std::process::id()));
-    let output = Command::new(env!("CARGO_BIN_EXE_stratos"))
-        .args(["projector", "--log-file"])
-        .arg(dir.join("log.sqlite"))
-        .arg("--database-url")
-        .arg(format!("sqlite://{}", dir.join("db.sqlite").display()))
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_MASTER_KEY_FILE")
-        .output()
-        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let output = stratos(dir.path()).arg("projector").output().unwrap();
     assert!(!output.status.success());
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("no master key"),
         "{output:?}"
     );
-    let _ = std::fs::remove_dir_all(dir);
+    assert!(!dir.path().join("data").exists(), "nothing was created");
 }
 
 #[test]
@@ -73,18 +68,6 @@ fn unknown_subcommands_fail_with_usage() {
         .unwrap();
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("Usage:"));
-}
-
-/// `stratos` with a clean environment of Stratos settings, run in `dir`.
-fn stratos_in(dir: &std::path::Path) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
-    command.current_dir(dir);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("STRATOS_") || name == "DATABASE_URL" {
-            command.env_remove(name);
-        }
-    }
-    command
 }
 
 fn json_of(output: &std::process::Output) -> serde_json::Value {
@@ -111,7 +94,7 @@ fn config_check_shows_each_settings_source_and_masks_secrets() {
          master-key = \"00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff\"\n",
     )
     .unwrap();
-    let output = stratos_in(dir.path())
+    let output = stratos(dir.path())
         .args(["--config", "stratos.toml", "config", "check", "--role"])
         .args(["command-service", "--json"])
         .env("STRATOS_LISTEN", "127.0.0.1:4000")
@@ -152,7 +135,7 @@ fn config_check_shows_each_settings_source_and_masks_secrets() {
 fn config_check_refuses_what_the_service_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
     let check = |args: &[&str]| {
-        stratos_in(dir.path())
+        stratos(dir.path())
             .args(["config", "check", "--json"])
             .args(args)
             .output()
@@ -170,7 +153,7 @@ fn config_check_refuses_what_the_service_would_refuse() {
         ("STRATOS_OAUTH_CLIENT_SECRET", "not-a-key", "key"),
         ("DATABASE_URL", "mysql://db/x", "neither postgres"),
     ] {
-        let output = stratos_in(dir.path())
+        let output = stratos(dir.path())
             .args(["config", "check", "--json"])
             .env(env, value)
             .output()
@@ -181,7 +164,7 @@ fn config_check_refuses_what_the_service_would_refuse() {
         let problem = report["problems"][0].as_str().unwrap();
         assert!(problem.contains(complaint), "{env}: {problem}");
         // The service itself refuses to start with the same message.
-        let started = stratos_in(dir.path())
+        let started = stratos(dir.path())
             .args(["up", "--listen", "127.0.0.1:0"])
             .env(env, value)
             .output()
@@ -207,7 +190,7 @@ fn config_check_refuses_what_the_service_would_refuse() {
 fn an_unknown_setting_in_the_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("bad.toml"), "pubilc-url = \"https://x\"\n").unwrap();
-    let output = stratos_in(dir.path())
+    let output = stratos(dir.path())
         .args(["up", "--config", "bad.toml"])
         .output()
         .unwrap();
@@ -219,7 +202,7 @@ fn an_unknown_setting_in_the_file_is_an_error() {
 fn migrate_creates_the_tables_once() {
     let dir = tempfile::tempdir().unwrap();
     let migrate = || {
-        let output = stratos_in(dir.path())
+        let output = stratos(dir.path())
             .args(["migrate", "--json"])
             .output()
             .unwrap();
@@ -265,7 +248,7 @@ fn the_compose_settings_pass_config_check() {
     );
     let dir = tempfile::tempdir().unwrap();
     for role in &roles[1..] {
-        let output = stratos_in(dir.path())
+        let output = stratos(dir.path())
             .args(["config", "check", "--json", "--role", role])
             .envs(settings.iter().copied())
             .env(
@@ -296,7 +279,7 @@ fn switches_from_the_environment_mean_what_they_say() {
         ("1", true),
         ("yes", true),
     ] {
-        let mut up = stratos_in(dir.path())
+        let mut up = stratos(dir.path())
             .args(["up", "--listen", "127.0.0.1:0"])
             .env("STRATOS_DEV_AUTH", value)
             .stdout(std::process::Stdio::piped())
@@ -320,7 +303,7 @@ fn switches_from_the_environment_mean_what_they_say() {
             "STRATOS_DEV_AUTH={value:?}: {announced}"
         );
     }
-    let refused = stratos_in(dir.path())
+    let refused = stratos(dir.path())
         .args(["up", "--listen", "127.0.0.1:0"])
         .env("STRATOS_DEV_AUTH", "disabled")
         .output()

@@ -14,7 +14,7 @@ use stratos_store::{KeyKind, MasterKey, Store};
 use stratos_xrpc::auth::{DidResolver, ResolverConfig};
 use stratos_xrpc::outbound::Outbound;
 use support::atproto::{Account, AtprotoStack, spawn_up, spawn_up_at};
-use support::{free_port, stop, wait_ready};
+use support::{free_port, stop, stratos, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
 const ADMIN_PASSWORD: &str = "operator-secret";
@@ -676,10 +676,9 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     );
     // An operator purges her again from the command line.
     let purge = |password: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+        stratos(dir.path())
             .args(["purge", &carol.did, "--url", &service.base])
             .args(["--admin-password", password])
-            .env_remove("STRATOS_URL")
             .output()
             .unwrap()
     };
@@ -738,12 +737,8 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     // Replaying the whole log rebuilds everything but carol's purged post: the key that
     // opens it in the log is gone. Alice's posts come back whole.
     drop(store);
-    let replay = std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+    let replay = stratos(dir.path())
         .args(["replay", "--master-key-file", "data/master.key"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
         .output()
         .unwrap();
     assert!(

@@ -6,14 +6,13 @@
 
 mod support;
 
-use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use support::atproto::{Account, AtprotoStack, spawn_up};
-use support::{free_port, stop, wait_ready};
+use support::{free_port, stop, stratos, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
 
@@ -222,11 +221,8 @@ async fn tokens_from_a_real_pds() {
 
     // Exactly the accepted writes are in the log: the enrollment, the development write, the
     // PDS token and the fragment audience.
-    let audit = Command::new(env!("CARGO_BIN_EXE_stratos"))
+    let audit = stratos(dir.path())
         .args(["audit", &alice.did])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&audit.stdout);

@@ -9,25 +9,20 @@ mod support;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, wait_ready};
+use support::{free_port, stratos, wait_ready};
 
 /// `stratos up --dev-auth` on `port` in `dir`; with `crash_key`, it aborts right after
 /// appending the write of the request with that idempotency key (a test-build fault point).
 fn spawn_up(dir: &std::path::Path, port: u16, crash_key: Option<&str>) -> std::process::Child {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+    let mut command = stratos(dir);
     command
         .args(["up", "--dev-auth", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--public-url", &format!("http://127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
-    match crash_key {
-        Some(key) => command.env("STRATOS_FAULT_ABORT_AFTER_APPEND", key),
-        None => command.env_remove("STRATOS_FAULT_ABORT_AFTER_APPEND"),
-    };
+    if let Some(key) = crash_key {
+        command.env("STRATOS_FAULT_ABORT_AFTER_APPEND", key);
+    }
     command.spawn().unwrap()
 }
 
@@ -91,22 +86,14 @@ async fn up_serves_writes_and_stops_cleanly() {
     assert!(announced.contains("did:web:127.0.0.1%3A"), "{announced}");
 
     // What it left behind audits and verifies.
-    let stratos = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_stratos"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("STRATOS_MASTER_KEY")
-            .output()
-            .unwrap()
-    };
-    let audit = stratos(&["audit", "did:plc:alice"]);
+    let run = |args: &[&str]| stratos(dir.path()).args(args).output().unwrap();
+    let audit = run(&["audit", "did:plc:alice"]);
     assert!(audit.status.success(), "{audit:?}");
     assert!(String::from_utf8_lossy(&audit.stdout).contains("3 events"));
-    let verify = stratos(&["verify-projections", "--master-key-file", "data/master.key"]);
+    let verify = run(&["verify-projections", "--master-key-file", "data/master.key"]);
     assert!(verify.status.success(), "{verify:?}");
     // And its status: every projector caught up, one actor, nothing refused.
-    let status = stratos(&["status", "--json", "--master-key-file", "data/master.key"]);
+    let status = run(&["status", "--json", "--master-key-file", "data/master.key"]);
     assert!(status.status.success(), "{status:?}");
     let status: Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(status["log"]["events"], 3);
@@ -175,9 +162,8 @@ async fn a_retry_after_a_crash_gets_the_original_answer() {
     assert!(restarted.wait().unwrap().success());
 
     // One record from the crashed request, which is the one the answer names.
-    let audit = Command::new(env!("CARGO_BIN_EXE_stratos"))
+    let audit = stratos(dir.path())
         .args(["audit", "did:plc:alice", "--json"])
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert!(audit.status.success(), "{audit:?}");
@@ -208,7 +194,7 @@ async fn a_client_key_makes_a_confidential_oauth_client() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let start = |secret: &str| {
-        Command::new(env!("CARGO_BIN_EXE_stratos"))
+        stratos(dir.path())
             .args(["up", "--listen", &format!("127.0.0.1:{port}")])
             .args(["--public-url", "https://stratos.example.com"])
             .args(["--oauth-client-secret", secret])
@@ -216,10 +202,6 @@ async fn a_client_key_makes_a_confidential_oauth_client() {
                 "--oauth-client-policy-uri",
                 "https://stratos.example.com/privacy",
             ])
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("STRATOS_MASTER_KEY")
-            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -296,15 +278,11 @@ async fn the_readme_tour_works_as_written() {
         .unwrap()
         .split_whitespace()
         .collect();
-    let up = Command::new(binary)
+    let up = stratos(dir.path())
         .args(&up_args)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         // The README's boundaries name the default public URL's DID.
         .args(["--public-url", "http://127.0.0.1:3100"])
-        .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -382,19 +360,14 @@ async fn a_configured_service_key_is_published_and_kept() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let start = |key: Option<&str>| {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
+        let mut command = stratos(dir.path());
         command
             .args(["up", "--listen", &format!("127.0.0.1:{port}")])
-            .current_dir(dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("STRATOS_MASTER_KEY")
-            .env_remove("STRATOS_KAFKA_BOOTSTRAP")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        match key {
-            Some(key) => command.env("STRATOS_SIGNING_KEY_HEX", key),
-            None => command.env_remove("STRATOS_SIGNING_KEY_HEX"),
-        };
+        if let Some(key) = key {
+            command.env("STRATOS_SIGNING_KEY_HEX", key);
+        }
         command.spawn().unwrap()
     };
     let refused = start(Some("not a key")).wait_with_output().unwrap();

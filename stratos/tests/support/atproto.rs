@@ -289,17 +289,12 @@ pub fn spawn_up_at(
     (public_url, service_did): (&str, &str),
     extra: &[&str],
 ) -> std::process::Child {
-    std::process::Command::new(env!("CARGO_BIN_EXE_stratos"))
+    super::stratos(dir)
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--public-url", public_url, "--service-did", service_did])
         .args(["--plc-url", &stack.plc_url, "--allow-private-did-hosts"])
         .args(["--handle-resolvers", &stack.pds_url])
         .args(extra)
-        .current_dir(dir)
-        .env_remove("DATABASE_URL")
-        .env_remove("STRATOS_MASTER_KEY")
-        .env_remove("STRATOS_KAFKA_BOOTSTRAP")
-        .env_remove("STRATOS_DEV_AUTH")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

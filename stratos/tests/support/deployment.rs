@@ -8,7 +8,7 @@ use stratos_log::testing::Broker;
 use stratos_store::MasterKey;
 use stratos_store::testing::TestDatabase;
 
-use super::{free_port, stop, wait_ready};
+use super::{free_port, stop, stratos, wait_ready};
 
 /// The admin password of every test deployment.
 pub const ADMIN_PASSWORD: &str = "system-test-admin";
@@ -149,15 +149,9 @@ impl Deployment {
 
     /// `stratos <args>` with this deployment's log, database and key, and no stray settings.
     fn stratos(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
-        for (name, _) in std::env::vars() {
-            if name.starts_with("STRATOS_") || name == "DATABASE_URL" {
-                command.env_remove(name);
-            }
-        }
+        let mut command = stratos(self.dir.path());
         command
             .args(args)
-            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());

@@ -8,6 +8,7 @@ pub mod deployment;
 pub mod stream;
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// A free loopback port.
@@ -48,4 +49,18 @@ pub fn stop(mut process: std::process::Child) {
         assert!(Instant::now() < deadline, "stratos did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The `stratos` binary, run in `dir`, with no Stratos setting inherited from the environment
+/// the tests run in (`STRATOS_*`, `DATABASE_URL`).
+pub fn stratos(dir: &Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_stratos"));
+    command.current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("STRATOS_") || name == "DATABASE_URL" {
+            command.env_remove(name.as_ref());
+        }
+    }
+    command
 }
