@@ -1,9 +1,9 @@
 //! Blobs: `com.atproto.repo.uploadBlob` and `com.atproto.sync.getBlob`. A blob is read by its
 //! owner, and by whoever may see a record of the owner that refers to it (spec §8.2's rule).
 //!
-//! Blob bytes are sealed with the uploader's data key before they touch the disk, like record
-//! blocks in the log, so a purge (destroying the data key) makes them unreadable too. Files are
-//! written to a temporary name and renamed, so a crash never leaves a partial blob.
+//! Blob bytes are sealed with the uploader's data key before they reach the blob store (a
+//! directory or an S3-compatible bucket), like record blocks in the log, so a purge (destroying
+//! the data key) makes them unreadable too.
 
 use std::path::{Path, PathBuf};
 
@@ -15,6 +15,7 @@ use stratos_schema::syntax::{Datetime, Did};
 use stratos_store::BlobMeta;
 
 use crate::error::CommandError;
+use crate::s3::S3Bucket;
 use crate::service::Commands;
 
 /// Limits on uploads.
@@ -54,41 +55,55 @@ impl BlobLimits {
     }
 }
 
-/// Sealed blobs in a local directory: `<dir>/<did hash>/<cid>`.
+/// Where sealed blobs are kept: a local directory, or a bucket of an S3-compatible store shared
+/// by every command service. Either way an object is named `<did hash>/<cid>`.
 #[derive(Debug, Clone)]
-pub struct BlobStore {
-    dir: PathBuf,
+pub enum BlobStore {
+    /// Files under a directory (created on first write).
+    Local(PathBuf),
+    /// Objects in a bucket.
+    S3(S3Bucket),
 }
 
 impl BlobStore {
-    /// Blobs under `dir` (created on first write).
-    pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into() }
-    }
-
-    fn path(&self, did: &Did, cid: &Cid) -> PathBuf {
+    fn key(did: &Did, cid: &Cid) -> String {
         use sha2::Digest;
         let hash: String = sha2::Sha256::digest(did.as_str().as_bytes())[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
             .collect();
-        self.dir.join(hash).join(cid.to_string())
+        format!("{hash}/{cid}")
     }
 
-    async fn put(&self, did: &Did, cid: &Cid, sealed: &[u8]) -> std::io::Result<()> {
-        let path = self.path(did, cid);
-        let folder = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(folder).await?;
-        let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
-        tokio::fs::write(&temporary, sealed).await?;
-        tokio::fs::rename(&temporary, &path).await
+    async fn put(&self, did: &Did, cid: &Cid, sealed: Vec<u8>) -> Result<(), String> {
+        let key = Self::key(did, cid);
+        match self {
+            Self::Local(dir) => {
+                // A temporary name and a rename: a crash never leaves a partial blob.
+                let path = dir.join(&key);
+                let folder = path.parent().unwrap_or(Path::new("."));
+                let temporary = path.with_extension(format!("tmp-{}", std::process::id()));
+                async {
+                    tokio::fs::create_dir_all(folder).await?;
+                    tokio::fs::write(&temporary, sealed).await?;
+                    tokio::fs::rename(&temporary, &path).await
+                }
+                .await
+                .map_err(|e| e.to_string())
+            }
+            Self::S3(bucket) => bucket.put(&key, sealed).await.map_err(|e| e.to_string()),
+        }
     }
 
-    async fn get(&self, did: &Did, cid: &Cid) -> std::io::Result<Option<Vec<u8>>> {
-        match tokio::fs::read(self.path(did, cid)).await {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(error) => Err(error),
+    async fn get(&self, did: &Did, cid: &Cid) -> Result<Option<Vec<u8>>, String> {
+        let key = Self::key(did, cid);
+        match self {
+            Self::Local(dir) => match tokio::fs::read(dir.join(key)).await {
+                Ok(bytes) => Ok(Some(bytes)),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(error) => Err(error.to_string()),
+            },
+            Self::S3(bucket) => bucket.get(&key).await.map_err(|e| e.to_string()),
         }
     }
 }
@@ -119,7 +134,7 @@ impl Commands {
         let cid = cid_for_raw(bytes);
         let sealed = seal::seal(&data_key, did, &cid, bytes);
         self.blobs
-            .put(did, &cid, &sealed)
+            .put(did, &cid, sealed)
             .await
             .map_err(|e| CommandError::Internal(format!("blob store: {e}")))?;
         let meta = BlobMeta {

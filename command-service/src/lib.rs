@@ -27,7 +27,10 @@ mod import;
 pub mod oauth;
 mod outcomes;
 pub mod rate_limit;
+pub mod s3;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod writes;
 pub mod xrpc;
 

@@ -88,7 +88,7 @@ pub struct CommandConfig {
     /// How many times a write rejected because another write won is rebuilt and appended again.
     pub max_attempts: u32,
     /// Where uploaded blobs are kept (sealed).
-    pub blob_dir: std::path::PathBuf,
+    pub blob_store: BlobStore,
 }
 
 /// An actor's repository as the writer sees it: the last commit appended by this instance (or
@@ -139,7 +139,7 @@ impl Commands {
             store,
             log,
             outcomes,
-            blobs: BlobStore::new(config.blob_dir.clone()),
+            blobs: config.blob_store.clone(),
             allowed: Arc::new(allowed),
             config: Arc::new(config),
             clock: Arc::new(TidClock::with_random_clock_id()),

@@ -1,22 +1,66 @@
-//! Blobs over HTTP: uploads with size and type limits, downloads by the owner only, sealed on
-//! disk, and gone once the owner's data key is destroyed.
+//! Blobs over HTTP, kept in a local directory or an S3-compatible bucket: uploads with size and
+//! type limits, downloads by the owner (others learn nothing), sealed at rest, and gone once the
+//! owner's data key is destroyed.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod support;
 
 use serde_json::Value;
-use stratos_command::blobs::BlobLimits;
+use stratos_command::blobs::{BlobLimits, BlobStore};
 use stratos_command::http::HttpConfig;
-use support::{Stack, serve_http};
+use stratos_command::s3::{S3Bucket, S3Config};
+use stratos_command::testing::S3Server;
+use support::{Stack, serve_commands};
 
 const ALICE: &str = "did:plc:alice";
 const BOB: &str = "did:plc:bob";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn blobs_are_private_sealed_and_limited() {
+async fn blobs_in_a_local_directory() {
     let stack = Stack::new("sqlite").await;
-    let commands = stack.commands().await;
+    let store = BlobStore::Local(stack.blob_dir());
+    blobs_are_private_sealed_and_limited(&stack, store, &stack.blob_dir()).await;
+    stack.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_in_an_s3_compatible_bucket() {
+    let stack = Stack::new("postgres").await;
+    let objects = tempfile::tempdir().unwrap();
+    let server = S3Server::start(objects.path(), "stratos-blobs");
+    let store = BlobStore::S3(S3Bucket::new(server.config()));
+    blobs_are_private_sealed_and_limited(&stack, store, objects.path()).await;
+    // The objects are in the bucket, under the owner's prefix.
+    assert!(!walk(&objects.path().join("stratos-blobs")).is_empty());
+    // A bucket that does not exist is an error, not an empty store.
+    let missing = S3Config {
+        bucket: "no-such-bucket".into(),
+        ..server.config()
+    };
+    let commands = stack
+        .commands_storing_blobs_in(BlobStore::S3(S3Bucket::new(missing)))
+        .await;
+    let refused = commands
+        .upload_blob(
+            &ALICE.parse().unwrap(),
+            "image/png",
+            b"x",
+            &BlobLimits::default(),
+        )
+        .await;
+    assert!(refused.is_err(), "{refused:?}");
+    stack.finish().await;
+}
+
+/// Uploads, downloads and limits through HTTP, with blobs in `blob_store`, whose bytes end up
+/// somewhere under `storage` (checked for plaintext).
+async fn blobs_are_private_sealed_and_limited(
+    stack: &Stack,
+    blob_store: BlobStore,
+    storage: &std::path::Path,
+) {
+    let commands = stack.commands_storing_blobs_in(blob_store).await;
     for did in [ALICE, BOB] {
         commands
             .enroll(&did.parse().unwrap(), &["general".into()])
@@ -31,7 +75,7 @@ async fn blobs_are_private_sealed_and_limited() {
         },
         ..HttpConfig::default()
     };
-    let (base, _stop) = serve_http(&stack, config).await;
+    let (base, _stop) = serve_commands(commands, config).await;
     let client = reqwest::Client::new();
     let upload = |caller: &'static str, mime: &'static str, bytes: Vec<u8>| {
         let request = client
@@ -60,7 +104,7 @@ async fn blobs_are_private_sealed_and_limited() {
 
     // Sealed on disk: the bytes are nowhere in the blob directory.
     let mut found_plaintext = false;
-    for entry in walk(&stack.blob_dir()) {
+    for entry in walk(storage) {
         let bytes = std::fs::read(entry).unwrap();
         found_plaintext |= bytes.windows(secret.len()).any(|w| w == secret.as_slice());
     }
@@ -113,7 +157,6 @@ async fn blobs_are_private_sealed_and_limited() {
     stack.store.destroy_keys(ALICE).await.unwrap();
     let response = get(ALICE, ALICE).await;
     assert_eq!(response.status().as_u16(), 400);
-    stack.finish().await;
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -4,6 +4,7 @@
 //! development authentication and no write rate limit.
 
 use anyhow::{Context, Result};
+use stratos_command::blobs::BlobStore;
 use stratos_command::http::HttpConfig;
 use stratos_command::rate_limit::RateLimitConfig;
 use stratos_command::{CommandConfig, Commands, ServiceIdentity};
@@ -88,7 +89,7 @@ impl Local {
                 service,
                 allowed_domains: vec!["general".into()],
                 max_attempts: 8,
-                blob_dir: dir.path().join("blobs"),
+                blob_store: BlobStore::Local(dir.path().join("blobs")),
             },
         );
         let queries = Queries::new(

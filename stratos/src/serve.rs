@@ -10,10 +10,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use stratos_command::auth::{DidResolver, ResolverConfig};
-use stratos_command::blobs::BlobLimits;
+use stratos_command::blobs::{BlobLimits, BlobStore};
 use stratos_command::http::{HttpConfig, serve};
 use stratos_command::oauth::{Enrollment, EnrollmentPolicy};
 use stratos_command::rate_limit::RateLimitConfig;
+use stratos_command::s3::{S3Bucket, S3Config};
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::CommitLog;
 use stratos_oauth::{ClientIdentity, ClientKey, ClientPages, Discovery, OAuthClient};
@@ -80,12 +81,11 @@ pub struct ServiceOptions {
     /// Kafka, the topic's `max.message.bytes` must allow it too).
     #[arg(long, env = "STRATOS_IMPORT_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
     import_max_bytes: u64,
-    /// Where uploaded blobs are kept (sealed with their owner's data key).
-    #[arg(long, env = "STRATOS_BLOB_DIR", default_value = "data/blobs")]
-    blob_dir: std::path::PathBuf,
     /// The largest blob, in bytes.
     #[arg(long, env = "STRATOS_BLOB_MAX_BYTES", default_value_t = 5 * 1024 * 1024)]
     blob_max_bytes: usize,
+    #[command(flatten)]
+    blob_storage: BlobStorageOptions,
     /// The PLC directory that resolves token issuers' `did:plc`.
     #[arg(long, env = "STRATOS_PLC_URL", default_value = "https://plc.directory")]
     plc_url: String,
@@ -110,6 +110,79 @@ pub struct ServiceOptions {
     admin_password: Option<Hidden>,
     #[command(flatten)]
     enrollment: EnrollmentOptions,
+}
+
+/// Where uploaded blobs are kept (sealed with their owner's data key).
+#[derive(Debug, Clone, Args)]
+pub struct BlobStorageOptions {
+    /// `local`: files under `--blob-dir`; `s3`: a bucket of an S3-compatible store (what several
+    /// command services share).
+    #[arg(
+        long,
+        env = "STRATOS_BLOB_STORAGE",
+        value_enum,
+        default_value = "local"
+    )]
+    blob_storage: BlobStorage,
+    /// The directory of local blob storage.
+    #[arg(long, env = "STRATOS_BLOB_DIR", default_value = "data/blobs")]
+    blob_dir: std::path::PathBuf,
+    /// The bucket of S3 blob storage.
+    #[arg(long, env = "STRATOS_S3_BUCKET")]
+    s3_bucket: Option<String>,
+    /// The region requests are signed for.
+    #[arg(long, env = "STRATOS_S3_REGION", default_value = "us-east-1")]
+    s3_region: String,
+    /// The store's endpoint (default: AWS S3 in the region); buckets are addressed path-style.
+    #[arg(long, env = "STRATOS_S3_ENDPOINT")]
+    s3_endpoint: Option<String>,
+    /// The access key id.
+    #[arg(long, env = "STRATOS_S3_ACCESS_KEY")]
+    s3_access_key: Option<String>,
+    /// The secret access key.
+    #[arg(long, env = "STRATOS_S3_SECRET_KEY", hide_env_values = true)]
+    s3_secret_key: Option<Hidden>,
+}
+
+/// Kinds of blob storage.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum BlobStorage {
+    /// A local directory.
+    Local,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+impl BlobStorageOptions {
+    /// The configured store; S3 needs a bucket and both keys.
+    fn store(&self) -> Result<BlobStore> {
+        if matches!(self.blob_storage, BlobStorage::Local) {
+            return Ok(BlobStore::Local(self.blob_dir.clone()));
+        }
+        let missing = |option: &str| anyhow::anyhow!("--blob-storage s3 needs {option}");
+        let endpoint = self
+            .s3_endpoint
+            .clone()
+            .unwrap_or_else(|| format!("https://s3.{}.amazonaws.com", self.s3_region));
+        web_url("--s3-endpoint", &endpoint)?;
+        Ok(BlobStore::S3(S3Bucket::new(S3Config {
+            endpoint,
+            region: self.s3_region.clone(),
+            bucket: self
+                .s3_bucket
+                .clone()
+                .ok_or_else(|| missing("--s3-bucket"))?,
+            access_key: self
+                .s3_access_key
+                .clone()
+                .ok_or_else(|| missing("--s3-access-key"))?,
+            secret_key: self
+                .s3_secret_key
+                .as_ref()
+                .map(|key| key.expose().to_string())
+                .ok_or_else(|| missing("--s3-secret-key"))?,
+        })))
+    }
 }
 
 /// Who may enroll through OAuth, and how the service presents itself to their PDS.
@@ -225,6 +298,7 @@ impl ServiceOptions {
             anyhow::bail!("--auto-enroll-domains: {missing:?} is not an allowed boundary");
         }
         self.service_key()?;
+        self.blob_storage.store()?;
         anyhow::ensure!(self.max_body > 0, "--max-body must be above zero");
         anyhow::ensure!(
             self.write_rate_max_writes > 0 && self.write_rate_window_ms > 0,
@@ -520,7 +594,7 @@ async fn commands(
             service,
             allowed_domains: options.allowed_domains.clone(),
             max_attempts: 16,
-            blob_dir: options.blob_dir.clone(),
+            blob_store: options.blob_storage.store()?,
         },
     ))
 }

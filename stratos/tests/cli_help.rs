@@ -152,6 +152,7 @@ fn config_check_refuses_what_the_service_would_refuse() {
         ("STRATOS_SERVICE_DID", "web:nope", "not a DID"),
         ("STRATOS_OAUTH_CLIENT_SECRET", "not-a-key", "key"),
         ("DATABASE_URL", "mysql://db/x", "neither postgres"),
+        ("STRATOS_BLOB_STORAGE", "s3", "needs --s3-bucket"),
     ] {
         let output = stratos(dir.path())
             .args(["config", "check", "--json"])

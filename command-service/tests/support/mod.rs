@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use stratos_command::blobs::BlobStore;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog};
 use stratos_projector::service::{ProjectorOptions, Projectors, start};
@@ -56,6 +57,12 @@ impl Stack {
 
     /// A command side in this process (a second one models another instance).
     pub async fn commands(&self) -> Commands {
+        self.commands_storing_blobs_in(BlobStore::Local(self.blob_dir()))
+            .await
+    }
+
+    /// A command side in this process keeping blobs in `blob_store`.
+    pub async fn commands_storing_blobs_in(&self, blob_store: BlobStore) -> Commands {
         let outcomes = Outcomes::new(self.store.clone());
         outcomes.follow_channel(self.projectors.subscribe());
         let service =
@@ -70,7 +77,7 @@ impl Stack {
                 service,
                 allowed_domains: vec!["general".into(), "writers".into()],
                 max_attempts: 16,
-                blob_dir: self.blob_dir(),
+                blob_store,
             },
         )
     }
@@ -93,12 +100,20 @@ pub async fn serve_http(
     stack: &Stack,
     config: stratos_command::http::HttpConfig,
 ) -> (String, tokio::sync::oneshot::Sender<()>) {
+    serve_commands(stack.commands().await, config).await
+}
+
+/// Serves `commands` over HTTP on a free port.
+pub async fn serve_commands(
+    commands: Commands,
+    config: stratos_command::http::HttpConfig,
+) -> (String, tokio::sync::oneshot::Sender<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(stratos_command::http::serve(
         listener,
-        stack.commands().await,
+        commands,
         config,
         async move {
             let _ = stopped.await;

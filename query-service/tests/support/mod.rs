@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use stratos_command::auth::ResolverConfig;
+use stratos_command::blobs::BlobStore;
 use stratos_command::http::HttpConfig;
 use stratos_command::{CommandConfig, Commands, Outcomes, ServiceIdentity};
 use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog};
@@ -83,7 +84,7 @@ impl System {
                 service,
                 allowed_domains: vec!["general".into(), "writers".into()],
                 max_attempts: 16,
-                blob_dir: dir.path().join("blobs"),
+                blob_store: BlobStore::Local(dir.path().join("blobs")),
             },
         );
         let queries = Queries::new(

@@ -1,9 +1,11 @@
 //! Stratos as it is deployed, in either mode, for the system tests that run against both:
-//! `stratos up` on the embedded defaults, or a Kafka-API broker, PostgreSQL, `stratos migrate`
-//! and a projector, a command service and a query service as separate processes.
+//! `stratos up` on the embedded defaults, or a Kafka-API broker, PostgreSQL, an S3-compatible
+//! bucket for blobs, `stratos migrate` and a projector, a command service and a query service as
+//! separate processes.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use stratos_command::testing::S3Server;
 use stratos_log::testing::Broker;
 use stratos_store::MasterKey;
 use stratos_store::testing::TestDatabase;
@@ -37,6 +39,9 @@ pub struct Deployment {
     master_key: String,
     broker: Option<Broker>,
     database: Option<TestDatabase>,
+    /// The distributed mode keeps blobs in an S3-compatible bucket, as several command services
+    /// would share.
+    objects: Option<S3Server>,
     processes: Vec<Child>,
 }
 
@@ -60,11 +65,13 @@ impl Deployment {
             }
             Mode::Distributed => (free_port(), free_port()),
         };
-        let (broker, database) = match mode {
-            Mode::Embedded => (None, None),
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, database, objects) = match mode {
+            Mode::Embedded => (None, None, None),
             Mode::Distributed => (
                 Some(Broker::start()),
                 Some(TestDatabase::create("postgres").await.unwrap()),
+                Some(S3Server::start(dir.path(), "stratos-blobs")),
             ),
         };
         let mut deployment = Self {
@@ -73,10 +80,11 @@ impl Deployment {
             reads: format!("http://127.0.0.1:{reads_port}"),
             service_did: format!("did:web:127.0.0.1%3A{writes_port}"),
             ports: (writes_port, reads_port),
-            dir: tempfile::tempdir().unwrap(),
+            dir,
             master_key: MasterKey::generate().to_hex().to_string(),
             broker,
             database,
+            objects,
             processes: Vec::new(),
         };
         if mode == Mode::Distributed {
@@ -139,6 +147,14 @@ impl Deployment {
             let mut command = self.stratos(&role.iter().map(String::as_str).collect::<Vec<_>>());
             if role[0] != "projector" {
                 command.args(COMMON).args(["--public-url", &public_url]);
+            }
+            if let (Some(objects), "command-service") = (&self.objects, role[0].as_str()) {
+                let bucket = objects.config();
+                command
+                    .args(["--blob-storage", "s3", "--s3-endpoint", &bucket.endpoint])
+                    .args(["--s3-bucket", &bucket.bucket])
+                    .args(["--s3-access-key", &bucket.access_key])
+                    .args(["--s3-secret-key", &bucket.secret_key]);
             }
             self.processes.push(command.spawn().unwrap());
         }
