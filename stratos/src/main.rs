@@ -15,6 +15,7 @@ mod progress;
 mod projections;
 mod purge;
 mod serve;
+mod service_options;
 mod status;
 mod subscribe;
 mod workload;
