@@ -1,5 +1,6 @@
-//! The write path on real parts: the embedded log, the projectors, SQLite files and a real
-//! PostgreSQL server. Every write is answered only once the repo projector applied it.
+//! The write path on real parts: the embedded log or Kafka (a local Kafka-API broker), the
+//! projectors, SQLite files and a real PostgreSQL server; every rule runs on each. Every write
+//! is answered only once the repo projector applied it.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -348,6 +349,14 @@ suite!(
 suite!(
     postgres,
     "postgres",
+    writes_are_applied_before_they_are_answered,
+    invalid_writes_change_nothing,
+    concurrent_writers_make_one_linear_chain,
+    replies_keep_within_their_parents_boundaries,
+);
+suite!(
+    kafka,
+    "postgres+kafka",
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
