@@ -312,3 +312,22 @@ fn switches_from_the_environment_mean_what_they_say() {
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("neither true"));
 }
+
+/// The compose proxy sends exactly the query service's methods to the query service.
+#[test]
+fn the_compose_proxy_routes_every_query_method_to_the_query_service() {
+    let config = include_str!("../../compose/nginx.conf");
+    let pattern = config
+        .split("location ~ ^/xrpc/(")
+        .nth(1)
+        .and_then(|rest| rest.split(")$").next())
+        .unwrap();
+    let mut routed: Vec<String> = pattern.split('|').map(|m| m.replace("\\.", ".")).collect();
+    let mut served: Vec<String> = stratos_query::http::METHODS
+        .iter()
+        .map(|(nsid, _)| nsid.to_string())
+        .collect();
+    routed.sort();
+    served.sort();
+    assert_eq!(routed, served);
+}
