@@ -4,9 +4,10 @@
 
 use ring::hmac;
 use sha2::{Digest, Sha256};
+use stratos_xrpc::auth::Secret;
 
 /// Where the bucket is and how to sign for it.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct S3Config {
     /// The service endpoint, e.g. `https://s3.eu-west-1.amazonaws.com` or `http://minio:9000`.
     pub endpoint: String,
@@ -17,23 +18,15 @@ pub struct S3Config {
     /// The access key id.
     pub access_key: String,
     /// The secret access key.
-    pub secret_key: String,
-}
-
-impl std::fmt::Debug for S3Config {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("S3Config")
-            .field("endpoint", &self.endpoint)
-            .field("region", &self.region)
-            .field("bucket", &self.bucket)
-            .field("access_key", &self.access_key)
-            .finish_non_exhaustive()
-    }
+    pub secret_key: Secret,
 }
 
 /// Why an object store request failed.
 #[derive(Debug, thiserror::Error)]
 pub enum S3Error {
+    /// The endpoint and key do not make a URL.
+    #[error("object URL: {0}")]
+    Url(String),
     /// The store could not be reached.
     #[error("object store unreachable: {0}")]
     Transport(#[from] reqwest::Error),
@@ -86,13 +79,17 @@ impl S3Bucket {
         body: Vec<u8>,
     ) -> Result<reqwest::Response, S3Error> {
         let path = format!("/{}/{}", self.config.bucket, encode_key(key));
-        let url = format!("{}{path}", self.config.endpoint.trim_end_matches('/'));
-        let host = url
-            .split("://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_default()
-            .to_string();
+        let url = reqwest::Url::parse(&format!(
+            "{}{path}",
+            self.config.endpoint.trim_end_matches('/')
+        ))
+        .map_err(|e| S3Error::Url(e.to_string()))?;
+        // The Host header as the client sends it: the port only when it is not the default.
+        let host = url.host_str().unwrap_or_default();
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
         let payload_hash = hex(&Sha256::digest(&body));
         let date = amz_date_now();
         let headers = [
@@ -156,7 +153,7 @@ fn authorization(
         "AWS4-HMAC-SHA256\n{date}\n{scope}\n{}",
         hex(&Sha256::digest(canonical_request.as_bytes()))
     );
-    let mut key = format!("AWS4{}", config.secret_key).into_bytes();
+    let mut key = format!("AWS4{}", config.secret_key.expose()).into_bytes();
     for part in [day, config.region.as_str(), "s3", "aws4_request"] {
         key = sign(&key, part.as_bytes());
     }
@@ -213,7 +210,7 @@ mod tests {
             region: "us-east-1".into(),
             bucket: "examplebucket".into(),
             access_key: "AKIAIOSFODNN7EXAMPLE".into(),
-            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            secret_key: Secret::new("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
         };
         let empty = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
         let headers = [

@@ -61,7 +61,7 @@ impl S3Server {
             region: "us-east-1".into(),
             bucket: self.bucket.clone(),
             access_key: "S3RVER".into(),
-            secret_key: "S3RVER".into(),
+            secret_key: stratos_xrpc::auth::Secret::new("S3RVER"),
         }
     }
 }

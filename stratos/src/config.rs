@@ -141,11 +141,19 @@ fn read(path: &Path) -> Result<toml::Table> {
 
 /// The (sub)command that `argv` invokes: the deepest one named by its leading words.
 fn invoked<'a>(root: &'a clap::Command, argv: &[OsString]) -> &'a clap::Command {
+    // Global options that take a value (`--config FILE`) come before the subcommand's name.
+    let takes_value = |word: &str| {
+        root.get_arguments().any(|arg| {
+            arg.is_global_set()
+                && arg.get_action().takes_values()
+                && word.strip_prefix("--") == arg.get_long()
+        })
+    };
     let mut command = root;
     let mut words = argv.iter().skip(1);
     while let Some(word) = words.next() {
         let word = word.to_string_lossy();
-        if word == "--config" || word == "--log-format" {
+        if takes_value(&word) {
             words.next();
         } else if let Some(sub) = command.find_subcommand(word.as_ref()) {
             command = sub;

@@ -7,31 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
 use stratos_store::{MasterKey, Store, Views};
-
-/// A secret setting: its `Debug` shows no part of it.
-#[derive(Clone)]
-pub struct Hidden(String);
-
-impl Hidden {
-    /// The secret itself.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::str::FromStr for Hidden {
-    type Err = std::convert::Infallible;
-
-    fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Ok(Self(text.to_string()))
-    }
-}
-
-impl std::fmt::Debug for Hidden {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("********")
-    }
-}
+use stratos_xrpc::auth::Secret;
 
 /// An on/off setting as the environment or a file gives it: `true`, `1`, `yes`, `on` or
 /// `false`, `0`, `no`, `off`, empty (any case). Anything else is an error, never "on".
@@ -161,7 +137,7 @@ pub struct StoreOptions {
     pub databases: DatabaseOptions,
     /// The key store's master key, 64 hex characters.
     #[arg(long, env = "STRATOS_MASTER_KEY", hide_env_values = true)]
-    pub master_key: Option<Hidden>,
+    pub master_key: Option<Secret>,
     /// A file holding the master key (instead of `--master-key`).
     #[arg(long, env = "STRATOS_MASTER_KEY_FILE", conflicts_with = "master_key")]
     pub master_key_file: Option<PathBuf>,

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::process::ExitCode;
 use stratos_schema::syntax::Did;
 
-use crate::options::Hidden;
+use stratos_xrpc::auth::Secret;
 
 /// Arguments of `stratos purge`.
 #[derive(Debug, Args)]
@@ -19,7 +19,7 @@ pub struct PurgeArgs {
     url: String,
     /// The service's admin password.
     #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: Hidden,
+    admin_password: Secret,
     /// Print the service's answer as JSON.
     #[arg(long)]
     json: bool,

@@ -14,9 +14,8 @@ use stratos_command::s3::{S3Bucket, S3Config};
 use stratos_oauth::{ClientIdentity, ClientKey, ClientPages, Discovery, OAuthClient};
 use stratos_projector::publisher::PublisherConfig;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
+use stratos_xrpc::auth::Secret;
 use stratos_xrpc::outbound::Outbound;
-
-use crate::options::Hidden;
 
 /// Options of the HTTP service.
 #[derive(Debug, Clone, Args)]
@@ -87,15 +86,15 @@ pub struct ServiceOptions {
     pub(crate) allowed_appviews: Vec<String>,
     /// A shared secret that subscribes to `subscribeRecords` as a trusted service.
     #[arg(long, env = "STRATOS_SYNC_TOKEN", hide_env_values = true)]
-    pub(crate) sync_token: Option<Hidden>,
+    pub(crate) sync_token: Option<Secret>,
     /// The service's secp256k1 signing key (attestations, its DID document), 64 hex
     /// characters. Default: one generated on first start and kept in the key store.
     #[arg(long, env = "STRATOS_SIGNING_KEY_HEX", hide_env_values = true)]
-    signing_key_hex: Option<Hidden>,
+    signing_key_hex: Option<Secret>,
     /// The password of the `zone.stratos.admin.*` procedures (`Bearer <password>`, or Basic
     /// with any user); without it they are refused.
     #[arg(long, env = "STRATOS_ADMIN_PASSWORD", hide_env_values = true)]
-    admin_password: Option<Hidden>,
+    admin_password: Option<Secret>,
     #[command(flatten)]
     enrollment: EnrollmentOptions,
 }
@@ -129,7 +128,7 @@ pub struct BlobStorageOptions {
     s3_access_key: Option<String>,
     /// The secret access key.
     #[arg(long, env = "STRATOS_S3_SECRET_KEY", hide_env_values = true)]
-    s3_secret_key: Option<Hidden>,
+    s3_secret_key: Option<Secret>,
 }
 
 /// Kinds of blob storage.
@@ -166,8 +165,7 @@ impl BlobStorageOptions {
                 .ok_or_else(|| missing("--s3-access-key"))?,
             secret_key: self
                 .s3_secret_key
-                .as_ref()
-                .map(|key| key.expose().to_string())
+                .clone()
                 .ok_or_else(|| missing("--s3-secret-key"))?,
         })))
     }
@@ -200,7 +198,7 @@ pub struct EnrollmentOptions {
     /// The private key of a confidential client (`private_key_jwt`; its public half is served
     /// at `/oauth/jwks.json`): a P-256 JWK or 64 hex characters. Without it, a public client.
     #[arg(long, env = "STRATOS_OAUTH_CLIENT_SECRET", hide_env_values = true)]
-    oauth_client_secret: Option<Hidden>,
+    oauth_client_secret: Option<Secret>,
     /// The name users see on their PDS's consent page.
     #[arg(
         long,
@@ -339,10 +337,8 @@ impl ServiceOptions {
             enrollment: Some(self.enrollment()?),
             admin_password: self
                 .admin_password
-                .as_ref()
-                .map(Hidden::expose)
-                .filter(|p| !p.is_empty())
-                .map(stratos_xrpc::auth::Secret::new),
+                .clone()
+                .filter(|password| !password.expose().is_empty()),
         })
     }
 

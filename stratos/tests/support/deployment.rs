@@ -154,7 +154,7 @@ impl Deployment {
                     .args(["--blob-storage", "s3", "--s3-endpoint", &bucket.endpoint])
                     .args(["--s3-bucket", &bucket.bucket])
                     .args(["--s3-access-key", &bucket.access_key])
-                    .args(["--s3-secret-key", &bucket.secret_key]);
+                    .args(["--s3-secret-key", bucket.secret_key.expose()]);
             }
             self.processes.push(command.spawn().unwrap());
         }

@@ -30,6 +30,19 @@ impl Secret {
     pub fn matches(&self, offered: &str) -> bool {
         same_secret(offered, &self.0)
     }
+
+    /// The secret itself, for where it must be sent or used.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self::new(text))
+    }
 }
 
 impl std::fmt::Debug for Secret {
