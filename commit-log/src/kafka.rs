@@ -2,6 +2,12 @@
 //! are assigned one partition and seek to the position the caller keeps (no consumer groups, no
 //! committed offsets). librdkafka reconnects and retries on its own after a broker restart; with
 //! idempotence on, retries neither duplicate nor reorder a key's events.
+//!
+//! Appends are batched (at most [`DEFAULT_BATCH_RECORDS`] records per produce batch unless
+//! `batch.num.messages` says otherwise). Some Kafka-API brokers (tansu 0.6) only serve batches
+//! whose *base* offset is at or after the fetch offset and report the last batch's base as the
+//! end of a partition, so a consumer starts up to one batch early and drops what precedes its
+//! position (and any batch served twice), and partition ends come from fetch responses.
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -19,6 +25,10 @@ use std::time::Duration;
 
 use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position};
 use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
+
+/// The most records one produce batch holds unless `batch.num.messages` is set: large enough
+/// for throughput, small enough that a consumer starting one batch early reads little.
+pub const DEFAULT_BATCH_RECORDS: u64 = 500;
 
 /// How the Kafka adapter connects and what topic it uses.
 #[derive(Debug, Clone)]
@@ -82,8 +92,18 @@ impl KafkaConfig {
         self.client_config(&[])
     }
 
+    /// The most records one produce batch holds (`batch.num.messages`).
+    fn batch_records(&self) -> u64 {
+        self.extra
+            .get("batch.num.messages")
+            .and_then(|value| value.parse().ok())
+            .unwrap_or(DEFAULT_BATCH_RECORDS)
+            .max(1)
+    }
+
     fn producer_config(&self) -> ClientConfig {
         self.client_config(&[
+            ("batch.num.messages", DEFAULT_BATCH_RECORDS.to_string()),
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
             ("partitioner", "murmur2_random".into()),
@@ -210,9 +230,10 @@ fn topic_partitions(consumer: &BaseConsumer, topic: &str) -> Result<u32, LogErro
 /// How long the end probe waits for records past the reported high watermark.
 const END_PROBE_IDLE: Duration = Duration::from_millis(500);
 
-/// The end of every partition: the broker's high watermark, then a short read from there on,
-/// because some Kafka-API brokers report the base offset of the last batch instead of the end.
-/// On a broker that reports the true end the probe reads nothing.
+/// The end of every partition. The reported high watermark (`ListOffsets`) is only a starting
+/// point, because some Kafka-API brokers report the base offset of the last batch plus one: a
+/// probe reads from one batch before it to the end. On a broker that reports the true end the
+/// probe reads at most one batch a partition.
 fn partition_ends(
     metadata: &BaseConsumer,
     config: &KafkaConfig,
@@ -226,8 +247,9 @@ fn partition_ends(
             .map_err(kafka_error)?;
         let end = high.max(0) as u64;
         ends.push(PartitionEnd { partition, end });
+        let from = end.saturating_sub(config.batch_records());
         probe_from
-            .add_partition_offset(&config.topic, partition as i32, Offset::Offset(end as i64))
+            .add_partition_offset(&config.topic, partition as i32, Offset::Offset(from as i64))
             .map_err(kafka_error)?;
     }
     let probe: BaseConsumer = config.consumer_config().create().map_err(kafka_error)?;
@@ -294,46 +316,62 @@ impl CommitLog for KafkaLog {
             Ok(consumer) => consumer,
             Err(error) => return stream::once(async move { Err(kafka_error(error)) }).boxed(),
         };
+        // One batch early: the batch holding `from` may begin before it.
+        let start = from.saturating_sub(self.config.batch_records() - 1);
         let mut assignment = TopicPartitionList::new();
         if let Err(error) = assignment.add_partition_offset(
             &self.config.topic,
             partition as i32,
-            Offset::Offset(from as i64),
+            Offset::Offset(start as i64),
         ) {
             return stream::once(async move { Err(kafka_error(error)) }).boxed();
         }
         if let Err(error) = consumer.assign(&assignment) {
             return stream::once(async move { Err(kafka_error(error)) }).boxed();
         }
-        stream::unfold(Arc::new(consumer), move |consumer| async move {
-            let item = consumer.recv().await.map_err(kafka_error).map(|message| {
-                let header = |name: &str| {
-                    message.headers().and_then(|headers| {
-                        headers
-                            .iter()
-                            .find(|h| h.key == name)
-                            .and_then(|h| h.value)
-                            .and_then(|v| std::str::from_utf8(v).ok())
-                            .map(str::to_string)
-                    })
+        stream::unfold(
+            (Arc::new(consumer), from),
+            move |(consumer, next)| async move {
+                let received = loop {
+                    match consumer.recv().await {
+                        // Before the position, or served twice: already delivered or not asked for.
+                        Ok(message) if (message.offset() as u64) < next => continue,
+                        other => break other,
+                    }
                 };
-                LogRecord {
-                    position: Position {
-                        partition: message.partition() as u32,
-                        offset: message.offset() as u64,
-                    },
-                    key: message
-                        .key()
-                        .map(|k| String::from_utf8_lossy(k).into_owned())
-                        .unwrap_or_default(),
-                    event_type: header(TYPE_HEADER),
-                    schema_version: header(VERSION_HEADER).and_then(|v| v.parse().ok()),
-                    payload: message.payload().unwrap_or_default().to_vec(),
-                    timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
-                }
-            });
-            Some((item, consumer))
-        })
+                let next = match &received {
+                    Ok(message) => message.offset() as u64 + 1,
+                    Err(_) => next,
+                };
+                let item = received.map_err(kafka_error).map(|message| {
+                    let header = |name: &str| {
+                        message.headers().and_then(|headers| {
+                            headers
+                                .iter()
+                                .find(|h| h.key == name)
+                                .and_then(|h| h.value)
+                                .and_then(|v| std::str::from_utf8(v).ok())
+                                .map(str::to_string)
+                        })
+                    };
+                    LogRecord {
+                        position: Position {
+                            partition: message.partition() as u32,
+                            offset: message.offset() as u64,
+                        },
+                        key: message
+                            .key()
+                            .map(|k| String::from_utf8_lossy(k).into_owned())
+                            .unwrap_or_default(),
+                        event_type: header(TYPE_HEADER),
+                        schema_version: header(VERSION_HEADER).and_then(|v| v.parse().ok()),
+                        payload: message.payload().unwrap_or_default().to_vec(),
+                        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+                    }
+                });
+                Some((item, (consumer, next)))
+            },
+        )
         .boxed()
     }
 }

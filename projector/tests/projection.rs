@@ -47,9 +47,6 @@ impl Setup {
                 let mut config = KafkaConfig::new(broker.bootstrap());
                 config.partitions = PARTITIONS;
                 config.replication_factor = 1;
-                // tansu 0.6.0 loses the last multi-record batch of a partition (see the
-                // commit-log conformance suite); one record per batch avoids it.
-                config.extra.insert("batch.num.messages".into(), "1".into());
                 Arc::new(KafkaLog::connect(config).await.unwrap())
             }
         };

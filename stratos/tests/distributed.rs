@@ -36,8 +36,6 @@ fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> 
     if args[0] != "query-service" {
         command
             .args(["--kafka-bootstrap", &broker.bootstrap()])
-            // tansu 0.6.0 loses a partition's last multi-record batch (see the commit-log suite).
-            .args(["--kafka-property", "batch.num.messages=1"])
             .args(["--partitions", "4"]);
     }
     Process(

@@ -178,10 +178,7 @@ impl Deployment {
             if args[0] != "query-service" && args[0] != "migrate" {
                 command
                     .env("STRATOS_KAFKA_BOOTSTRAP", broker.bootstrap())
-                    .env("STRATOS_PARTITIONS", "4")
-                    // tansu 0.6.0 loses a partition's last multi-record batch (see the
-                    // commit-log suite).
-                    .args(["--kafka-property", "batch.num.messages=1"]);
+                    .env("STRATOS_PARTITIONS", "4");
             }
         }
         command
