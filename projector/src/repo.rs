@@ -52,18 +52,21 @@ pub async fn accepted_events(
         return Ok(None);
     };
     let next_offset = last.position.offset + 1;
-    loop {
-        let position = store.position(CONSUMER, partition).await?.unwrap_or(0);
-        if position >= next_offset {
-            break;
+    let mut decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
+    while decided < next_offset {
+        // The partition's own announcements say how far it got; after a silent interval, a
+        // lag, or without a projector in this process, the store does.
+        match tokio::time::timeout(REPO_POLL, progress.recv()).await {
+            Ok(Ok(heard)) => {
+                if heard.partition == partition {
+                    decided = decided.max(heard.next_offset);
+                }
+                continue;
+            }
+            Ok(Err(broadcast::error::RecvError::Closed)) => tokio::time::sleep(REPO_POLL).await,
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
         }
-        // A notification or the poll interval, whichever comes first (without a projector in
-        // this process, just the interval).
-        if let Ok(Err(broadcast::error::RecvError::Closed)) =
-            tokio::time::timeout(REPO_POLL, progress.recv()).await
-        {
-            tokio::time::sleep(REPO_POLL).await;
-        }
+        decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
     }
     let rejected: std::collections::HashSet<u64> = store
         .rejected_offsets(partition, first.position.offset, next_offset)

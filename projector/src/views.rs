@@ -10,7 +10,7 @@ use stratos_log::LogRecord;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{Event, OpAction, RepoOp, SealedRecord};
 use stratos_schema::syntax::Did;
-use stratos_store::{EnrollmentRow, Store, StoreError, Views, ViewsTx};
+use stratos_store::{EnrollmentRow, PostRow, Store, StoreError, Views, ViewsTx};
 use tokio::sync::broadcast;
 
 use crate::appview::{
@@ -103,11 +103,20 @@ impl ViewProjector {
             return Ok(start);
         };
         let mut tx = self.views.begin().await?;
+        // Runs of post upserts go out together; anything else keeps its place between them.
+        let mut posts: Vec<(Box<PostRow>, Vec<String>)> = Vec::new();
         for event in events {
             for change in self.changes(event).await? {
-                write_change(&mut tx, &change).await?;
+                match change {
+                    ViewChange::UpsertPost { post, boundaries } => posts.push((post, boundaries)),
+                    other => {
+                        upsert_posts(&mut tx, &mut posts).await?;
+                        write_change(&mut tx, &other).await?;
+                    }
+                }
             }
         }
+        upsert_posts(&mut tx, &mut posts).await?;
         tx.set_position(self.partition, next_offset).await?;
         tx.commit().await?;
         Ok(next_offset)
@@ -144,6 +153,23 @@ fn record_changes(
             _ => None,
         })
         .collect()
+}
+
+/// Writes the pending post upserts and empties `posts`.
+async fn upsert_posts(
+    tx: &mut ViewsTx,
+    posts: &mut Vec<(Box<PostRow>, Vec<String>)>,
+) -> Result<(), StoreError> {
+    if posts.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<(&PostRow, &[String])> = posts
+        .iter()
+        .map(|(post, boundaries)| (post.as_ref(), boundaries.as_slice()))
+        .collect();
+    tx.upsert_posts(&rows).await?;
+    posts.clear();
+    Ok(())
 }
 
 async fn write_change(tx: &mut ViewsTx, change: &ViewChange) -> Result<(), StoreError> {

@@ -3,10 +3,10 @@
 //! projection (`migrations/appview-postgres`, `migrations/appview-sqlite`). A Postgres schema is
 //! chosen with the URL, e.g. `postgres://…/db?options=-c%20search_path%3Dappview`.
 
-use sqlx::Row;
+use sqlx::{QueryBuilder, Row};
 
 use crate::digest::{Table, digest_tables};
-use crate::store::{Pool, StoreError, StoreTx, on, on_tx, sql};
+use crate::store::{Pool, ROWS_PER_STATEMENT, StoreError, StoreTx, on, on_tx, sql};
 
 /// One `stratos_post` row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -203,6 +203,22 @@ impl Views {
         ))
     }
 
+    /// Reclaims dead rows and refreshes the planner's statistics of the post tables, as
+    /// autovacuum does on a live database (`VACUUM (ANALYZE)` on Postgres, `ANALYZE` on SQLite).
+    pub async fn vacuum(&self) -> Result<(), StoreError> {
+        match &self.pool {
+            Pool::Postgres(pool) => {
+                sqlx::query("VACUUM (ANALYZE) stratos_post, stratos_post_boundary")
+                    .execute(pool)
+                    .await?;
+            }
+            Pool::Sqlite(pool, _) => {
+                sqlx::query("ANALYZE").execute(pool).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// SHA-256 over every post, boundary and enrollment row in key order, as lowercase hex.
     pub async fn digest(&self) -> Result<String, StoreError> {
         digest_tables(&self.pool, VIEW_TABLES).await
@@ -221,60 +237,87 @@ impl ViewsTx {
         post: &PostRow,
         boundaries: &[String],
     ) -> Result<(), StoreError> {
-        let backend = self.0.backend();
-        let upsert = sql(
-            backend,
-            "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
-             \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
-             tags, \"createdAt\", \"indexedAt\") \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
-             creator = excluded.creator, text = excluded.text, \
-             \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
-             \"replyParent\" = excluded.\"replyParent\", \
-             \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
-             facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
-             tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
-             \"indexedAt\" = excluded.\"indexedAt\"",
-        );
-        let sort_at = std::cmp::min(&post.created_at, &post.indexed_at);
-        on_tx!(&mut self.0, tx => {
-            sqlx::query(upsert)
-                .bind(&post.uri)
-                .bind(&post.cid)
-                .bind(&post.rkey)
-                .bind(&post.creator)
-                .bind(&post.text)
-                .bind(&post.reply_root)
-                .bind(&post.reply_root_cid)
-                .bind(&post.reply_parent)
-                .bind(&post.reply_parent_cid)
-                .bind(&post.embed)
-                .bind(&post.facets)
-                .bind(&post.labels)
-                .bind(&post.langs)
-                .bind(&post.tags)
-                .bind(&post.created_at)
-                .bind(&post.indexed_at)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(sql(backend, "DELETE FROM stratos_post_boundary WHERE uri = ?"))
-                .bind(&post.uri)
-                .execute(&mut **tx)
-                .await?;
-            for boundary in boundaries {
-                sqlx::query(sql(
-                    backend,
-                    "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") \
-                     VALUES (?, ?, ?) ON CONFLICT (uri, boundary) DO NOTHING",
-                ))
-                .bind(&post.uri)
-                .bind(boundary)
-                .bind(sort_at)
-                .execute(&mut **tx)
-                .await?;
-            }
-        });
+        self.upsert_posts(&[(post, boundaries)]).await
+    }
+
+    /// Inserts or replaces posts and replaces their boundary rows, a few statements for the
+    /// whole slice; of two entries for one URI the later wins.
+    pub async fn upsert_posts(
+        &mut self,
+        posts: &[(&PostRow, &[String])],
+    ) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::new();
+        let mut latest: Vec<(&PostRow, &[String])> = posts
+            .iter()
+            .rev()
+            .filter(|(post, _)| seen.insert(post.uri.as_str()))
+            .copied()
+            .collect();
+        latest.reverse();
+        for chunk in latest.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut self.0, tx => {
+                let mut upsert = QueryBuilder::new(
+                    "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
+                     \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, \
+                     langs, tags, \"createdAt\", \"indexedAt\") ",
+                );
+                upsert.push_values(chunk, |mut row, (post, _)| {
+                    row.push_bind(&post.uri)
+                        .push_bind(&post.cid)
+                        .push_bind(&post.rkey)
+                        .push_bind(&post.creator)
+                        .push_bind(&post.text)
+                        .push_bind(&post.reply_root)
+                        .push_bind(&post.reply_root_cid)
+                        .push_bind(&post.reply_parent)
+                        .push_bind(&post.reply_parent_cid)
+                        .push_bind(&post.embed)
+                        .push_bind(&post.facets)
+                        .push_bind(&post.labels)
+                        .push_bind(&post.langs)
+                        .push_bind(&post.tags)
+                        .push_bind(&post.created_at)
+                        .push_bind(&post.indexed_at);
+                });
+                upsert.push(
+                    " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
+                     creator = excluded.creator, text = excluded.text, \
+                     \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
+                     \"replyParent\" = excluded.\"replyParent\", \
+                     \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
+                     facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
+                     tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
+                     \"indexedAt\" = excluded.\"indexedAt\"",
+                );
+                upsert.build().execute(&mut **tx).await?;
+                let mut clear = QueryBuilder::new("DELETE FROM stratos_post_boundary WHERE uri IN (");
+                let mut uris = clear.separated(", ");
+                for (post, _) in chunk {
+                    uris.push_bind(&post.uri);
+                }
+                clear.push(")");
+                clear.build().execute(&mut **tx).await?;
+                let rows: Vec<(&str, &str, &str)> = chunk
+                    .iter()
+                    .flat_map(|(post, boundaries)| {
+                        let sort_at = std::cmp::min(&post.created_at, &post.indexed_at);
+                        boundaries
+                            .iter()
+                            .map(move |b| (post.uri.as_str(), b.as_str(), sort_at.as_str()))
+                    })
+                    .collect();
+                for rows in rows.chunks(ROWS_PER_STATEMENT) {
+                    let mut insert = QueryBuilder::new(
+                        "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") ",
+                    );
+                    insert.push_values(rows, |mut row, (uri, boundary, sort_at)| {
+                        row.push_bind(*uri).push_bind(*boundary).push_bind(*sort_at);
+                    });
+                    insert.push(" ON CONFLICT (uri, boundary) DO NOTHING");
+                    insert.build().execute(&mut **tx).await?;
+                }
+            });
+        }
         Ok(())
     }
 
