@@ -64,12 +64,9 @@ impl Queries {
         rkey: &RecordKey,
         cid: Option<&str>,
     ) -> Result<Value, XrpcError> {
-        if self.active_owners([repo.as_str()]).await?.is_empty() {
-            return Err(not_found());
-        }
         let row = self
             .store()
-            .record(repo.as_str(), collection.as_str(), rkey.as_str())
+            .active_record(repo.as_str(), collection.as_str(), rkey.as_str())
             .await
             .map_err(internal)?
             .ok_or_else(not_found)?;

@@ -13,7 +13,7 @@ use stratos_schema::car::CarWriter;
 use stratos_schema::events::SequencedCommit;
 use stratos_schema::mst::Mst;
 use stratos_schema::syntax::{Did, Nsid, RecordKey, Tid};
-use stratos_store::{Head, KeyOrder};
+use stratos_store::Head;
 use stratos_xrpc::XrpcError;
 use tokio::sync::mpsc;
 use warp::http::{HeaderValue, header};
@@ -24,8 +24,6 @@ use crate::viewer::{Viewer, bad_request, internal};
 
 /// The media type of CAR files.
 pub const CAR_MEDIA_TYPE: &str = "application/vnd.ipld.car";
-/// Records read per page while streaming a repository.
-const EXPORT_PAGE: u32 = 500;
 /// Chunks buffered between the reader and a slow client.
 const EXPORT_CHUNKS: usize = 8;
 
@@ -241,43 +239,19 @@ impl Queries {
         }
         drop(tree_blocks);
         send(sender, &chunks).await?;
-        let collections = self
-            .store()
-            .collections(did)
-            .await
-            .map_err(|e| e.to_string())?;
-        for collection in collections {
-            let mut after: Option<String> = None;
-            loop {
-                let rows = self
-                    .store()
-                    .record_page(
-                        did,
-                        &collection,
-                        after.as_deref(),
-                        KeyOrder::Ascending,
-                        EXPORT_PAGE,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
-                for row in &rows {
-                    let path = format!("{}/{}", row.collection, row.rkey);
-                    let wanted = changed
-                        .as_ref()
-                        .is_none_or(|changed| changed.contains(&(path, row.cid)));
-                    if wanted && let Some(block) = &row.block {
-                        car.write_block(&row.cid, block)
-                            .map_err(|e| e.to_string())?;
-                    }
-                }
-                send(sender, &chunks).await?;
-                match rows.last() {
-                    Some(last) if rows.len() == EXPORT_PAGE as usize => {
-                        after = Some(last.rkey.clone());
-                    }
-                    _ => break,
+        let mut batches = self.store().record_blocks(did);
+        while let Some(batch) = batches.recv().await {
+            for record in batch.map_err(|e| e.to_string())? {
+                let wanted = changed.as_ref().is_none_or(|changed| {
+                    let path = format!("{}/{}", record.collection, record.rkey);
+                    changed.contains(&(path, record.cid))
+                });
+                if wanted {
+                    car.write_block(&record.cid, &record.block)
+                        .map_err(|e| e.to_string())?;
                 }
             }
+            send(sender, &chunks).await?;
         }
         car.finish().map_err(|e| e.to_string())?;
         send(sender, &chunks).await

@@ -1,13 +1,31 @@
 //! The reads of the query service: record pages, batches of records, single repository blocks,
 //! an actor's collections and sequence range.
 
+use futures::TryStreamExt;
 use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
+use tokio::sync::mpsc;
 
 use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, sql};
 
 /// A record row with its actor, as the database returns it.
 type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
+
+/// How many records [`Store::record_blocks`] delivers at once.
+const EXPORT_BATCH: usize = 256;
+
+/// A record's path and content, as an export reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordBlock {
+    /// The collection.
+    pub collection: String,
+    /// The record key.
+    pub rkey: String,
+    /// The record CID.
+    pub cid: Cid,
+    /// The record block.
+    pub block: Vec<u8>,
+}
 
 /// Which way a record page runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +73,61 @@ impl Store {
             q.bind(i64::from(limit)).fetch_all(db).await?
         });
         rows.into_iter().map(RecordRow::from_stored).collect()
+    }
+
+    /// The record at `did/collection/rkey` if `did`'s enrollment is active: the records of an
+    /// actor who left are served to nobody. One statement for both checks.
+    pub async fn active_record(
+        &self,
+        did: &str,
+        collection: &str,
+        rkey: &str,
+    ) -> Result<Option<RecordRow>, StoreError> {
+        let query = "SELECT r.collection, r.rkey, r.cid, r.boundaries, r.block FROM record r \
+             JOIN enrollment e ON e.did = r.did AND e.active \
+             WHERE r.did = ? AND r.collection = ? AND r.rkey = ?";
+        self.one_record(query, did, collection, rkey).await
+    }
+
+    /// Every record of `did` that still has its content, in key order, read with one streaming
+    /// statement on a task of its own and delivered in batches: the caller encodes one batch
+    /// while the database reads the next, and memory stays flat however large the repository.
+    pub fn record_blocks(&self, did: &str) -> mpsc::Receiver<Result<Vec<RecordBlock>, StoreError>> {
+        let (sender, receiver) = mpsc::channel(2);
+        let (pool, did) = (self.pool.clone(), did.to_string());
+        let query = sql(
+            self.backend(),
+            "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
+             AND block IS NOT NULL ORDER BY collection, rkey",
+        );
+        tokio::spawn(async move {
+            let read = async {
+                on!(&pool, db => {
+                    let mut rows = sqlx::query_as::<_, (String, String, String, Vec<u8>)>(query)
+                        .bind(&did)
+                        .fetch(db);
+                    let mut batch = Vec::with_capacity(EXPORT_BATCH);
+                    while let Some((collection, rkey, cid, block)) = rows.try_next().await? {
+                        let cid = crate::store::parse_cid(&cid)?;
+                        batch.push(RecordBlock { collection, rkey, cid, block });
+                        if batch.len() == EXPORT_BATCH {
+                            let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
+                            if sender.send(Ok(full)).await.is_err() {
+                                return Ok(());
+                            }
+                        }
+                    }
+                    if !batch.is_empty() {
+                        let _ = sender.send(Ok(batch)).await;
+                    }
+                });
+                Ok::<_, StoreError>(())
+            };
+            if let Err(error) = read.await {
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        receiver
     }
 
     /// The records at these `(did, collection, rkey)` keys that exist, with their actor, in no
