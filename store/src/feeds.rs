@@ -1,7 +1,7 @@
 //! Feed pages over the AppView views: newest first by `("sortAt", uri)`, one keyset page at a
 //! time. A viewer's timeline merges one ordered index range per boundary (and one of the
-//! viewer's own posts) in a single statement, so its cost follows the page size, not the
-//! number of posts.
+//! viewer's own posts) in a single statement that stops once the page is full, so its cost
+//! follows the page size, not the number of posts or boundaries.
 
 use sqlx::QueryBuilder;
 
@@ -75,6 +75,11 @@ where
 
 impl Views {
     /// A page of the posts in any of `boundaries` or written by `viewer`, newest first.
+    ///
+    /// The statement merges the already ordered index ranges and stops after `fetch` rows; a
+    /// post in several of the viewer's boundaries comes once per boundary and is kept once, so
+    /// when duplicates leave the page short the statement runs again with a larger `fetch`
+    /// (at most `limit` rows per range are ever needed).
     pub async fn timeline_page(
         &self,
         viewer: Option<&str>,
@@ -83,12 +88,43 @@ impl Views {
         limit: u32,
     ) -> Result<Vec<FeedItem>, StoreError> {
         let boundaries = &boundaries[..boundaries.len().min(MAX_TIMELINE_BOUNDARIES)];
-        if boundaries.is_empty() && viewer.is_none() {
+        let ranges = boundaries.len() + usize::from(viewer.is_some());
+        let limit = limit as usize;
+        if ranges == 0 || limit == 0 {
             return Ok(Vec::new());
         }
-        let limit = i64::from(limit);
+        let enough = limit * ranges;
+        let mut fetch = (limit + limit / 4 + 1).min(enough);
+        loop {
+            let rows = self
+                .merged_ranges(viewer, boundaries, before, fetch)
+                .await?;
+            let exhausted = rows.len() < fetch || fetch == enough;
+            let mut seen = std::collections::HashSet::new();
+            let page: Vec<FeedItem> = rows
+                .into_iter()
+                .filter(|item| seen.insert(item.uri.clone()))
+                .take(limit)
+                .collect();
+            if page.len() == limit || exhausted {
+                return Ok(page);
+            }
+            fetch = (fetch * 2).min(enough);
+        }
+    }
+
+    /// The first `fetch` rows, newest first, of the boundary ranges and the viewer's own posts,
+    /// duplicates included.
+    async fn merged_ranges(
+        &self,
+        viewer: Option<&str>,
+        boundaries: &[String],
+        before: Option<&FeedCursor>,
+        fetch: usize,
+    ) -> Result<Vec<FeedItem>, StoreError> {
+        let fetch = fetch as i64;
         Ok(on!(&self.pool, db => {
-            let mut query = QueryBuilder::new("SELECT uri, MAX(s) AS s FROM (");
+            let mut query = QueryBuilder::new("SELECT uri, s FROM (");
             let mut first = true;
             for (index, boundary) in boundaries.iter().enumerate() {
                 if !first {
@@ -101,7 +137,7 @@ impl Views {
                 push_before(&mut query, before);
                 query
                     .push(" ORDER BY \"sortAt\" DESC, uri DESC LIMIT ")
-                    .push_bind(limit)
+                    .push_bind(fetch)
                     .push(format!(") AS b{index}"));
             }
             if let Some(viewer) = viewer {
@@ -114,12 +150,12 @@ impl Views {
                 push_before(&mut query, before);
                 query
                     .push(" ORDER BY \"sortAt\" DESC, uri DESC LIMIT ")
-                    .push_bind(limit)
+                    .push_bind(fetch)
                     .push(") AS own");
             }
             query
-                .push(") AS merged GROUP BY uri ORDER BY s DESC, uri DESC LIMIT ")
-                .push_bind(limit);
+                .push(") AS merged ORDER BY s DESC, uri DESC LIMIT ")
+                .push_bind(fetch);
             query.build_query_as::<FeedItem>().fetch_all(db).await?
         }))
     }

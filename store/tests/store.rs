@@ -812,6 +812,48 @@ async fn a_switch_over_keeps_what_the_log_does_not_hold(fixture: &Fixture) {
     now.close().await;
 }
 
+/// A timeline page holds each post once however many of the viewer's boundaries it is in, in
+/// order, and the cursor walks every post exactly once; a batch's later upsert of a URI wins.
+async fn timeline_pages_hold_each_post_once(fixture: &Fixture) {
+    let views = Views::connect(&fixture.url).await.unwrap();
+    let held: Vec<String> = (0..4).map(|b| format!("x/{b}")).collect();
+    let posts: Vec<PostRow> = (0..30)
+        .map(|i| {
+            let at = format!("2026-11-23T11:{i:02}:00.000Z");
+            post("did:plc:a", &format!("3l{i:02}"), "p", &at)
+        })
+        .collect();
+    // Every post in all four boundaries: up to four rows a post before the page is cut.
+    let mut rows: Vec<(&PostRow, &[String])> = posts.iter().map(|p| (p, held.as_slice())).collect();
+    let mut replaced = posts[0].clone();
+    replaced.text = "replaced".into();
+    rows.push((&replaced, &held[..1]));
+    let mut tx = views.begin().await.unwrap();
+    tx.upsert_posts(&rows).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        views.post(&posts[0].uri).await.unwrap(),
+        Some(replaced.clone())
+    );
+    assert_eq!(views.post_boundaries(&posts[0].uri).await.unwrap(), ["x/0"]);
+
+    let mut walked = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = views
+            .timeline_page(Some("did:plc:a"), &held, cursor.as_ref(), 7)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        assert!(page.len() == 7 || walked.len() + page.len() == posts.len());
+        cursor = Some(last.cursor());
+        walked.extend(page.into_iter().map(|item| item.uri));
+    }
+    let newest_first: Vec<String> = posts.iter().rev().map(|p| p.uri.clone()).collect();
+    assert_eq!(walked, newest_first);
+    views.close().await;
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
@@ -837,6 +879,7 @@ suite!(
     sequences_and_rejections,
     enrollments_and_purge,
     views_round_trip,
+    timeline_pages_hold_each_post_once,
     digest_follows_content,
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
@@ -854,6 +897,7 @@ suite!(
     sequences_and_rejections,
     enrollments_and_purge,
     views_round_trip,
+    timeline_pages_hold_each_post_once,
     digest_follows_content,
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
