@@ -9,6 +9,7 @@
 //! * [`sync`] — `com.atproto.sync.getRecord` (proof CARs) and `zone.stratos.sync.getRepo`
 //!   (streamed CARs);
 //! * [`subscribe`] — `zone.stratos.sync.subscribeRecords` over WebSocket;
+//! * [`tails`] — reads shared by the subscribers that follow one stream live;
 //! * [`changes`] — wake-ups when the projections moved, heard in process or over `LISTEN`;
 //! * [`http`] — the routes.
 
@@ -19,6 +20,7 @@ pub mod hydrate;
 pub mod records;
 pub mod subscribe;
 pub mod sync;
+pub mod tails;
 pub mod viewer;
 
 use std::sync::Arc;
@@ -59,6 +61,7 @@ struct Inner {
     auth: Authenticator,
     resolver: DidResolver,
     changes: Changes,
+    tails: tails::Tails,
 }
 
 impl Queries {
@@ -74,6 +77,7 @@ impl Queries {
                 auth,
                 resolver,
                 changes,
+                tails: tails::Tails::default(),
             }),
         }
     }

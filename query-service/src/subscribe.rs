@@ -7,6 +7,7 @@
 //! flight, and a subscriber that stops reading is closed with `ConsumerTooSlow`.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use warp::ws::{Message, WebSocket};
 
 use crate::Queries;
+use crate::tails::Page;
 use crate::viewer::Caller;
 
 /// The method's NSID.
@@ -205,19 +207,19 @@ impl Connection {
         }
     }
 
-    /// Waits for `changes`, the poll interval, or a keepalive round, while reading what the
-    /// client sends (pongs, close).
+    /// Waits for `changes` (`true`) or the poll interval (`false`), answering keepalive rounds
+    /// and reading what the client sends (pongs, close).
     async fn idle(
         &mut self,
         changes: &mut watch::Receiver<u64>,
         poll: Duration,
-    ) -> Result<(), End> {
+    ) -> Result<bool, End> {
         let wake = tokio::time::sleep(poll);
         tokio::pin!(wake);
         loop {
             tokio::select! {
-                _ = changes.changed() => return Ok(()),
-                () = &mut wake => return Ok(()),
+                _ = changes.changed() => return Ok(true),
+                () = &mut wake => return Ok(false),
                 _ = self.ping.tick() => {
                     if !self.answered {
                         return Err(End::Gone);
@@ -382,26 +384,43 @@ impl Queries {
                 .await?;
         }
         let limits = self.config().subscribe.clone();
+        let domain = params.domain.as_deref();
+        let tail = self.inner.tails.tail(did, domain);
         let mut after = cursor;
+        let mut live = false;
         loop {
-            let events = self
-                .store()
-                .actor_events(did, after, limits.batch)
-                .await
-                .map_err(internal)?;
-            let full = events.len() == limits.batch as usize;
-            if let Some(last) = events.last() {
-                after = last.seq;
-                let frames = self
-                    .commit_frames(did, &events, params.domain.as_deref())
-                    .await
-                    .map_err(internal)?;
-                connection.send_all(frames).await?;
+            // Caught-up subscribers of one stream share their reads; a backfill reads alone.
+            let tick = *changes.borrow_and_update();
+            let read = self.read_page(did, after, domain, limits.batch);
+            let page = match live {
+                true => tail.page(after, tick, read).await,
+                false => read.await.map(Arc::new),
             }
-            if !full {
-                connection.idle(&mut changes, limits.poll_interval).await?;
+            .map_err(internal)?;
+            if let Some(last) = page.last_seq {
+                after = last;
+                connection.send_all(page.frames.clone()).await?;
             }
+            // After a poll without an announcement, look for yourself: the poll is the safety
+            // net for a missed announcement, which a shared page would hide.
+            live = !page.full && connection.idle(&mut changes, limits.poll_interval).await?;
         }
+    }
+
+    /// The frames of `did`'s events after `after`, at most `batch` events.
+    async fn read_page(
+        &self,
+        did: &str,
+        after: u64,
+        domain: Option<&str>,
+        batch: u32,
+    ) -> Result<Page, stratos_store::StoreError> {
+        let events = self.store().actor_events(did, after, batch).await?;
+        Ok(Page {
+            frames: self.commit_frames(did, &events, domain).await?,
+            last_seq: events.last().map(|event| event.seq),
+            full: events.len() == batch as usize,
+        })
     }
 
     /// `#commit` frames of `events`, with each op's current record when it still has the op's

@@ -23,6 +23,8 @@ pub enum BenchCommand {
     Read(crate::bench_read::ReadArgs),
     /// Timeline page latency over large synthetic AppView views.
     Timeline(crate::bench_timeline::TimelineArgs),
+    /// Live fan-out of subscribeRecords: many subscribers following one actor's writes.
+    Subscribe(crate::bench_subscribe::SubscribeArgs),
 }
 
 /// Which commit-log adapters to measure.
@@ -84,6 +86,9 @@ pub fn run(command: BenchCommand) -> Result<()> {
         BenchCommand::Read(args) => runtime.block_on(crate::bench_read::bench_read(args)),
         BenchCommand::Timeline(args) => {
             runtime.block_on(crate::bench_timeline::bench_timeline(args))
+        }
+        BenchCommand::Subscribe(args) => {
+            runtime.block_on(crate::bench_subscribe::bench_subscribe(args))
         }
     }
 }

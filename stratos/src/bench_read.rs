@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use stratos_command::auth::install_tls_provider;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-use crate::bench_service::{Local, LocalOptions, service_did};
+use crate::bench_service::read_target;
 
 /// Arguments of `stratos bench read`.
 #[derive(Debug, Args)]
@@ -46,24 +46,8 @@ const STREAMER: &str = "did:plc:benchstreamer";
 /// Runs the bench.
 pub async fn bench_read(args: ReadArgs) -> Result<()> {
     install_tls_provider();
-    let local = match &args.url {
-        Some(_) => None,
-        None => Some(
-            Local::start(&LocalOptions {
-                kafka_bootstrap: None,
-                kafka_properties: Vec::new(),
-                database_url: args.database_url.clone(),
-                partitions: 12,
-                label: "read",
-            })
-            .await?,
-        ),
-    };
-    let (url, boundary) = match (&args.url, &local) {
-        (Some(url), _) => (url.clone(), format!("{}/general", service_did(url).await?)),
-        (None, Some(local)) => (local.url.clone(), local.boundary.clone()),
-        (None, None) => bail!("no service to drive"),
-    };
+    let (local, url, boundary) =
+        read_target(args.url.as_deref(), args.database_url.as_deref(), "read").await?;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency.max(1))
         .build()?;

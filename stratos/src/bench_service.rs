@@ -151,6 +151,30 @@ impl Local {
     }
 }
 
+/// The service a read bench drives: the running one at `url` (`--url`), or one started here
+/// with the embedded log over SQLite or, with `database_url`, a scratch Postgres schema. Gives
+/// the started service (to stop afterwards), the base URL and the `general` boundary.
+pub async fn read_target(
+    url: Option<&str>,
+    database_url: Option<&str>,
+    label: &'static str,
+) -> Result<(Option<Local>, String, String)> {
+    if let Some(url) = url {
+        let boundary = format!("{}/general", service_did(url).await?);
+        return Ok((None, url.to_string(), boundary));
+    }
+    let local = Local::start(&LocalOptions {
+        kafka_bootstrap: None,
+        kafka_properties: Vec::new(),
+        database_url: database_url.map(str::to_string),
+        partitions: 12,
+        label,
+    })
+    .await?;
+    let (url, boundary) = (local.url.clone(), local.boundary.clone());
+    Ok((Some(local), url, boundary))
+}
+
 /// The DID a running service announces in its DID document.
 pub async fn service_did(url: &str) -> Result<String> {
     let document: serde_json::Value = reqwest::get(format!("{url}/.well-known/did.json"))

@@ -5,6 +5,7 @@ mod bench;
 mod bench_projection;
 mod bench_read;
 mod bench_service;
+mod bench_subscribe;
 mod bench_timeline;
 mod bench_write;
 mod config;
