@@ -234,20 +234,23 @@ async fn call(
         .get(warp::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok());
     let caller = queries.caller(authorization, nsid).await?;
-    let viewer = queries.viewer(&caller, params.get("viewer")).await?;
     let json = |value: Value| Ok(json_response(StatusCode::OK, &value));
-    match nsid {
-        "com.atproto.repo.getRecord" => json(
+    if nsid == "com.atproto.repo.getRecord" {
+        // The hottest read looks the viewer's boundaries up together with the record.
+        return json(
             queries
                 .get_record(
-                    &viewer,
+                    queries.reader(&caller, params.get("viewer"))?,
                     &did_param("repo", params.get("repo"))?,
                     &collection_param(params.get("collection"))?,
                     &rkey_param(params.get("rkey"))?,
                     cid_param(params.get("cid"))?,
                 )
                 .await?,
-        ),
+        );
+    }
+    let viewer = queries.viewer(&caller, params.get("viewer")).await?;
+    match nsid {
         "com.atproto.repo.listRecords" => json(
             queries
                 .list_records(

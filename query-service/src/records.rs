@@ -8,7 +8,7 @@ use stratos_store::{KeyOrder, RecordRow};
 use stratos_xrpc::XrpcError;
 
 use crate::Queries;
-use crate::viewer::{Viewer, bad_request, internal};
+use crate::viewer::{Reader, Viewer, bad_request, internal};
 
 /// The largest `listRecords` page.
 pub const MAX_LIST_LIMIT: u32 = 100;
@@ -55,21 +55,30 @@ fn not_found() -> XrpcError {
 }
 
 impl Queries {
-    /// `com.atproto.repo.getRecord`.
+    /// `com.atproto.repo.getRecord`: the record and the reader's boundaries in one statement.
     pub async fn get_record(
         &self,
-        viewer: &Viewer,
+        reader: Reader,
         repo: &Did,
         collection: &Nsid,
         rkey: &RecordKey,
         cid: Option<&str>,
     ) -> Result<Value, XrpcError> {
-        let row = self
+        let actor = match &reader {
+            Reader::Actor(did) => Some(did.as_str()),
+            Reader::Anonymous | Reader::Service => None,
+        };
+        let (row, boundaries) = self
             .store()
-            .active_record(repo.as_str(), collection.as_str(), rkey.as_str())
+            .readable_record(repo.as_str(), collection.as_str(), rkey.as_str(), actor)
             .await
             .map_err(internal)?
             .ok_or_else(not_found)?;
+        let viewer = match reader {
+            Reader::Anonymous => Viewer::Anonymous,
+            Reader::Service => Viewer::Service,
+            Reader::Actor(did) => Viewer::Actor { did, boundaries },
+        };
         if cid.is_some_and(|cid| cid != row.cid.to_string())
             || !viewer.can_see(repo.as_str(), &row.boundaries)
         {

@@ -23,6 +23,17 @@ pub enum Caller {
     Service(String),
 }
 
+/// Whose eyes a read is done with, before an actor's boundaries are looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    /// Nobody in particular.
+    Anonymous,
+    /// A trusted service reading for itself.
+    Service,
+    /// An actor, by DID.
+    Actor(String),
+}
+
 /// Whose eyes a read is done with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Viewer {
@@ -105,27 +116,37 @@ impl Queries {
         }
     }
 
-    /// The viewer of a read by `caller`; a service may name the viewer it reads for.
-    pub async fn viewer(
-        &self,
-        caller: &Caller,
-        acting_for: Option<&str>,
-    ) -> Result<Viewer, XrpcError> {
+    /// Who a read by `caller` is for; a service may name the viewer it reads for.
+    pub fn reader(&self, caller: &Caller, acting_for: Option<&str>) -> Result<Reader, XrpcError> {
         match (caller, acting_for) {
-            (Caller::Anonymous, None) => Ok(Viewer::Anonymous),
-            (Caller::Service(_), None) => Ok(Viewer::Service),
-            (Caller::Actor(did), None) => self.actor_viewer(did).await,
+            (Caller::Anonymous, None) => Ok(Reader::Anonymous),
+            (Caller::Service(_), None) => Ok(Reader::Service),
+            (Caller::Actor(did), None) => Ok(Reader::Actor(did.clone())),
             (Caller::Service(_), Some(viewer)) => {
                 if !viewer.starts_with("did:") {
                     return Err(XrpcError::invalid_request("viewer must be a DID"));
                 }
-                self.actor_viewer(viewer).await
+                Ok(Reader::Actor(viewer.to_string()))
             }
             (_, Some(_)) => Err(XrpcError::new(
                 StatusCode::FORBIDDEN,
                 "Forbidden",
                 "only allow-listed services may read for a viewer",
             )),
+        }
+    }
+
+    /// The viewer of a read by `caller`, with their boundaries; a service may name the viewer it
+    /// reads for.
+    pub async fn viewer(
+        &self,
+        caller: &Caller,
+        acting_for: Option<&str>,
+    ) -> Result<Viewer, XrpcError> {
+        match self.reader(caller, acting_for)? {
+            Reader::Anonymous => Ok(Viewer::Anonymous),
+            Reader::Service => Ok(Viewer::Service),
+            Reader::Actor(did) => self.actor_viewer(&did).await,
         }
     }
 

@@ -6,7 +6,7 @@ use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
 use tokio::sync::mpsc;
 
-use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, sql};
+use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, split_lines, sql};
 
 /// A record row with its actor, as the database returns it.
 type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
@@ -75,18 +75,45 @@ impl Store {
         rows.into_iter().map(RecordRow::from_stored).collect()
     }
 
-    /// The record at `did/collection/rkey` if `did`'s enrollment is active: the records of an
-    /// actor who left are served to nobody. One statement for both checks.
-    pub async fn active_record(
+    /// The record at `did/collection/rkey` if `did`'s enrollment is active (the records of an
+    /// actor who left are served to nobody), with the boundaries of `reader`'s active
+    /// enrollment (none without one): what a single-record read needs, in one statement.
+    pub async fn readable_record(
         &self,
         did: &str,
         collection: &str,
         rkey: &str,
-    ) -> Result<Option<RecordRow>, StoreError> {
-        let query = "SELECT r.collection, r.rkey, r.cid, r.boundaries, r.block FROM record r \
+        reader: Option<&str>,
+    ) -> Result<Option<(RecordRow, Vec<String>)>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT r.collection, r.rkey, r.cid, r.boundaries, r.block, v.boundaries FROM record r \
              JOIN enrollment e ON e.did = r.did AND e.active \
-             WHERE r.did = ? AND r.collection = ? AND r.rkey = ?";
-        self.one_record(query, did, collection, rkey).await
+             LEFT JOIN enrollment v ON v.did = ? AND v.active \
+             WHERE r.did = ? AND r.collection = ? AND r.rkey = ?",
+        );
+        type Row = (
+            String,
+            String,
+            String,
+            String,
+            Option<Vec<u8>>,
+            Option<String>,
+        );
+        let row: Option<Row> = on!(&self.pool, db => {
+            sqlx::query_as(query)
+                .bind(reader)
+                .bind(did)
+                .bind(collection)
+                .bind(rkey)
+                .fetch_optional(db)
+                .await?
+        });
+        row.map(|(collection, rkey, cid, boundaries, block, held)| {
+            let record = RecordRow::from_stored((collection, rkey, cid, boundaries, block))?;
+            Ok((record, held.as_deref().map(split_lines).unwrap_or_default()))
+        })
+        .transpose()
     }
 
     /// Every record of `did` that still has its content, in key order, read with one streaming

@@ -480,20 +480,11 @@ impl Store {
         collection: &str,
         rkey: &str,
     ) -> Result<Option<RecordRow>, StoreError> {
-        let query = "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
-             AND collection = ? AND rkey = ?";
-        self.one_record(query, did, collection, rkey).await
-    }
-
-    /// The record a `query` selects (as [`StoredRecord`]) with `did`, `collection` and `rkey`.
-    pub(crate) async fn one_record(
-        &self,
-        query: &'static str,
-        did: &str,
-        collection: &str,
-        rkey: &str,
-    ) -> Result<Option<RecordRow>, StoreError> {
-        let query = sql(self.backend(), query);
+        let query = sql(
+            self.backend(),
+            "SELECT collection, rkey, cid, boundaries, block FROM record WHERE did = ? \
+             AND collection = ? AND rkey = ?",
+        );
         let row: Option<StoredRecord> = on!(&self.pool, db => {
             sqlx::query_as(query).bind(did).bind(collection).bind(rkey).fetch_optional(db).await?
         });
