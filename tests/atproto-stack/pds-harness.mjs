@@ -35,7 +35,8 @@ const freePort = () => new Promise((resolve, reject) => {
 })
 const plcPort = Number(process.env.PLC_PORT) || await freePort()
 const pdsPort = Number(process.env.PDS_PORT) || await freePort()
-const dataDir = await fs.mkdtemp(path.join(os.tmpdir(), 'stratos-atproto-'))
+// The caller may own the data directory (and remove it even after killing this process).
+const dataDir = process.env.ATPROTO_DATA_DIR ?? await fs.mkdtemp(path.join(os.tmpdir(), 'stratos-atproto-'))
 
 // The PLC directory. @did-plc/server 0.0.1 (the only published version) serves legacy DID
 // documents; plc.directory serves `Multikey` ones. A small proxy in front rewrites `GET /<did>`

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// A running PDS + PLC directory; stopped when dropped (its stdin closes).
+/// A running PDS + PLC directory; stopped when dropped (killed), its data removed after it.
 pub struct AtprotoStack {
     /// The PDS, e.g. `http://localhost:41234`.
     pub pds_url: String,
@@ -19,6 +19,8 @@ pub struct AtprotoStack {
     stdin: tokio::process::ChildStdin,
     lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     _process: Child,
+    /// Declared after the process, so it is removed once the process is gone.
+    _data: tempfile::TempDir,
 }
 
 /// An account on the PDS, signed in.
@@ -57,8 +59,14 @@ impl AtprotoStack {
             .unwrap()
             .trim()
             .to_string();
+        // The harness cannot clean up after a kill: its data lives in a directory of ours.
+        let data = tempfile::Builder::new()
+            .prefix("stratos-atproto-")
+            .tempdir()
+            .expect("a data directory for the PDS");
         let mut process = Command::new(node)
             .arg(root.join("tests/atproto-stack/pds-harness.mjs"))
+            .env("ATPROTO_DATA_DIR", data.path())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -83,6 +91,7 @@ impl AtprotoStack {
             stdin: process.stdin.take().unwrap(),
             lines,
             _process: process,
+            _data: data,
         }
     }
 
