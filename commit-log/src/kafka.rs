@@ -5,9 +5,11 @@
 //!
 //! Appends are batched (at most [`DEFAULT_BATCH_RECORDS`] records per produce batch unless
 //! `batch.num.messages` says otherwise). Some Kafka-API brokers (tansu 0.6) only serve batches
-//! whose *base* offset is at or after the fetch offset and report the last batch's base as the
-//! end of a partition, so a consumer starts up to one batch early and drops what precedes its
-//! position (and any batch served twice), and partition ends come from fetch responses.
+//! whose *base* offset is at or after the fetch offset and report the last batch's base plus
+//! one as the end of a partition, so a consumer starts up to one batch early and drops what
+//! precedes its position (and any batch served twice), and partition ends are read from one
+//! batch before the reported one. On such a broker every producer's `batch.num.messages` must
+//! be at most the consumers'.
 
 use async_trait::async_trait;
 use futures::stream::{self, BoxStream, StreamExt};
@@ -340,7 +342,21 @@ impl CommitLog for KafkaLog {
                     }
                 };
                 let next = match &received {
-                    Ok(message) => message.offset() as u64 + 1,
+                    Ok(message) => {
+                        let offset = message.offset() as u64;
+                        if offset > next && next == from {
+                            // Offsets may have gaps; on a broker that skips a batch a fetch
+                            // starts inside, this is where records went missing.
+                            tracing::warn!(
+                                partition,
+                                from,
+                                offset,
+                                "the first record read is past the position asked for: is a \
+                                 producer's batch.num.messages above this consumer's?"
+                            );
+                        }
+                        offset + 1
+                    }
                     Err(_) => next,
                 };
                 let item = received.map_err(kafka_error).map(|message| {

@@ -53,20 +53,24 @@ pub async fn accepted_events(
     };
     let next_offset = last.position.offset + 1;
     let mut decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
+    let mut look_again = tokio::time::Instant::now() + REPO_POLL;
     while decided < next_offset {
-        // The partition's own announcements say how far it got; after a silent interval, a
+        // The partition's own announcements say how far it got; every poll interval, after a
         // lag, or without a projector in this process, the store does.
-        match tokio::time::timeout(REPO_POLL, progress.recv()).await {
+        match tokio::time::timeout_at(look_again, progress.recv()).await {
             Ok(Ok(heard)) => {
                 if heard.partition == partition {
                     decided = decided.max(heard.next_offset);
                 }
                 continue;
             }
-            Ok(Err(broadcast::error::RecvError::Closed)) => tokio::time::sleep(REPO_POLL).await,
+            Ok(Err(broadcast::error::RecvError::Closed)) => {
+                tokio::time::sleep_until(look_again).await;
+            }
             Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
         }
         decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
+        look_again = tokio::time::Instant::now() + REPO_POLL;
     }
     let rejected: std::collections::HashSet<u64> = store
         .rejected_offsets(partition, first.position.offset, next_offset)

@@ -239,9 +239,9 @@ impl Queries {
         }
         drop(tree_blocks);
         send(sender, &chunks).await?;
-        let mut batches = self.store().record_blocks(did);
-        while let Some(batch) = batches.recv().await {
-            for record in batch.map_err(|e| e.to_string())? {
+        let mut pages = self.store().record_blocks(did);
+        while let Some(page) = pages.next().await.map_err(|e| e.to_string())? {
+            for record in page {
                 let wanted = changed.as_ref().is_none_or(|changed| {
                     let path = format!("{}/{}", record.collection, record.rkey);
                     changed.contains(&(path, record.cid))

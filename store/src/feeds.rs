@@ -1,7 +1,8 @@
 //! Feed pages over the AppView views: newest first by `("sortAt", uri)`, one keyset page at a
 //! time. A viewer's timeline merges one ordered index range per boundary (and one of the
 //! viewer's own posts) in a single statement that stops once the page is full, so its cost
-//! follows the page size, not the number of posts or boundaries.
+//! follows the page size, not the number of posts (on Postgres, which merges the ordered
+//! ranges, hardly the number of boundaries either).
 
 use sqlx::QueryBuilder;
 
@@ -76,10 +77,10 @@ where
 impl Views {
     /// A page of the posts in any of `boundaries` or written by `viewer`, newest first.
     ///
-    /// The statement merges the already ordered index ranges and stops after `fetch` rows; a
-    /// post in several of the viewer's boundaries comes once per boundary and is kept once, so
-    /// when duplicates leave the page short the statement runs again with a larger `fetch`
-    /// (at most `limit` rows per range are ever needed).
+    /// The statement merges the already ordered index ranges (at most `limit` rows of each: a
+    /// range holds a post once) and stops after `fetch` rows; a post in several of the viewer's
+    /// boundaries comes once per boundary and is kept once, so when duplicates leave the page
+    /// short the statement runs again with a larger `fetch`.
     pub async fn timeline_page(
         &self,
         viewer: Option<&str>,
@@ -97,7 +98,7 @@ impl Views {
         let mut fetch = (limit + limit / 4 + 1).min(enough);
         loop {
             let rows = self
-                .merged_ranges(viewer, boundaries, before, fetch)
+                .merged_ranges(viewer, boundaries, before, fetch.min(limit), fetch)
                 .await?;
             let exhausted = rows.len() < fetch || fetch == enough;
             let mut seen = std::collections::HashSet::new();
@@ -113,16 +114,17 @@ impl Views {
         }
     }
 
-    /// The first `fetch` rows, newest first, of the boundary ranges and the viewer's own posts,
-    /// duplicates included.
+    /// The first `fetch` rows, newest first, of the first `per_range` rows of each boundary
+    /// range and of the viewer's own posts, duplicates included.
     async fn merged_ranges(
         &self,
         viewer: Option<&str>,
         boundaries: &[String],
         before: Option<&FeedCursor>,
+        per_range: usize,
         fetch: usize,
     ) -> Result<Vec<FeedItem>, StoreError> {
-        let fetch = fetch as i64;
+        let (per_range, fetch) = (per_range as i64, fetch as i64);
         Ok(on!(&self.pool, db => {
             let mut query = QueryBuilder::new("SELECT uri, s FROM (");
             let mut first = true;
@@ -137,7 +139,7 @@ impl Views {
                 push_before(&mut query, before);
                 query
                     .push(" ORDER BY \"sortAt\" DESC, uri DESC LIMIT ")
-                    .push_bind(fetch)
+                    .push_bind(per_range)
                     .push(format!(") AS b{index}"));
             }
             if let Some(viewer) = viewer {
@@ -150,7 +152,7 @@ impl Views {
                 push_before(&mut query, before);
                 query
                     .push(" ORDER BY \"sortAt\" DESC, uri DESC LIMIT ")
-                    .push_bind(fetch)
+                    .push_bind(per_range)
                     .push(") AS own");
             }
             query

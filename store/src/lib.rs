@@ -37,7 +37,7 @@ pub use self::keys::{KeyKind, MasterKey};
 pub use self::migrations::{Migrated, Schema, migrate};
 pub use self::notify::OUTCOME_CHANNEL;
 pub use self::outbox::OutboxEntry;
-pub use self::reads::{KeyOrder, RecordBlock};
+pub use self::reads::{KeyOrder, RecordBlock, RecordBlocks};
 pub use self::rebuild::RebuildTarget;
 pub use self::requests::StoredRequest;
 pub use self::status::StoreCounts;

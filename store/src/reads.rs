@@ -1,7 +1,6 @@
 //! The reads of the query service: record pages, batches of records, single repository blocks,
 //! an actor's collections and sequence range.
 
-use futures::TryStreamExt;
 use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
 use tokio::sync::mpsc;
@@ -25,6 +24,33 @@ pub struct RecordBlock {
     pub cid: Cid,
     /// The record block.
     pub block: Vec<u8>,
+}
+
+/// The pages of [`Store::record_blocks`], in order.
+pub struct RecordBlocks {
+    receiver: mpsc::Receiver<Result<Vec<RecordBlock>, StoreError>>,
+    /// The last (short, perhaps empty) page arrived.
+    finished: bool,
+}
+
+impl RecordBlocks {
+    /// The next page; `None` after the last. A read that stopped before the end (its task
+    /// died) is an error, never a silently short export.
+    pub async fn next(&mut self) -> Result<Option<Vec<RecordBlock>>, StoreError> {
+        if self.finished {
+            return Ok(None);
+        }
+        match self.receiver.recv().await {
+            Some(Ok(page)) => {
+                self.finished = page.len() < EXPORT_BATCH;
+                Ok((!page.is_empty()).then_some(page))
+            }
+            Some(Err(error)) => Err(error),
+            None => Err(StoreError::Corrupt(
+                "the repository read stopped early".into(),
+            )),
+        }
+    }
 }
 
 /// Which way a record page runs.
@@ -116,45 +142,68 @@ impl Store {
         .transpose()
     }
 
-    /// Every record of `did` that still has its content, in key order, read with one streaming
-    /// statement on a task of its own and delivered in batches: the caller encodes one batch
-    /// while the database reads the next, and memory stays flat however large the repository.
-    pub fn record_blocks(&self, did: &str) -> mpsc::Receiver<Result<Vec<RecordBlock>, StoreError>> {
+    /// Every record of `did` that still has its content, in key order, read in keyset pages by
+    /// a task of its own: the caller encodes one page while the next is read, memory stays
+    /// flat however large the repository, and no connection is held while a slow client
+    /// downloads.
+    pub fn record_blocks(&self, did: &str) -> RecordBlocks {
         let (sender, receiver) = mpsc::channel(2);
-        let (pool, did) = (self.pool.clone(), did.to_string());
-        let query = sql(
-            self.backend(),
-            "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
-             AND block IS NOT NULL ORDER BY collection, rkey",
-        );
+        let store = self.clone();
+        let did = did.to_string();
         tokio::spawn(async move {
-            let read = async {
-                on!(&pool, db => {
-                    let mut rows = sqlx::query_as::<_, (String, String, String, Vec<u8>)>(query)
-                        .bind(&did)
-                        .fetch(db);
-                    let mut batch = Vec::with_capacity(EXPORT_BATCH);
-                    while let Some((collection, rkey, cid, block)) = rows.try_next().await? {
-                        let cid = crate::store::parse_cid(&cid)?;
-                        batch.push(RecordBlock { collection, rkey, cid, block });
-                        if batch.len() == EXPORT_BATCH {
-                            let full = std::mem::replace(&mut batch, Vec::with_capacity(EXPORT_BATCH));
-                            if sender.send(Ok(full)).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                    }
-                    if !batch.is_empty() {
-                        let _ = sender.send(Ok(batch)).await;
-                    }
-                });
-                Ok::<_, StoreError>(())
-            };
-            if let Err(error) = read.await {
-                let _ = sender.send(Err(error)).await;
+            let mut after: Option<(String, String)> = None;
+            loop {
+                let page = store.record_block_page(&did, after.as_ref()).await;
+                let done = !matches!(&page, Ok(page) if page.len() == EXPORT_BATCH);
+                if let Ok(Some(last)) = page.as_ref().map(|page| page.last()) {
+                    after = Some((last.collection.clone(), last.rkey.clone()));
+                }
+                if sender.send(page).await.is_err() || done {
+                    return;
+                }
             }
         });
-        receiver
+        RecordBlocks {
+            receiver,
+            finished: false,
+        }
+    }
+
+    /// Up to [`EXPORT_BATCH`] records of `did` with content after the key `after`.
+    async fn record_block_page(
+        &self,
+        did: &str,
+        after: Option<&(String, String)>,
+    ) -> Result<Vec<RecordBlock>, StoreError> {
+        let query = match after {
+            None => {
+                "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
+                 AND block IS NOT NULL ORDER BY collection, rkey LIMIT ?"
+            }
+            Some(_) => {
+                "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
+                 AND block IS NOT NULL AND (collection > ? OR (collection = ? AND rkey > ?)) \
+                 ORDER BY collection, rkey LIMIT ?"
+            }
+        };
+        let query = sql(self.backend(), query);
+        let rows: Vec<(String, String, String, Vec<u8>)> = on!(&self.pool, db => {
+            let mut q = sqlx::query_as(query).bind(did);
+            if let Some((collection, rkey)) = after {
+                q = q.bind(collection).bind(collection).bind(rkey);
+            }
+            q.bind(EXPORT_BATCH as i64).fetch_all(db).await?
+        });
+        rows.into_iter()
+            .map(|(collection, rkey, cid, block)| {
+                Ok(RecordBlock {
+                    collection,
+                    rkey,
+                    cid: crate::store::parse_cid(&cid)?,
+                    block,
+                })
+            })
+            .collect()
     }
 
     /// The records at these `(did, collection, rkey)` keys that exist, with their actor, in no

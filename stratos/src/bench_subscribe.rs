@@ -25,7 +25,8 @@ pub struct SubscribeArgs {
     /// instead of SQLite in a temporary directory.
     #[arg(long)]
     database_url: Option<String>,
-    /// WebSocket subscribers following the stream.
+    /// WebSocket subscribers following the stream (two file descriptors each when the service
+    /// runs in this process: raise `ulimit -n` above twice this).
     #[arg(long, default_value_t = 1_000)]
     subscribers: usize,
     /// Events written while they follow.
@@ -35,8 +36,6 @@ pub struct SubscribeArgs {
     #[arg(long, default_value_t = 100)]
     rate: u32,
 }
-
-const STREAMER: &str = "did:plc:benchfanout";
 
 /// How long a subscriber waits for its next event before it gives up.
 const QUIET: Duration = Duration::from_secs(15);
@@ -53,9 +52,22 @@ pub async fn bench_subscribe(args: SubscribeArgs) -> Result<()> {
         "subscribe",
     )
     .await?;
+    let outcome = run(&args, &url, boundary).await;
+    if let Some(local) = local {
+        local.stop().await?;
+    }
+    outcome
+}
+
+async fn run(args: &SubscribeArgs, url: &str, boundary: String) -> Result<()> {
+    // An actor of this run only, so a replay from the start holds only this run's events.
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
     let writer = Writer {
         client: reqwest::Client::new(),
-        url: url.clone(),
+        url: url.to_string(),
+        did: format!("did:plc:benchfanout{nonce:x}"),
         boundary,
     };
     // A first event enrolls the actor, so the stream exists before anyone subscribes; the
@@ -65,16 +77,18 @@ pub async fn bench_subscribe(args: SubscribeArgs) -> Result<()> {
     let bar = crate::progress::bar(args.subscribers as u64, "connecting subscribers")?;
     let mut sockets = Vec::with_capacity(args.subscribers);
     let stream_url = format!(
-        "{}/xrpc/zone.stratos.sync.subscribeRecords?did={STREAMER}&cursor=0",
-        url.replacen("http", "ws", 1)
+        "{}/xrpc/zone.stratos.sync.subscribeRecords?did={}&cursor=0",
+        url.replacen("http", "ws", 1),
+        writer.did
     );
+    let authorization = format!("Bearer {}", writer.did);
     let mut connecting = futures::stream::iter((0..args.subscribers).map(|_| {
-        let stream_url = stream_url.clone();
+        let (stream_url, authorization) = (stream_url.clone(), authorization.clone());
         async move {
             let mut request = stream_url.into_client_request()?;
             request
                 .headers_mut()
-                .insert("authorization", format!("Bearer {STREAMER}").parse()?);
+                .insert("authorization", authorization.parse()?);
             let (socket, _) = tokio_tungstenite::connect_async(request).await?;
             Ok::<_, anyhow::Error>(socket)
         }
@@ -148,9 +162,6 @@ pub async fn bench_subscribe(args: SubscribeArgs) -> Result<()> {
             ended_early.len()
         );
     }
-    if let Some(local) = local {
-        local.stop().await?;
-    }
     Ok(())
 }
 
@@ -158,6 +169,8 @@ pub async fn bench_subscribe(args: SubscribeArgs) -> Result<()> {
 struct Writer {
     client: reqwest::Client,
     url: String,
+    /// The streamer.
+    did: String,
     boundary: String,
 }
 
@@ -172,9 +185,9 @@ impl Writer {
         let response = self
             .client
             .post(format!("{}/xrpc/com.atproto.repo.createRecord", self.url))
-            .bearer_auth(STREAMER)
+            .bearer_auth(&self.did)
             .json(&json!({
-                "repo": STREAMER,
+                "repo": self.did,
                 "collection": "zone.stratos.feed.post",
                 "record": record,
             }))
