@@ -151,17 +151,46 @@ impl Store {
         let store = self.clone();
         let did = did.to_string();
         tokio::spawn(async move {
-            let mut after: Option<(String, String)> = None;
-            loop {
-                let page = store.record_block_page(&did, after.as_ref()).await;
-                let done = !matches!(&page, Ok(page) if page.len() == EXPORT_BATCH);
-                if let Ok(Some(last)) = page.as_ref().map(|page| page.last()) {
-                    after = Some((last.collection.clone(), last.rkey.clone()));
-                }
-                if sender.send(page).await.is_err() || done {
+            let collections = match store.collections(&did).await {
+                Ok(collections) => collections,
+                Err(error) => {
+                    let _ = sender.send(Err(error)).await;
                     return;
                 }
+            };
+            let mut pending = Vec::with_capacity(EXPORT_BATCH);
+            for collection in collections {
+                let mut after: Option<String> = None;
+                loop {
+                    let page = match store
+                        .record_block_page(&did, &collection, after.as_deref())
+                        .await
+                    {
+                        Ok(page) => page,
+                        Err(error) => {
+                            let _ = sender.send(Err(error)).await;
+                            return;
+                        }
+                    };
+                    let last_page = page.len() < EXPORT_BATCH;
+                    after = page.last().map(|record| record.rkey.clone());
+                    for record in page {
+                        pending.push(record);
+                        if pending.len() == EXPORT_BATCH {
+                            let full =
+                                std::mem::replace(&mut pending, Vec::with_capacity(EXPORT_BATCH));
+                            if sender.send(Ok(full)).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    if last_page {
+                        break;
+                    }
+                }
             }
+            // Shorter than a full batch, perhaps empty: the end.
+            let _ = sender.send(Ok(pending)).await;
         });
         RecordBlocks {
             receiver,
@@ -169,30 +198,27 @@ impl Store {
         }
     }
 
-    /// Up to [`EXPORT_BATCH`] records of `did` with content after the key `after`.
+    /// Up to [`EXPORT_BATCH`] records of `did` in `collection` with content, after the record
+    /// key `after`.
     async fn record_block_page(
         &self,
         did: &str,
-        after: Option<&(String, String)>,
+        collection: &str,
+        after: Option<&str>,
     ) -> Result<Vec<RecordBlock>, StoreError> {
-        let query = match after {
-            None => {
-                "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
-                 AND block IS NOT NULL ORDER BY collection, rkey LIMIT ?"
-            }
-            Some(_) => {
-                "SELECT collection, rkey, cid, block FROM record WHERE did = ? \
-                 AND block IS NOT NULL AND (collection > ? OR (collection = ? AND rkey > ?)) \
-                 ORDER BY collection, rkey LIMIT ?"
-            }
-        };
-        let query = sql(self.backend(), query);
+        let query = sql(
+            self.backend(),
+            "SELECT collection, rkey, cid, block FROM record WHERE did = ? AND collection = ? \
+             AND rkey > ? AND block IS NOT NULL ORDER BY rkey LIMIT ?",
+        );
         let rows: Vec<(String, String, String, Vec<u8>)> = on!(&self.pool, db => {
-            let mut q = sqlx::query_as(query).bind(did);
-            if let Some((collection, rkey)) = after {
-                q = q.bind(collection).bind(collection).bind(rkey);
-            }
-            q.bind(EXPORT_BATCH as i64).fetch_all(db).await?
+            sqlx::query_as(query)
+                .bind(did)
+                .bind(collection)
+                .bind(after.unwrap_or(""))
+                .bind(EXPORT_BATCH as i64)
+                .fetch_all(db)
+                .await?
         });
         rows.into_iter()
             .map(|(collection, rkey, cid, block)| {
