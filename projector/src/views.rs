@@ -107,13 +107,7 @@ impl ViewProjector {
         let mut posts: Vec<(Box<PostRow>, Vec<String>)> = Vec::new();
         for event in events {
             for change in self.changes(event).await? {
-                match change {
-                    ViewChange::UpsertPost { post, boundaries } => posts.push((post, boundaries)),
-                    other => {
-                        upsert_posts(&mut tx, &mut posts).await?;
-                        write_change(&mut tx, &other).await?;
-                    }
-                }
+                write_change(&mut tx, change, &mut posts).await?;
             }
         }
         upsert_posts(&mut tx, &mut posts).await?;
@@ -172,24 +166,38 @@ async fn upsert_posts(
     Ok(())
 }
 
-async fn write_change(tx: &mut ViewsTx, change: &ViewChange) -> Result<(), StoreError> {
+/// Writes `change`, except a post upsert, which joins the pending ones in `posts`; those are
+/// written before any other change, so every change keeps its place.
+async fn write_change(
+    tx: &mut ViewsTx,
+    change: ViewChange,
+    posts: &mut Vec<(Box<PostRow>, Vec<String>)>,
+) -> Result<(), StoreError> {
     match change {
-        ViewChange::UpsertPost { post, boundaries } => tx.upsert_post(post, boundaries).await,
-        ViewChange::DeletePost { uri } => tx.delete_post(uri).await,
+        ViewChange::UpsertPost { post, boundaries } => posts.push((post, boundaries)),
+        ViewChange::DeletePost { uri } => {
+            upsert_posts(tx, posts).await?;
+            tx.delete_post(&uri).await?;
+        }
         ViewChange::UpsertEnrollment {
             did,
             service_url,
             enrolled_at,
             boundaries,
         } => {
-            tx.upsert_enrollment(&EnrollmentRow {
-                did: did.clone(),
-                service_url: service_url.clone(),
-                enrolled_at: enrolled_at.clone(),
-                boundaries: boundaries.clone(),
-            })
-            .await
+            upsert_posts(tx, posts).await?;
+            let row = EnrollmentRow {
+                did,
+                service_url,
+                enrolled_at,
+                boundaries,
+            };
+            tx.upsert_enrollment(&row).await?;
         }
-        ViewChange::RemoveActor { did } => tx.remove_actor(did).await,
+        ViewChange::RemoveActor { did } => {
+            upsert_posts(tx, posts).await?;
+            tx.remove_actor(&did).await?;
+        }
     }
+    Ok(())
 }

@@ -28,28 +28,19 @@ pub struct RecordBlock {
 
 /// The pages of [`Store::record_blocks`], in order.
 pub struct RecordBlocks {
-    receiver: mpsc::Receiver<Result<Vec<RecordBlock>, StoreError>>,
-    /// The last (short, perhaps empty) page arrived.
-    finished: bool,
+    /// Pages, then `None` once the read is complete.
+    receiver: mpsc::Receiver<Result<Option<Vec<RecordBlock>>, StoreError>>,
 }
 
 impl RecordBlocks {
     /// The next page; `None` after the last. A read that stopped before the end (its task
     /// died) is an error, never a silently short export.
     pub async fn next(&mut self) -> Result<Option<Vec<RecordBlock>>, StoreError> {
-        if self.finished {
-            return Ok(None);
-        }
-        match self.receiver.recv().await {
-            Some(Ok(page)) => {
-                self.finished = page.len() < EXPORT_BATCH;
-                Ok((!page.is_empty()).then_some(page))
-            }
-            Some(Err(error)) => Err(error),
-            None => Err(StoreError::Corrupt(
+        self.receiver.recv().await.unwrap_or_else(|| {
+            Err(StoreError::Corrupt(
                 "the repository read stopped early".into(),
-            )),
-        }
+            ))
+        })
     }
 }
 
@@ -151,51 +142,31 @@ impl Store {
         let store = self.clone();
         let did = did.to_string();
         tokio::spawn(async move {
-            let collections = match store.collections(&did).await {
-                Ok(collections) => collections,
-                Err(error) => {
-                    let _ = sender.send(Err(error)).await;
-                    return;
+            let read = async {
+                for collection in store.collections(&did).await? {
+                    let mut after: Option<String> = None;
+                    loop {
+                        let page = store
+                            .record_block_page(&did, &collection, after.as_deref())
+                            .await?;
+                        let last_page = page.len() < EXPORT_BATCH;
+                        after = page.last().map(|record| record.rkey.clone());
+                        if sender.send(Ok(Some(page))).await.is_err() {
+                            return Ok(());
+                        }
+                        if last_page {
+                            break;
+                        }
+                    }
                 }
+                let _ = sender.send(Ok(None)).await;
+                Ok::<_, StoreError>(())
             };
-            let mut pending = Vec::with_capacity(EXPORT_BATCH);
-            for collection in collections {
-                let mut after: Option<String> = None;
-                loop {
-                    let page = match store
-                        .record_block_page(&did, &collection, after.as_deref())
-                        .await
-                    {
-                        Ok(page) => page,
-                        Err(error) => {
-                            let _ = sender.send(Err(error)).await;
-                            return;
-                        }
-                    };
-                    let last_page = page.len() < EXPORT_BATCH;
-                    after = page.last().map(|record| record.rkey.clone());
-                    for record in page {
-                        pending.push(record);
-                        if pending.len() == EXPORT_BATCH {
-                            let full =
-                                std::mem::replace(&mut pending, Vec::with_capacity(EXPORT_BATCH));
-                            if sender.send(Ok(full)).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    if last_page {
-                        break;
-                    }
-                }
+            if let Err(error) = read.await {
+                let _ = sender.send(Err(error)).await;
             }
-            // Shorter than a full batch, perhaps empty: the end.
-            let _ = sender.send(Ok(pending)).await;
         });
-        RecordBlocks {
-            receiver,
-            finished: false,
-        }
+        RecordBlocks { receiver }
     }
 
     /// Up to [`EXPORT_BATCH`] records of `did` in `collection` with content, after the record
