@@ -1,6 +1,7 @@
-//! The Kafka adapter: an idempotent producer with `acks=all`, topic creation, and consumers that
-//! are assigned one partition and seek to the position the caller keeps (no consumer groups, no
-//! committed offsets). librdkafka reconnects and retries on its own after a broker restart; with
+//! The Kafka adapter: an idempotent producer with `acks=all`, topic creation, and partition
+//! streams that start at the position the caller keeps (no consumer groups, no committed
+//! offsets; the streams of one log share a few consumers). librdkafka reconnects and retries on
+//! its own after a broker restart; with
 //! idempotence on, retries neither duplicate nor reorder a key's events.
 //!
 //! Appends are batched (at most [`DEFAULT_BATCH_RECORDS`] records per produce batch unless
@@ -16,14 +17,16 @@ use futures::stream::{self, BoxStream, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
+use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext, StreamConsumer};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position};
 use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
@@ -139,6 +142,7 @@ pub struct KafkaLog {
     config: Arc<KafkaConfig>,
     producer: FutureProducer,
     metadata: Arc<BaseConsumer>,
+    consumers: Arc<ConsumerPool>,
     partitions: u32,
 }
 
@@ -163,8 +167,10 @@ impl KafkaLog {
                 config.topic, config.partitions
             )));
         }
+        let config = Arc::new(config);
         Ok(Self {
-            config: Arc::new(config),
+            consumers: ConsumerPool::new(config.clone()),
+            config,
             producer,
             metadata,
             partitions,
@@ -314,80 +320,199 @@ impl CommitLog for KafkaLog {
             };
             return stream::once(async move { Err(error) }).boxed();
         }
-        let consumer: StreamConsumer = match self.config.consumer_config().create() {
-            Ok(consumer) => consumer,
-            Err(error) => return stream::once(async move { Err(kafka_error(error)) }).boxed(),
-        };
         // One batch early: the batch holding `from` may begin before it.
         let start = from.saturating_sub(self.config.batch_records() - 1);
-        let mut assignment = TopicPartitionList::new();
-        if let Err(error) = assignment.add_partition_offset(
-            &self.config.topic,
-            partition as i32,
-            Offset::Offset(start as i64),
-        ) {
-            return stream::once(async move { Err(kafka_error(error)) }).boxed();
-        }
-        if let Err(error) = consumer.assign(&assignment) {
-            return stream::once(async move { Err(kafka_error(error)) }).boxed();
-        }
-        stream::unfold(
-            (Arc::new(consumer), from),
-            move |(consumer, next)| async move {
-                let received = loop {
-                    match consumer.recv().await {
-                        // Before the position, or served twice: already delivered or not asked for.
-                        Ok(message) if (message.offset() as u64) < next => continue,
-                        other => break other,
+        let lease = match self.consumers.lease(partition, start) {
+            Ok(lease) => lease,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
+        stream::unfold((lease, from), move |(lease, next)| async move {
+            let received = loop {
+                match lease.queue.recv().await {
+                    // Before the position, or served twice: already delivered or not asked for.
+                    Ok(message) if (message.offset() as u64) < next => continue,
+                    other => break other,
+                }
+            };
+            let next = match &received {
+                Ok(message) => {
+                    let offset = message.offset() as u64;
+                    if offset > next && next == from {
+                        // Offsets may have gaps; on a broker that skips a batch a fetch
+                        // starts inside, this is where records went missing.
+                        tracing::warn!(
+                            partition,
+                            from,
+                            offset,
+                            "the first record read is past the position asked for: is a \
+                             producer's batch.num.messages above this consumer's?"
+                        );
                     }
-                };
-                let next = match &received {
-                    Ok(message) => {
-                        let offset = message.offset() as u64;
-                        if offset > next && next == from {
-                            // Offsets may have gaps; on a broker that skips a batch a fetch
-                            // starts inside, this is where records went missing.
-                            tracing::warn!(
-                                partition,
-                                from,
-                                offset,
-                                "the first record read is past the position asked for: is a \
-                                 producer's batch.num.messages above this consumer's?"
-                            );
-                        }
-                        offset + 1
-                    }
-                    Err(_) => next,
-                };
-                let item = received.map_err(kafka_error).map(|message| {
-                    let header = |name: &str| {
-                        message.headers().and_then(|headers| {
-                            headers
-                                .iter()
-                                .find(|h| h.key == name)
-                                .and_then(|h| h.value)
-                                .and_then(|v| std::str::from_utf8(v).ok())
-                                .map(str::to_string)
-                        })
-                    };
-                    LogRecord {
-                        position: Position {
-                            partition: message.partition() as u32,
-                            offset: message.offset() as u64,
-                        },
-                        key: message
-                            .key()
-                            .map(|k| String::from_utf8_lossy(k).into_owned())
-                            .unwrap_or_default(),
-                        event_type: header(TYPE_HEADER),
-                        schema_version: header(VERSION_HEADER).and_then(|v| v.parse().ok()),
-                        payload: message.payload().unwrap_or_default().to_vec(),
-                        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
-                    }
-                });
-                Some((item, (consumer, next)))
-            },
-        )
+                    offset + 1
+                }
+                Err(_) => next,
+            };
+            let item = received
+                .map_err(kafka_error)
+                .map(|message| log_record(&message));
+            Some((item, (lease, next)))
+        })
         .boxed()
+    }
+}
+
+/// The log record of a consumed message.
+fn log_record(message: &BorrowedMessage<'_>) -> LogRecord {
+    let header = |name: &str| {
+        message.headers().and_then(|headers| {
+            headers
+                .iter()
+                .find(|h| h.key == name)
+                .and_then(|h| h.value)
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string)
+        })
+    };
+    LogRecord {
+        position: Position {
+            partition: message.partition() as u32,
+            offset: message.offset() as u64,
+        },
+        key: message
+            .key()
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .unwrap_or_default(),
+        event_type: header(TYPE_HEADER),
+        schema_version: header(VERSION_HEADER).and_then(|v| v.parse().ok()),
+        payload: message.payload().unwrap_or_default().to_vec(),
+        timestamp_ms: message.timestamp().to_millis().unwrap_or_default(),
+    }
+}
+
+/// The consumers of one [`KafkaLog`], shared by its partition streams. A stream takes the first
+/// consumer that does not read its partition yet, so the partition streams of one projector
+/// share a consumer (one fetch request per broker for all of them, instead of a consumer with
+/// its own threads and fetch loop per partition), and a second reader of a partition gets a
+/// second consumer, since one consumer reads a partition from one position.
+struct ConsumerPool {
+    config: Arc<KafkaConfig>,
+    consumers: Mutex<Vec<PooledConsumer>>,
+    /// Dropped with the pool: ends the tasks that serve the consumers' events.
+    closed: watch::Sender<()>,
+}
+
+struct PooledConsumer {
+    consumer: Arc<StreamConsumer>,
+    /// The partitions it is assigned.
+    partitions: HashSet<u32>,
+}
+
+/// A partition assigned to a pooled consumer, with the queue its messages arrive on. Dropping
+/// it unassigns the partition.
+struct Lease {
+    queue: StreamPartitionQueue<DefaultConsumerContext>,
+    consumer: Arc<StreamConsumer>,
+    partition: u32,
+    pool: Arc<ConsumerPool>,
+}
+
+impl ConsumerPool {
+    fn new(config: Arc<KafkaConfig>) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            consumers: Mutex::new(Vec::new()),
+            closed: watch::channel(()).0,
+        })
+    }
+
+    /// Assigns `partition` from offset `start` to a consumer that does not read it yet.
+    fn lease(self: &Arc<Self>, partition: u32, start: u64) -> Result<Lease, LogError> {
+        let mut consumers = self.consumers.lock().expect("consumer pool lock");
+        let index = match consumers
+            .iter()
+            .position(|pooled| !pooled.partitions.contains(&partition))
+        {
+            Some(index) => index,
+            None => {
+                consumers.push(PooledConsumer {
+                    consumer: self.start_consumer()?,
+                    partitions: HashSet::new(),
+                });
+                consumers.len() - 1
+            }
+        };
+        let pooled = &mut consumers[index];
+        let topic = &self.config.topic;
+        let queue = pooled
+            .consumer
+            .split_partition_queue(topic, partition as i32)
+            .ok_or_else(|| LogError::Kafka(format!("no queue for partition {partition}")))?;
+        let mut assignment = TopicPartitionList::new();
+        assignment
+            .add_partition_offset(topic, partition as i32, Offset::Offset(start as i64))
+            .map_err(kafka_error)?;
+        pooled
+            .consumer
+            .incremental_assign(&assignment)
+            .map_err(kafka_error)?;
+        pooled.partitions.insert(partition);
+        Ok(Lease {
+            queue,
+            consumer: pooled.consumer.clone(),
+            partition,
+            pool: self.clone(),
+        })
+    }
+
+    /// A new consumer and the task that serves its events (its messages all go to partition
+    /// queues) until the pool is dropped.
+    fn start_consumer(&self) -> Result<Arc<StreamConsumer>, LogError> {
+        let consumer: StreamConsumer = self
+            .config
+            .consumer_config()
+            .create()
+            .map_err(kafka_error)?;
+        let consumer = Arc::new(consumer);
+        let served = consumer.clone();
+        let mut closed = self.closed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    event = served.recv() => match event {
+                        Ok(message) => tracing::warn!(
+                            partition = message.partition(),
+                            offset = message.offset(),
+                            "a message arrived outside its partition queue"
+                        ),
+                        Err(error) => tracing::warn!(%error, "kafka consumer error"),
+                    },
+                    _ = closed.changed() => return,
+                }
+            }
+        });
+        Ok(consumer)
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition(&self.pool.config.topic, self.partition as i32);
+        let unassigned = self.consumer.incremental_unassign(&assignment);
+        let mut consumers = self.pool.consumers.lock().expect("consumer pool lock");
+        match unassigned {
+            Ok(()) => {
+                if let Some(pooled) = consumers
+                    .iter_mut()
+                    .find(|pooled| Arc::ptr_eq(&pooled.consumer, &self.consumer))
+                {
+                    pooled.partitions.remove(&self.partition);
+                }
+            }
+            Err(error) => {
+                // Leave the partition marked as read: the consumer is not used for it again.
+                tracing::warn!(partition = self.partition, %error, "unassigning a partition");
+            }
+        }
     }
 }
