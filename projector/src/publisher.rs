@@ -30,7 +30,7 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::data_keys::DataKeys;
-use crate::repo::{Progress, ProjectorError, accepted_events};
+use crate::repo::{Progress, ProjectorError, RepoFollower};
 use crate::runner::{Applier, DriveOptions, drive};
 
 /// The publisher's name among the log's consumers.
@@ -64,7 +64,7 @@ pub struct PublisherConfig {
 pub struct OutboxProjector {
     store: Store,
     partition: u32,
-    repo_progress: broadcast::Receiver<Progress>,
+    repo: RepoFollower,
     service_did: String,
     data_keys: DataKeys,
     /// Whether each actor seen has an OAuth session (actors enrolled without one, in
@@ -149,14 +149,7 @@ impl OutboxProjector {
 
     async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
         let start = self.position().await?;
-        let accepted = accepted_events(
-            &self.store,
-            self.partition,
-            &mut self.repo_progress,
-            records,
-            start,
-        )
-        .await?;
+        let accepted = self.repo.accepted_events(records, start).await?;
         let Some((events, next_offset)) = accepted else {
             return Ok(start);
         };
@@ -468,7 +461,7 @@ pub async fn start_publisher(
         let mut projector = OutboxProjector {
             store: store.clone(),
             partition: end.partition,
-            repo_progress: repo_progress(),
+            repo: RepoFollower::new(store.clone(), end.partition, repo_progress()),
             service_did: config.service_did.clone(),
             data_keys: DataKeys::new(store.clone()),
             sessions: HashMap::new(),

@@ -6,7 +6,8 @@
 //! actor's projected state, so a replay reaches the same state and the same per-actor sequence
 //! numbers. After each batch, waiters hear which offsets are done and which were rejected.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 use stratos_log::LogRecord;
@@ -33,57 +34,139 @@ pub const CONSUMER: &str = "repo";
 /// notification.
 const REPO_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The events of `records` at or after `start` that the repo projector accepted, once it has
-/// decided them all (woken by `progress`, or looking again every 200 ms), with the offset after
-/// the last record; `None` when no record is at or after `start`. Followers of the repo
-/// projector (the AppView projector, the PDS publisher) act only on what it accepted.
-pub async fn accepted_events(
-    store: &Store,
+/// What a follower of the repo projector (the AppView projector, the PDS publisher) knows of
+/// one partition's decisions: it acts only on the events the repo projector accepted. It
+/// learns them from the projector's announcements, and asks the store only when it may have
+/// missed some (no projector in this process, a lagging receiver, a shortened announcement) or
+/// every poll interval while it waits.
+pub struct RepoFollower {
+    store: Store,
     partition: u32,
-    progress: &mut broadcast::Receiver<Progress>,
-    records: &[LogRecord],
-    start: u64,
-) -> Result<Option<(Vec<Event>, u64)>, StoreError> {
-    let fresh: Vec<&LogRecord> = records
-        .iter()
-        .filter(|r| r.position.offset >= start)
-        .collect();
-    let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
-        return Ok(None);
-    };
-    let next_offset = last.position.offset + 1;
-    let mut decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
-    let mut look_again = tokio::time::Instant::now() + REPO_POLL;
-    while decided < next_offset {
-        // The partition's own announcements say how far it got; every poll interval, after a
-        // lag, or without a projector in this process, the store does.
-        match tokio::time::timeout_at(look_again, progress.recv()).await {
-            Ok(Ok(heard)) => {
-                if heard.partition == partition {
-                    decided = decided.max(heard.next_offset);
-                }
-                continue;
-            }
-            Ok(Err(broadcast::error::RecvError::Closed)) => {
-                tokio::time::sleep_until(look_again).await;
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
+    progress: broadcast::Receiver<Progress>,
+    /// Offsets below this one are decided.
+    decided: u64,
+    /// Offsets whose every announcement was heard, so that `rejected` holds their rejections;
+    /// `None` when no such range is known.
+    heard: Option<Range<u64>>,
+    /// Rejected offsets announced in `heard`.
+    rejected: BTreeSet<u64>,
+}
+
+impl RepoFollower {
+    /// A follower of `partition`; `progress` receives the repo projector's announcements.
+    pub fn new(store: Store, partition: u32, progress: broadcast::Receiver<Progress>) -> Self {
+        Self {
+            store,
+            partition,
+            progress,
+            decided: 0,
+            heard: None,
+            rejected: BTreeSet::new(),
         }
-        decided = store.position(CONSUMER, partition).await?.unwrap_or(0);
-        look_again = tokio::time::Instant::now() + REPO_POLL;
     }
-    let rejected: std::collections::HashSet<u64> = store
-        .rejected_offsets(partition, first.position.offset, next_offset)
-        .await?
-        .into_iter()
-        .collect();
-    let events = fresh
-        .into_iter()
-        .filter(|r| !rejected.contains(&r.position.offset))
-        // The repo projector accepted them, so they decode.
-        .filter_map(|r| Event::decode(&r.payload).ok())
-        .collect();
-    Ok(Some((events, next_offset)))
+
+    /// The events of `records` at or after `start` that the repo projector accepted, once it
+    /// has decided them all, with the offset after the last record; `None` when no record is at
+    /// or after `start`.
+    pub async fn accepted_events(
+        &mut self,
+        records: &[LogRecord],
+        start: u64,
+    ) -> Result<Option<(Vec<Event>, u64)>, StoreError> {
+        let fresh: Vec<&LogRecord> = records
+            .iter()
+            .filter(|r| r.position.offset >= start)
+            .collect();
+        let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
+            return Ok(None);
+        };
+        let (first, next_offset) = (first.position.offset, last.position.offset + 1);
+        self.wait_until_decided(next_offset).await?;
+        let all_heard = self
+            .heard
+            .as_ref()
+            .is_some_and(|heard| heard.start <= first && next_offset <= heard.end);
+        let rejected: HashSet<u64> = if all_heard {
+            self.rejected.range(first..next_offset).copied().collect()
+        } else {
+            self.store
+                .rejected_offsets(self.partition, first, next_offset)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        // What comes before the next batch is done with.
+        self.rejected = self.rejected.split_off(&next_offset);
+        let events = fresh
+            .into_iter()
+            .filter(|r| !rejected.contains(&r.position.offset))
+            // The repo projector accepted them, so they decode.
+            .filter_map(|r| Event::decode(&r.payload).ok())
+            .collect();
+        Ok(Some((events, next_offset)))
+    }
+
+    /// Waits until every offset below `next_offset` is decided: woken by announcements, and
+    /// asking the store every poll interval, after a lag, or without a projector in this
+    /// process.
+    async fn wait_until_decided(&mut self, next_offset: u64) -> Result<(), StoreError> {
+        let mut look_again = tokio::time::Instant::now() + REPO_POLL;
+        while self.decided < next_offset {
+            match tokio::time::timeout_at(look_again, self.progress.recv()).await {
+                Ok(Ok(heard)) => {
+                    self.hear(heard);
+                    continue;
+                }
+                Ok(Err(broadcast::error::RecvError::Closed)) => {
+                    self.look_in_store().await?;
+                    if self.decided < next_offset {
+                        tokio::time::sleep_until(look_again).await;
+                    }
+                }
+                Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
+                    self.heard = None;
+                    self.look_in_store().await?;
+                }
+                Err(_) => self.look_in_store().await?,
+            }
+            look_again = tokio::time::Instant::now() + REPO_POLL;
+        }
+        Ok(())
+    }
+
+    /// Takes in an announcement of any partition.
+    fn hear(&mut self, heard: Progress) {
+        if heard.partition != self.partition {
+            return;
+        }
+        self.decided = self.decided.max(heard.next_offset);
+        if heard.truncated {
+            self.heard = None;
+            return;
+        }
+        match &mut self.heard {
+            Some(range) if heard.from <= range.end => {
+                range.end = range.end.max(heard.next_offset);
+            }
+            _ => {
+                self.heard = Some(heard.from..heard.next_offset);
+                self.rejected.clear();
+            }
+        }
+        self.rejected
+            .extend(heard.rejected.iter().map(|(offset, _)| *offset));
+    }
+
+    /// Reads how far the repo projector got from the store.
+    async fn look_in_store(&mut self) -> Result<(), StoreError> {
+        let stored = self
+            .store
+            .position(CONSUMER, self.partition)
+            .await?
+            .unwrap_or(0);
+        self.decided = self.decided.max(stored);
+        Ok(())
+    }
 }
 
 /// How many actors a partition worker keeps in memory before it starts over.
@@ -99,6 +182,9 @@ pub struct Progress {
     /// The partition.
     #[serde(rename = "p")]
     pub partition: u32,
+    /// The batch's first offset (where the partition stood before it).
+    #[serde(rename = "f", default)]
+    pub from: u64,
     /// Offsets below this one are decided.
     #[serde(rename = "n")]
     pub next_offset: u64,
@@ -201,6 +287,7 @@ impl PartitionProjector {
         let Some(last) = fresh.last() else {
             return Ok(Progress {
                 partition: self.partition,
+                from: start,
                 next_offset: start,
                 rejected: Vec::new(),
                 truncated: false,
@@ -208,7 +295,9 @@ impl PartitionProjector {
         };
         let next_offset = last.position.offset + 1;
         let mut touched = Vec::new();
-        let result = self.write_batch(&fresh, next_offset, &mut touched).await;
+        let result = self
+            .write_batch(&fresh, start..next_offset, &mut touched)
+            .await;
         match result {
             Ok(progress) => {
                 self.next_offset = Some(progress.next_offset);
@@ -228,12 +317,14 @@ impl PartitionProjector {
         }
     }
 
+    /// Decides `records` (the partition's records in `offsets`) and writes the outcome.
     async fn write_batch(
         &mut self,
         records: &[&LogRecord],
-        next_offset: u64,
+        offsets: std::ops::Range<u64>,
         touched: &mut Vec<String>,
     ) -> Result<Progress, ProjectorError> {
+        let next_offset = offsets.end;
         if self.actors.len() > CACHED_ACTORS {
             self.actors.clear();
         }
@@ -250,6 +341,7 @@ impl PartitionProjector {
         }
         let progress = Progress {
             partition: self.partition,
+            from: offsets.start,
             next_offset,
             rejected,
             truncated: false,

@@ -18,15 +18,14 @@ use crate::appview::{
 };
 use crate::arbiter::RecordChange;
 use crate::data_keys::DataKeys;
-use crate::repo::{Progress, ProjectorError, accepted_events};
+use crate::repo::{Progress, ProjectorError, RepoFollower};
 use crate::runner::Applier;
 
 /// Applies one partition's events to the views.
 pub struct ViewProjector {
-    store: Store,
     views: Views,
     partition: u32,
-    repo_progress: broadcast::Receiver<Progress>,
+    repo: RepoFollower,
     data_keys: DataKeys,
     /// The stored position, once read: this worker is the only one that moves it.
     next_offset: Option<u64>,
@@ -42,10 +41,9 @@ impl ViewProjector {
     ) -> Self {
         Self {
             data_keys: DataKeys::new(store.clone()),
-            store,
+            repo: RepoFollower::new(store, partition, repo_progress),
             views,
             partition,
-            repo_progress,
             next_offset: None,
         }
     }
@@ -91,14 +89,7 @@ impl Applier for ViewProjector {
 impl ViewProjector {
     async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
         let start = self.position().await?;
-        let accepted = accepted_events(
-            &self.store,
-            self.partition,
-            &mut self.repo_progress,
-            records,
-            start,
-        )
-        .await?;
+        let accepted = self.repo.accepted_events(records, start).await?;
         let Some((events, next_offset)) = accepted else {
             return Ok(start);
         };
