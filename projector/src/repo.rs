@@ -82,18 +82,14 @@ impl RepoFollower {
         };
         let (first, next_offset) = (first.position.offset, last.position.offset + 1);
         self.wait_until_decided(next_offset).await?;
-        let all_heard = self
-            .heard
-            .as_ref()
-            .is_some_and(|heard| heard.start <= first && next_offset <= heard.end);
-        let rejected: HashSet<u64> = if all_heard {
-            self.rejected.range(first..next_offset).copied().collect()
-        } else {
-            self.store
+        let rejected = match self.heard_rejections(first..next_offset) {
+            Some(rejected) => rejected,
+            None => self
+                .store
                 .rejected_offsets(self.partition, first, next_offset)
                 .await?
                 .into_iter()
-                .collect()
+                .collect(),
         };
         // What comes before the next batch is done with.
         self.rejected = self.rejected.split_off(&next_offset);
@@ -104,6 +100,13 @@ impl RepoFollower {
             .filter_map(|r| Event::decode(&r.payload).ok())
             .collect();
         Ok(Some((events, next_offset)))
+    }
+
+    /// The rejected offsets in `offsets` if every announcement of them was heard.
+    fn heard_rejections(&self, offsets: Range<u64>) -> Option<HashSet<u64>> {
+        let heard = self.heard.as_ref()?;
+        (heard.start <= offsets.start && offsets.end <= heard.end)
+            .then(|| self.rejected.range(offsets).copied().collect())
     }
 
     /// Waits until every offset below `next_offset` is decided: woken by announcements, and
@@ -685,4 +688,76 @@ fn record_applied(
 
 fn split_path(path: &str) -> (&str, &str) {
     path.split_once('/').unwrap_or((path, ""))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use stratos_store::MasterKey;
+
+    fn progress(from: u64, next_offset: u64, rejected: &[u64]) -> Progress {
+        Progress {
+            partition: 3,
+            from,
+            next_offset,
+            rejected: rejected.iter().map(|o| (*o, "no".to_string())).collect(),
+            truncated: false,
+        }
+    }
+
+    fn offsets(list: &[u64]) -> Option<HashSet<u64>> {
+        Some(list.iter().copied().collect())
+    }
+
+    #[tokio::test]
+    async fn a_follower_trusts_only_what_it_heard_without_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("s.sqlite").display());
+        let store = Store::connect(&url, MasterKey::generate()).await.unwrap();
+        let (announce, receiver) = broadcast::channel(4);
+        let mut follower = RepoFollower::new(store, 3, receiver);
+        assert_eq!(follower.heard_rejections(0..1), None, "nothing heard yet");
+
+        announce.send(progress(0, 5, &[2])).unwrap();
+        announce
+            .send(Progress {
+                partition: 4,
+                ..progress(0, 9, &[8])
+            })
+            .unwrap();
+        announce.send(progress(5, 9, &[7])).unwrap();
+        follower.wait_until_decided(9).await.unwrap();
+        assert_eq!(follower.decided, 9);
+        assert_eq!(follower.heard_rejections(0..9), offsets(&[2, 7]));
+        assert_eq!(follower.heard_rejections(3..7), offsets(&[]));
+
+        // Offsets 9..12 were never announced to this follower: the store must say.
+        announce.send(progress(12, 15, &[13])).unwrap();
+        follower.wait_until_decided(15).await.unwrap();
+        assert_eq!(follower.heard_rejections(9..15), None);
+        assert_eq!(follower.heard_rejections(12..15), offsets(&[13]));
+
+        // A shortened announcement carries no rejections.
+        announce
+            .send(Progress {
+                truncated: true,
+                ..progress(15, 20, &[])
+            })
+            .unwrap();
+        follower.wait_until_decided(20).await.unwrap();
+        assert_eq!(follower.heard_rejections(15..20), None);
+
+        // Missed announcements (a lagging receiver) are a gap too.
+        announce.send(progress(20, 22, &[])).unwrap();
+        follower.wait_until_decided(22).await.unwrap();
+        assert_eq!(follower.heard_rejections(20..22), offsets(&[]));
+        for from in 22..30 {
+            announce.send(progress(from, from + 1, &[])).unwrap();
+        }
+        follower.wait_until_decided(30).await.unwrap();
+        assert_eq!(follower.heard_rejections(22..30), None);
+        assert_eq!(follower.heard_rejections(26..30), offsets(&[]));
+    }
 }
