@@ -31,7 +31,7 @@ use tokio::task::JoinSet;
 
 use crate::data_keys::DataKeys;
 use crate::repo::{Progress, ProjectorError, RepoFollower};
-use crate::runner::{Applier, DriveOptions, drive};
+use crate::runner::{Applier, DriveOptions, Positions, drive};
 
 /// The publisher's name among the log's consumers.
 pub const CONSUMER: &str = "pds-publisher";
@@ -60,17 +60,16 @@ pub struct PublisherConfig {
     pub max_backoff: Duration,
 }
 
-/// Turns one partition's accepted events into outbox entries.
+/// Turns the accepted events of the log into outbox entries.
 pub struct OutboxProjector {
     store: Store,
-    partition: u32,
     repo: RepoFollower,
     service_did: String,
     data_keys: DataKeys,
     /// Whether each actor seen has an OAuth session (actors enrolled without one, in
     /// development mode, are owed nothing).
     sessions: HashMap<String, bool>,
-    next_offset: Option<u64>,
+    positions: Positions,
     wake: Arc<Notify>,
 }
 
@@ -147,12 +146,18 @@ impl OutboxProjector {
         })
     }
 
-    async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
-        let start = self.position().await?;
-        let accepted = self.repo.accepted_events(records, start).await?;
-        let Some((events, next_offset)) = accepted else {
-            return Ok(start);
-        };
+    /// Queues the PDS writes of the accepted events of `records` with the new positions, in
+    /// one transaction; returns those positions.
+    async fn write(&mut self, records: &[LogRecord]) -> Result<Vec<(u32, u64)>, ProjectorError> {
+        let store = &self.store;
+        let starts = self
+            .positions
+            .of(records, |partition| store.position(CONSUMER, partition))
+            .await?;
+        let (events, positions) = self.repo.accepted_batch(records, starts).await?;
+        if positions.is_empty() {
+            return Ok(positions);
+        }
         let mut calls = Vec::new();
         for event in events {
             for call in self.calls(event).await? {
@@ -165,34 +170,26 @@ impl OutboxProjector {
         for (did, method, body) in &calls {
             tx.enqueue_pds(did, method, &body.to_string()).await?;
         }
-        tx.set_position(CONSUMER, self.partition, next_offset)
-            .await?;
+        for (partition, next_offset) in &positions {
+            tx.set_position(CONSUMER, *partition, *next_offset).await?;
+        }
         tx.commit().await?;
         if !calls.is_empty() {
             self.wake.notify_one();
         }
-        Ok(next_offset)
+        Ok(positions)
     }
 }
 
 impl Applier for OutboxProjector {
-    async fn position(&mut self) -> Result<u64, ProjectorError> {
-        if let Some(next) = self.next_offset {
-            return Ok(next);
-        }
-        let next = self
-            .store
-            .position(CONSUMER, self.partition)
-            .await?
-            .unwrap_or(0);
-        self.next_offset = Some(next);
-        Ok(next)
+    async fn position(&mut self, partition: u32) -> Result<u64, ProjectorError> {
+        let stored = self.store.position(CONSUMER, partition);
+        self.positions.get(partition, stored).await
     }
 
-    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
-        let result = self.write(records).await;
-        self.next_offset = result.as_ref().ok().copied();
-        result
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+        let outcome = self.write(records).await;
+        self.positions.settle(outcome)
     }
 }
 
@@ -446,37 +443,43 @@ impl Publisher {
 }
 
 /// Starts the publisher over every partition of `log`, following the repo projector:
-/// `repo_progress` subscribes to its announcements when it runs in this process (else the
-/// publisher looks at its stored position every 200 ms).
+/// `repo_progress` receives its announcements when it runs in this process (else the
+/// publisher looks at its stored positions every 200 ms).
 pub async fn start_publisher(
     log: Arc<dyn CommitLog>,
     store: Store,
     config: PublisherConfig,
-    repo_progress: impl Fn() -> broadcast::Receiver<Progress>,
+    repo_progress: broadcast::Receiver<Progress>,
 ) -> Result<Publisher, ProjectorError> {
     let (shutdown, stop) = watch::channel(false);
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
-    for end in log.partitions().await? {
-        let mut projector = OutboxProjector {
-            store: store.clone(),
-            partition: end.partition,
-            repo: RepoFollower::new(store.clone(), end.partition, repo_progress()),
-            service_did: config.service_did.clone(),
-            data_keys: DataKeys::new(store.clone()),
-            sessions: HashMap::new(),
-            next_offset: None,
-            wake: wake.clone(),
+    let partitions = log.partitions().await?;
+    let mut projector = OutboxProjector {
+        store: store.clone(),
+        repo: RepoFollower::new(store.clone(), repo_progress),
+        service_did: config.service_did.clone(),
+        data_keys: DataKeys::new(store.clone()),
+        sessions: HashMap::new(),
+        positions: Positions::default(),
+        wake: wake.clone(),
+    };
+    let stop_projector = stop.clone();
+    tasks.spawn(async move {
+        let options = DriveOptions {
+            batch_size: crate::service::DEFAULT_BATCH_SIZE,
+            stop_at_end: false,
         };
-        let (log, stop) = (log.clone(), stop.clone());
-        tasks.spawn(async move {
-            let options = DriveOptions {
-                batch_size: crate::service::DEFAULT_BATCH_SIZE,
-                until: None,
-            };
-            drive(&mut projector, log, end.partition, options, stop, |_| {}).await;
-        });
-    }
+        drive(
+            &mut projector,
+            log,
+            &partitions,
+            options,
+            stop_projector,
+            |_| {},
+        )
+        .await;
+    });
     let deliverer = Deliverer {
         store,
         config,

@@ -1,12 +1,12 @@
-//! The repo projector: applies the log, partition by partition, to the repo projection.
+//! The repo projector: applies the log to the repo projection.
 //!
-//! Each batch of events is written in **one transaction** together with the partition's next
-//! offset, so a crash loses at most an uncommitted batch and a redelivered event is never applied
+//! Each batch of events (of one or more partitions) is written in **one transaction** together
+//! with the partitions' next offsets, so a crash loses at most an uncommitted batch and a redelivered event is never applied
 //! twice. Decisions come from the [`arbiter`](crate::arbiter), which reads only the event and the
 //! actor's projected state, so a replay reaches the same state and the same per-actor sequence
 //! numbers. After each batch, waiters hear which offsets are done and which were rejected.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -35,64 +35,98 @@ pub const CONSUMER: &str = "repo";
 const REPO_POLL: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// What a follower of the repo projector (the AppView projector, the PDS publisher) knows of
-/// one partition's decisions: it acts only on the events the repo projector accepted. It
-/// learns them from the projector's announcements, and asks the store only when it may have
-/// missed some (no projector in this process, a lagging receiver, a shortened announcement) or
-/// every poll interval while it waits.
+/// its decisions: it acts only on the events the repo projector accepted. It learns them from
+/// the projector's announcements, and asks the store only when it may have missed some (no
+/// projector in this process, a lagging receiver, a shortened announcement) or every poll
+/// interval while it waits.
 pub struct RepoFollower {
     store: Store,
-    partition: u32,
     progress: broadcast::Receiver<Progress>,
+    partitions: HashMap<u32, Heard>,
+}
+
+/// What a follower heard of one partition.
+#[derive(Default)]
+struct Heard {
     /// Offsets below this one are decided.
     decided: u64,
     /// Offsets whose every announcement was heard, so that `rejected` holds their rejections;
     /// `None` when no such range is known.
-    heard: Option<Range<u64>>,
-    /// Rejected offsets announced in `heard`.
+    range: Option<Range<u64>>,
+    /// Rejected offsets announced in `range`.
     rejected: BTreeSet<u64>,
 }
 
 impl RepoFollower {
-    /// A follower of `partition`; `progress` receives the repo projector's announcements.
-    pub fn new(store: Store, partition: u32, progress: broadcast::Receiver<Progress>) -> Self {
+    /// A follower; `progress` receives the repo projector's announcements.
+    pub fn new(store: Store, progress: broadcast::Receiver<Progress>) -> Self {
         Self {
             store,
-            partition,
             progress,
-            decided: 0,
-            heard: None,
-            rejected: BTreeSet::new(),
+            partitions: HashMap::new(),
         }
     }
 
-    /// The events of `records` at or after `start` that the repo projector accepted, once it
-    /// has decided them all, with the offset after the last record; `None` when no record is at
-    /// or after `start`.
-    pub async fn accepted_events(
+    /// The events of `records` (of any partitions, each partition's in order) at or after
+    /// their partition's position in `starts` that the repo projector accepted, once it has
+    /// decided them all, with the next offset of each partition that had such records.
+    pub async fn accepted_batch(
         &mut self,
         records: &[LogRecord],
+        starts: &HashMap<u32, u64>,
+    ) -> Result<(Vec<Event>, Vec<(u32, u64)>), StoreError> {
+        let mut partitions: BTreeMap<u32, Vec<&LogRecord>> = BTreeMap::new();
+        for record in records {
+            partitions
+                .entry(record.position.partition)
+                .or_default()
+                .push(record);
+        }
+        let mut events = Vec::new();
+        let mut positions = Vec::new();
+        for (partition, records) in partitions {
+            let start = starts.get(&partition).copied().unwrap_or(0);
+            if let Some((accepted, next_offset)) =
+                self.accepted_events(partition, &records, start).await?
+            {
+                events.extend(accepted);
+                positions.push((partition, next_offset));
+            }
+        }
+        Ok((events, positions))
+    }
+
+    /// The events of `records` (of `partition`) at or after `start` that the repo projector
+    /// accepted, once it has decided them all, with the offset after the last record; `None`
+    /// when no record is at or after `start`.
+    async fn accepted_events(
+        &mut self,
+        partition: u32,
+        records: &[&LogRecord],
         start: u64,
     ) -> Result<Option<(Vec<Event>, u64)>, StoreError> {
         let fresh: Vec<&LogRecord> = records
             .iter()
+            .copied()
             .filter(|r| r.position.offset >= start)
             .collect();
         let (Some(first), Some(last)) = (fresh.first(), fresh.last()) else {
             return Ok(None);
         };
         let (first, next_offset) = (first.position.offset, last.position.offset + 1);
-        self.wait_until_decided(next_offset).await?;
-        let rejected = match self.heard_rejections(first..next_offset) {
+        self.wait_until_decided(partition, next_offset).await?;
+        let rejected = match self.heard_rejections(partition, first..next_offset) {
             Some(rejected) => rejected,
             None => self
                 .store
-                .rejected_offsets(self.partition, first, next_offset)
+                .rejected_offsets(partition, first, next_offset)
                 .await?
                 .into_iter()
                 .collect(),
         };
         // What comes before the next batch is done with.
-        self.rejected = self.rejected.split_off(&next_offset);
+        let heard = self.partitions.entry(partition).or_default();
+        heard.rejected = heard.rejected.split_off(&next_offset);
         let events = fresh
             .into_iter()
             .filter(|r| !rejected.contains(&r.position.offset))
@@ -102,78 +136,86 @@ impl RepoFollower {
         Ok(Some((events, next_offset)))
     }
 
-    /// The rejected offsets in `offsets` if every announcement of them was heard.
-    fn heard_rejections(&self, offsets: Range<u64>) -> Option<HashSet<u64>> {
-        let heard = self.heard.as_ref()?;
-        (heard.start <= offsets.start && offsets.end <= heard.end)
-            .then(|| self.rejected.range(offsets).copied().collect())
+    /// The rejected offsets of `partition` in `offsets` if every announcement of them was
+    /// heard.
+    fn heard_rejections(&self, partition: u32, offsets: Range<u64>) -> Option<HashSet<u64>> {
+        let heard = self.partitions.get(&partition)?;
+        let range = heard.range.as_ref()?;
+        (range.start <= offsets.start && offsets.end <= range.end)
+            .then(|| heard.rejected.range(offsets).copied().collect())
     }
 
-    /// Waits until every offset below `next_offset` is decided: woken by announcements, and
-    /// asking the store every poll interval, after a lag, or without a projector in this
-    /// process.
-    async fn wait_until_decided(&mut self, next_offset: u64) -> Result<(), StoreError> {
+    fn decided(&self, partition: u32) -> u64 {
+        self.partitions.get(&partition).map_or(0, |h| h.decided)
+    }
+
+    /// Waits until every offset of `partition` below `next_offset` is decided: woken by
+    /// announcements, and asking the store every poll interval, after a lag, or without a
+    /// projector in this process.
+    async fn wait_until_decided(
+        &mut self,
+        partition: u32,
+        next_offset: u64,
+    ) -> Result<(), StoreError> {
         let mut look_again = tokio::time::Instant::now() + REPO_POLL;
-        while self.decided < next_offset {
+        while self.decided(partition) < next_offset {
             match tokio::time::timeout_at(look_again, self.progress.recv()).await {
                 Ok(Ok(heard)) => {
                     self.hear(heard);
                     continue;
                 }
                 Ok(Err(broadcast::error::RecvError::Closed)) => {
-                    self.look_in_store().await?;
-                    if self.decided < next_offset {
+                    self.look_in_store(partition).await?;
+                    if self.decided(partition) < next_offset {
                         tokio::time::sleep_until(look_again).await;
                     }
                 }
                 Ok(Err(broadcast::error::RecvError::Lagged(_))) => {
-                    self.heard = None;
-                    self.look_in_store().await?;
+                    for heard in self.partitions.values_mut() {
+                        heard.range = None;
+                    }
+                    self.look_in_store(partition).await?;
                 }
-                Err(_) => self.look_in_store().await?,
+                Err(_) => self.look_in_store(partition).await?,
             }
             look_again = tokio::time::Instant::now() + REPO_POLL;
         }
         Ok(())
     }
 
-    /// Takes in an announcement of any partition.
-    fn hear(&mut self, heard: Progress) {
-        if heard.partition != self.partition {
+    /// Takes in an announcement.
+    fn hear(&mut self, announced: Progress) {
+        let heard = self.partitions.entry(announced.partition).or_default();
+        heard.decided = heard.decided.max(announced.next_offset);
+        if announced.truncated {
+            heard.range = None;
             return;
         }
-        self.decided = self.decided.max(heard.next_offset);
-        if heard.truncated {
-            self.heard = None;
-            return;
-        }
-        match &mut self.heard {
-            Some(range) if heard.from <= range.end => {
-                range.end = range.end.max(heard.next_offset);
+        match &mut heard.range {
+            Some(range) if announced.from <= range.end => {
+                range.end = range.end.max(announced.next_offset);
             }
             _ => {
-                self.heard = Some(heard.from..heard.next_offset);
-                self.rejected.clear();
+                heard.range = Some(announced.from..announced.next_offset);
+                heard.rejected.clear();
             }
         }
-        self.rejected
-            .extend(heard.rejected.iter().map(|(offset, _)| *offset));
+        heard
+            .rejected
+            .extend(announced.rejected.iter().map(|(offset, _)| *offset));
     }
 
-    /// Reads how far the repo projector got from the store.
-    async fn look_in_store(&mut self) -> Result<(), StoreError> {
-        let stored = self
-            .store
-            .position(CONSUMER, self.partition)
-            .await?
-            .unwrap_or(0);
-        self.decided = self.decided.max(stored);
+    /// Reads how far the repo projector got in `partition` from the store.
+    async fn look_in_store(&mut self, partition: u32) -> Result<(), StoreError> {
+        let stored = self.store.position(CONSUMER, partition).await?.unwrap_or(0);
+        let heard = self.partitions.entry(partition).or_default();
+        heard.decided = heard.decided.max(stored);
         Ok(())
     }
 }
 
-/// How many actors a partition worker keeps in memory before it starts over.
-const CACHED_ACTORS: usize = 4_096;
+/// How many actors the projector keeps in memory before it starts over.
+const CACHED_ACTORS: usize = 16_384;
 
 /// A Postgres notification payload stays under this size (the server's limit is 8000 bytes).
 const MAX_PAYLOAD: usize = 7_000;
@@ -231,7 +273,7 @@ pub enum ProjectorError {
     Log(#[from] stratos_log::LogError),
 }
 
-/// An actor as the worker knows it between events.
+/// An actor as the projector knows it between events.
 struct CachedActor {
     state: ActorState,
     /// The nodes of the head's MST (and the head commit).
@@ -240,123 +282,137 @@ struct CachedActor {
     last_seq: u64,
 }
 
-/// Applies one partition's events. Owns its actors' cached state: a partition has one worker.
-pub struct PartitionProjector {
+/// Applies the log's events to the repo projection. Owns its actors' cached state: every
+/// partition has one repo projector, and an actor's events sit in one partition.
+pub struct RepoProjector {
     store: Store,
-    partition: u32,
     progress: broadcast::Sender<Progress>,
     actors: HashMap<String, CachedActor>,
-    /// The stored position, once read: this worker is the only one that moves it.
-    next_offset: Option<u64>,
+    /// The stored positions, once read: this projector is the only one that moves them.
+    next_offsets: HashMap<u32, u64>,
 }
 
 /// The outcome of one event inside a batch.
 type Decision = Result<(), String>;
 
-impl PartitionProjector {
-    /// A worker for `partition` that announces its progress on `progress`.
-    pub fn new(store: Store, partition: u32, progress: broadcast::Sender<Progress>) -> Self {
+impl RepoProjector {
+    /// A projector that announces its progress on `progress`.
+    pub fn new(store: Store, progress: broadcast::Sender<Progress>) -> Self {
         Self {
             store,
-            partition,
             progress,
             actors: HashMap::new(),
-            next_offset: None,
+            next_offsets: HashMap::new(),
         }
     }
 
-    /// Where this partition's projection will read next (0 on a fresh projection).
-    pub async fn position(&mut self) -> Result<u64, StoreError> {
-        if let Some(next) = self.next_offset {
-            return Ok(next);
+    /// Where the projection of `partition` will read next (0 on a fresh projection).
+    pub async fn position(&mut self, partition: u32) -> Result<u64, StoreError> {
+        if let Some(next) = self.next_offsets.get(&partition) {
+            return Ok(*next);
         }
-        let next = self
-            .store
-            .position(CONSUMER, self.partition)
-            .await?
-            .unwrap_or(0);
-        self.next_offset = Some(next);
+        let next = self.store.position(CONSUMER, partition).await?.unwrap_or(0);
+        self.next_offsets.insert(partition, next);
         Ok(next)
     }
 
-    /// Applies a batch of consecutive records of the partition in one transaction. Records
-    /// below the stored position (redelivery) are skipped.
-    pub async fn apply_batch(&mut self, records: &[LogRecord]) -> Result<Progress, ProjectorError> {
-        let start = self.position().await?;
-        let fresh: Vec<&LogRecord> = records
-            .iter()
-            .filter(|r| r.position.offset >= start)
-            .collect();
-        let Some(last) = fresh.last() else {
-            return Ok(Progress {
-                partition: self.partition,
-                from: start,
-                next_offset: start,
-                rejected: Vec::new(),
-                truncated: false,
-            });
-        };
-        let next_offset = last.position.offset + 1;
+    /// Applies a batch of records (each partition's consecutive and in order) in one
+    /// transaction, and announces what it did to each partition. Records below their
+    /// partition's stored position (redelivery) are skipped.
+    pub async fn apply_batch(
+        &mut self,
+        records: &[LogRecord],
+    ) -> Result<Vec<Progress>, ProjectorError> {
+        // Each partition's offsets in this batch, from its stored position.
+        let mut offsets: BTreeMap<u32, Range<u64>> = BTreeMap::new();
+        let mut fresh = Vec::with_capacity(records.len());
+        for record in records {
+            let partition = record.position.partition;
+            let range = match offsets.get_mut(&partition) {
+                Some(range) => range,
+                None => {
+                    let start = self.position(partition).await?;
+                    offsets.entry(partition).or_insert(start..start)
+                }
+            };
+            if record.position.offset >= range.start {
+                range.end = record.position.offset + 1;
+                fresh.push(record);
+            }
+        }
+        offsets.retain(|_, range| !range.is_empty());
+        if fresh.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut touched = Vec::new();
-        let result = self
-            .write_batch(&fresh, start..next_offset, &mut touched)
-            .await;
-        match result {
+        match self.write_batch(&fresh, &offsets, &mut touched).await {
             Ok(progress) => {
-                self.next_offset = Some(progress.next_offset);
-                // Nobody may be listening; that is fine.
-                let _ = self.progress.send(progress.clone());
+                for announced in &progress {
+                    self.next_offsets
+                        .insert(announced.partition, announced.next_offset);
+                    // Nobody may be listening; that is fine.
+                    let _ = self.progress.send(announced.clone());
+                }
                 Ok(progress)
             }
             Err(error) => {
                 // The transaction may or may not have committed: forget what the batch did to
-                // the cache and read the position again.
+                // the cache and read the positions again.
                 for did in touched {
                     self.actors.remove(&did);
                 }
-                self.next_offset = None;
+                self.next_offsets.clear();
                 Err(error)
             }
         }
     }
 
-    /// Decides `records` (the partition's records in `offsets`) and writes the outcome.
+    /// Decides `records` (each partition's records in `offsets`) and writes the outcome with
+    /// the partitions' new positions.
     async fn write_batch(
         &mut self,
         records: &[&LogRecord],
-        offsets: std::ops::Range<u64>,
+        offsets: &BTreeMap<u32, Range<u64>>,
         touched: &mut Vec<String>,
-    ) -> Result<Progress, ProjectorError> {
-        let next_offset = offsets.end;
+    ) -> Result<Vec<Progress>, ProjectorError> {
         if self.actors.len() > CACHED_ACTORS {
             self.actors.clear();
         }
         // Decide every event first (reading, verifying, building), then write the net changes
         // in one short transaction.
         let mut batch = ProjectionBatch::new();
-        let mut rejected = Vec::new();
+        let mut rejected: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
         for record in records {
             touched.push(record.key.clone());
             if let Err(reason) = self.apply_one(&mut batch, record).await? {
-                batch.reject(self.partition, record.position.offset, &record.key, &reason);
-                rejected.push((record.position.offset, reason));
+                let (partition, offset) = (record.position.partition, record.position.offset);
+                batch.reject(partition, offset, &record.key, &reason);
+                rejected
+                    .entry(partition)
+                    .or_default()
+                    .push((offset, reason));
             }
         }
-        let progress = Progress {
-            partition: self.partition,
-            from: offsets.start,
-            next_offset,
-            rejected,
-            truncated: false,
-        };
+        let progress: Vec<Progress> = offsets
+            .iter()
+            .map(|(partition, range)| Progress {
+                partition: *partition,
+                from: range.start,
+                next_offset: range.end,
+                rejected: rejected.remove(partition).unwrap_or_default(),
+                truncated: false,
+            })
+            .collect();
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         tx.write(&batch).await?;
-        tx.set_position(CONSUMER, self.partition, next_offset)
-            .await?;
-        tx.notify(&progress.to_payload()).await?;
+        for announced in &progress {
+            tx.set_position(CONSUMER, announced.partition, announced.next_offset)
+                .await?;
+            tx.notify(&announced.to_payload()).await?;
+        }
         tx.commit().await?;
-        let rejected = progress.rejected.len() as u64;
+        let rejected: u64 = progress.iter().map(|p| p.rejected.len() as u64).sum();
         metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")
             .increment(records.len() as u64 - rejected);
         metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "rejected")
@@ -614,13 +670,13 @@ impl PartitionProjector {
     }
 }
 
-impl crate::runner::Applier for PartitionProjector {
-    async fn position(&mut self) -> Result<u64, ProjectorError> {
-        Ok(PartitionProjector::position(self).await?)
+impl crate::runner::Applier for RepoProjector {
+    async fn position(&mut self, partition: u32) -> Result<u64, ProjectorError> {
+        Ok(RepoProjector::position(self, partition).await?)
     }
 
-    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
-        Ok(self.apply_batch(records).await?.next_offset)
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+        self.apply_batch(records).await.map(|_| ())
     }
 }
 
@@ -717,8 +773,12 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("s.sqlite").display());
         let store = Store::connect(&url, MasterKey::generate()).await.unwrap();
         let (announce, receiver) = broadcast::channel(4);
-        let mut follower = RepoFollower::new(store, 3, receiver);
-        assert_eq!(follower.heard_rejections(0..1), None, "nothing heard yet");
+        let mut follower = RepoFollower::new(store, receiver);
+        assert_eq!(
+            follower.heard_rejections(3, 0..1),
+            None,
+            "nothing heard yet"
+        );
 
         announce.send(progress(0, 5, &[2])).unwrap();
         announce
@@ -728,16 +788,16 @@ mod tests {
             })
             .unwrap();
         announce.send(progress(5, 9, &[7])).unwrap();
-        follower.wait_until_decided(9).await.unwrap();
-        assert_eq!(follower.decided, 9);
-        assert_eq!(follower.heard_rejections(0..9), offsets(&[2, 7]));
-        assert_eq!(follower.heard_rejections(3..7), offsets(&[]));
+        follower.wait_until_decided(3, 9).await.unwrap();
+        assert_eq!(follower.decided(3), 9);
+        assert_eq!(follower.heard_rejections(3, 0..9), offsets(&[2, 7]));
+        assert_eq!(follower.heard_rejections(3, 3..7), offsets(&[]));
 
         // Offsets 9..12 were never announced to this follower: the store must say.
         announce.send(progress(12, 15, &[13])).unwrap();
-        follower.wait_until_decided(15).await.unwrap();
-        assert_eq!(follower.heard_rejections(9..15), None);
-        assert_eq!(follower.heard_rejections(12..15), offsets(&[13]));
+        follower.wait_until_decided(3, 15).await.unwrap();
+        assert_eq!(follower.heard_rejections(3, 9..15), None);
+        assert_eq!(follower.heard_rejections(3, 12..15), offsets(&[13]));
 
         // A shortened announcement carries no rejections.
         announce
@@ -746,18 +806,18 @@ mod tests {
                 ..progress(15, 20, &[])
             })
             .unwrap();
-        follower.wait_until_decided(20).await.unwrap();
-        assert_eq!(follower.heard_rejections(15..20), None);
+        follower.wait_until_decided(3, 20).await.unwrap();
+        assert_eq!(follower.heard_rejections(3, 15..20), None);
 
         // Missed announcements (a lagging receiver) are a gap too.
         announce.send(progress(20, 22, &[])).unwrap();
-        follower.wait_until_decided(22).await.unwrap();
-        assert_eq!(follower.heard_rejections(20..22), offsets(&[]));
+        follower.wait_until_decided(3, 22).await.unwrap();
+        assert_eq!(follower.heard_rejections(3, 20..22), offsets(&[]));
         for from in 22..30 {
             announce.send(progress(from, from + 1, &[])).unwrap();
         }
-        follower.wait_until_decided(30).await.unwrap();
-        assert_eq!(follower.heard_rejections(22..30), None);
-        assert_eq!(follower.heard_rejections(26..30), offsets(&[]));
+        follower.wait_until_decided(3, 30).await.unwrap();
+        assert_eq!(follower.heard_rejections(3, 22..30), None);
+        assert_eq!(follower.heard_rejections(3, 26..30), offsets(&[]));
     }
 }

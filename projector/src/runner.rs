@@ -1,44 +1,110 @@
-//! Drives projectors over the log: one task per partition reads from the projection's stored
-//! position, hands whatever records are ready (up to a batch size) to the projector, and starts
-//! over from the stored position after a failure, so nothing is skipped and nothing is applied
-//! twice.
+//! Drives a projector over the log: tasks read every partition from the projection's stored
+//! positions, and whatever records are ready (up to a batch size, of any partitions, each
+//! partition's in order) go to the projector, which applies them in one transaction, and
+//! starts over from the stored positions after a failure, so nothing is skipped and nothing is
+//! applied twice. One transaction for all partitions keeps batches large (and commits few) when
+//! the load spreads over many partitions.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use stratos_log::{CommitLog, LogRecord};
-use tokio::sync::watch;
+use stratos_log::{CommitLog, LogRecord, PartitionEnd};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
 
 use crate::repo::ProjectorError;
+use stratos_store::StoreError;
 
-/// A projector of one partition: where it is, and how it applies a batch.
+/// A projector of one or more partitions: where it is, and how it applies a batch.
 pub trait Applier: Send {
-    /// The next offset to read.
-    fn position(&mut self) -> impl Future<Output = Result<u64, ProjectorError>> + Send;
-    /// Applies consecutive records atomically with the new position; returns the next offset.
+    /// The next offset to read in `partition`.
+    fn position(
+        &mut self,
+        partition: u32,
+    ) -> impl Future<Output = Result<u64, ProjectorError>> + Send;
+    /// Applies records (of one or more partitions, each partition's consecutive and in order)
+    /// atomically with the partitions' new positions.
     fn apply(
         &mut self,
         records: &[LogRecord],
-    ) -> impl Future<Output = Result<u64, ProjectorError>> + Send;
+    ) -> impl Future<Output = Result<(), ProjectorError>> + Send;
 }
 
-/// How to drive a partition.
+/// The stored positions a projector has read, kept while it is the only one moving them.
+#[derive(Debug, Default)]
+pub struct Positions(HashMap<u32, u64>);
+
+impl Positions {
+    /// The position of `partition`, read with `load` the first time (0 when none is stored).
+    pub async fn get(
+        &mut self,
+        partition: u32,
+        load: impl Future<Output = Result<Option<u64>, StoreError>>,
+    ) -> Result<u64, ProjectorError> {
+        if let Some(next) = self.0.get(&partition) {
+            return Ok(*next);
+        }
+        let next = load.await?.unwrap_or(0);
+        self.0.insert(partition, next);
+        Ok(next)
+    }
+
+    /// The positions of the partitions of `records`, each read with `load` the first time.
+    pub async fn of<F>(
+        &mut self,
+        records: &[LogRecord],
+        load: impl Fn(u32) -> F,
+    ) -> Result<&HashMap<u32, u64>, ProjectorError>
+    where
+        F: Future<Output = Result<Option<u64>, StoreError>>,
+    {
+        for record in records {
+            let partition = record.position.partition;
+            if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(partition) {
+                slot.insert(load(partition).await?.unwrap_or(0));
+            }
+        }
+        Ok(&self.0)
+    }
+
+    /// Takes in the outcome of a batch: the partitions' new positions, or, after a failure,
+    /// forgets them all (the commit may or may not have happened).
+    pub fn settle(
+        &mut self,
+        outcome: Result<Vec<(u32, u64)>, ProjectorError>,
+    ) -> Result<(), ProjectorError> {
+        match outcome {
+            Ok(positions) => {
+                self.0.extend(positions);
+                Ok(())
+            }
+            Err(error) => {
+                self.0.clear();
+                Err(error)
+            }
+        }
+    }
+}
+
+/// How to drive the partitions.
 #[derive(Debug, Clone, Copy)]
 pub struct DriveOptions {
     /// At most this many records per transaction.
     pub batch_size: usize,
-    /// Stop once the position reaches this offset (replay); `None` follows the log forever.
-    pub until: Option<u64>,
+    /// Stop each partition at the end it had when started (replay) instead of following the
+    /// log forever.
+    pub stop_at_end: bool,
 }
 
-/// Applies `partition` until `options.until` is reached or `shutdown` turns `true`. Calls
-/// `on_batch(records)` after each applied batch. Failures are logged and retried from the
-/// stored position with a growing pause.
+/// Applies `partitions` until each reached its end (with `options.stop_at_end`) or `shutdown`
+/// turns `true`. Calls `on_batch(records)` after each applied batch. Failures are logged and
+/// retried from the stored positions with a growing pause.
 pub async fn drive<A: Applier>(
     applier: &mut A,
     log: Arc<dyn CommitLog>,
-    partition: u32,
+    partitions: &[PartitionEnd],
     options: DriveOptions,
     mut shutdown: watch::Receiver<bool>,
     mut on_batch: impl FnMut(usize) + Send,
@@ -51,7 +117,7 @@ pub async fn drive<A: Applier>(
         match follow(
             applier,
             &log,
-            partition,
+            partitions,
             options,
             &mut shutdown,
             &mut on_batch,
@@ -60,7 +126,7 @@ pub async fn drive<A: Applier>(
         {
             Ok(()) => return,
             Err(error) => {
-                tracing::warn!(partition, %error, "projector batch failed; retrying from the stored position");
+                tracing::warn!(%error, "projector batch failed; retrying from the stored positions");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => return,
@@ -74,18 +140,48 @@ pub async fn drive<A: Applier>(
 async fn follow<A: Applier>(
     applier: &mut A,
     log: &Arc<dyn CommitLog>,
-    partition: u32,
+    partitions: &[PartitionEnd],
     options: DriveOptions,
     shutdown: &mut watch::Receiver<bool>,
     on_batch: &mut (impl FnMut(usize) + Send),
 ) -> Result<(), ProjectorError> {
-    let mut position = applier.position().await?;
-    if options.until.is_some_and(|until| position >= until) {
+    // With `stop_at_end`, the partitions still short of their ends, and those ends.
+    let mut open: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut streams = Vec::with_capacity(partitions.len());
+    for end in partitions {
+        let position = applier.position(end.partition).await?;
+        if options.stop_at_end {
+            if position >= end.end {
+                continue;
+            }
+            open.insert(end.partition, end.end);
+        }
+        streams.push(log.consume(end.partition, position));
+    }
+    if streams.is_empty() {
         return Ok(());
     }
-    let mut records = log
-        .consume(partition, position)
-        .ready_chunks(options.batch_size.max(1));
+    // Every partition is read by a task of its own, which pauses only between records: a
+    // stream polled only while the projector is not busy could hold a reader's connection
+    // (the embedded log's) mid-query for as long as a batch takes. The tasks end with this
+    // set, when this function returns.
+    let batch_size = options.batch_size.max(1);
+    let (sender, receiver) = mpsc::channel(batch_size);
+    let mut readers = JoinSet::new();
+    for mut stream in streams {
+        let sender = sender.clone();
+        readers.spawn(async move {
+            while let Some(record) = stream.next().await {
+                if sender.send(record).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(sender);
+    let mut receiver = receiver;
+    let mut records = futures::stream::poll_fn(move |context| receiver.poll_recv(context))
+        .ready_chunks(batch_size);
     loop {
         let chunk = tokio::select! {
             chunk = records.next() => chunk,
@@ -97,20 +193,31 @@ async fn follow<A: Applier>(
         let mut batch = Vec::with_capacity(chunk.len());
         for record in chunk {
             let record = record?;
-            if options
-                .until
-                .is_some_and(|until| record.position.offset >= until)
-            {
-                break;
+            let past_end = options.stop_at_end
+                && open
+                    .get(&record.position.partition)
+                    .is_none_or(|end| record.position.offset >= *end);
+            if !past_end {
+                batch.push(record);
             }
-            batch.push(record);
         }
         if !batch.is_empty() {
-            position = applier.apply(&batch).await?;
+            applier.apply(&batch).await?;
             on_batch(batch.len());
         }
-        if options.until.is_some_and(|until| position >= until) {
-            return Ok(());
+        if options.stop_at_end {
+            let mut reached = Vec::new();
+            for (partition, end) in &open {
+                if applier.position(*partition).await? >= *end {
+                    reached.push(*partition);
+                }
+            }
+            for partition in reached {
+                open.remove(&partition);
+            }
+            if open.is_empty() {
+                return Ok(());
+            }
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Runs the projectors of a deployment: for every partition of the log, a repo projector worker
-//! and (when views are configured) an AppView projector worker, until shutdown.
+//! Runs the projectors of a deployment over every partition of the log: the repo projector and
+//! (when views are configured) the AppView projector, one task each, until shutdown.
 
 use std::sync::Arc;
 
@@ -8,7 +8,7 @@ use stratos_store::{Store, Views};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
 
-use crate::repo::{PartitionProjector, Progress, ProjectorError};
+use crate::repo::{Progress, ProjectorError, RepoProjector};
 use crate::runner::{DriveOptions, drive};
 use crate::views::ViewProjector;
 
@@ -59,8 +59,8 @@ impl Projectors {
     }
 }
 
-/// Starts a repo projector worker (and an AppView one if `views` is given) for every partition.
-/// `on_batch(records)` is called after each repo projector batch (for progress bars).
+/// Starts the repo projector (and the AppView projector if `views` is given) over every
+/// partition. `on_batch(records)` is called after each repo projector batch (for progress bars).
 pub async fn start(
     log: Arc<dyn CommitLog>,
     store: Store,
@@ -71,45 +71,23 @@ pub async fn start(
     let (progress, _) = broadcast::channel(1_024);
     let (shutdown, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
-    for end in log.partitions().await? {
-        let drive_options = DriveOptions {
-            batch_size: options.batch_size,
-            until: options.stop_at_end.then_some(end.end),
-        };
-        let mut repo = PartitionProjector::new(store.clone(), end.partition, progress.clone());
-        let (log_for_repo, stop_repo, count) = (log.clone(), stop.clone(), on_batch.clone());
+    let partitions = log.partitions().await?;
+    let drive_options = DriveOptions {
+        batch_size: options.batch_size,
+        stop_at_end: options.stop_at_end,
+    };
+    if let Some(views) = &views {
+        // Subscribed before the repo projector starts, so it hears every announcement.
+        let mut view = ViewProjector::new(store.clone(), views.clone(), progress.subscribe());
+        let (log, partitions, stop) = (log.clone(), partitions.clone(), stop.clone());
         tasks.spawn(async move {
-            drive(
-                &mut repo,
-                log_for_repo,
-                end.partition,
-                drive_options,
-                stop_repo,
-                count,
-            )
-            .await;
+            drive(&mut view, log, &partitions, drive_options, stop, |_| {}).await;
         });
-        if let Some(views) = &views {
-            let mut view = ViewProjector::new(
-                store.clone(),
-                views.clone(),
-                end.partition,
-                progress.subscribe(),
-            );
-            let (log_for_view, stop_view) = (log.clone(), stop.clone());
-            tasks.spawn(async move {
-                drive(
-                    &mut view,
-                    log_for_view,
-                    end.partition,
-                    drive_options,
-                    stop_view,
-                    |_| {},
-                )
-                .await;
-            });
-        }
     }
+    let mut repo = RepoProjector::new(store.clone(), progress.clone());
+    tasks.spawn(async move {
+        drive(&mut repo, log, &partitions, drive_options, stop, on_batch).await;
+    });
     Ok(Projectors {
         tasks,
         progress,

@@ -4,7 +4,7 @@
 //! the repo projector has decided every event in it, and events the repo projector rejected are
 //! skipped. Record contents come from the event's sealed blocks, opened with the actor's data
 //! key (none after a purge: the post is removed instead of shown empty). Rows and the views'
-//! position are written in one transaction.
+//! positions are written in one transaction.
 
 use stratos_log::LogRecord;
 use stratos_schema::events::seal::DataKey;
@@ -19,32 +19,24 @@ use crate::appview::{
 use crate::arbiter::RecordChange;
 use crate::data_keys::DataKeys;
 use crate::repo::{Progress, ProjectorError, RepoFollower};
-use crate::runner::Applier;
+use crate::runner::{Applier, Positions};
 
-/// Applies one partition's events to the views.
+/// Applies the log's events to the views.
 pub struct ViewProjector {
     views: Views,
-    partition: u32,
     repo: RepoFollower,
     data_keys: DataKeys,
-    /// The stored position, once read: this worker is the only one that moves it.
-    next_offset: Option<u64>,
+    positions: Positions,
 }
 
 impl ViewProjector {
-    /// A worker for `partition`; `repo_progress` announces the repo projector's batches.
-    pub fn new(
-        store: Store,
-        views: Views,
-        partition: u32,
-        repo_progress: broadcast::Receiver<Progress>,
-    ) -> Self {
+    /// A projector; `repo_progress` announces the repo projector's batches.
+    pub fn new(store: Store, views: Views, repo_progress: broadcast::Receiver<Progress>) -> Self {
         Self {
             data_keys: DataKeys::new(store.clone()),
-            repo: RepoFollower::new(store, partition, repo_progress),
+            repo: RepoFollower::new(store, repo_progress),
             views,
-            partition,
-            next_offset: None,
+            positions: Positions::default(),
         }
     }
 
@@ -69,30 +61,30 @@ impl ViewProjector {
 }
 
 impl Applier for ViewProjector {
-    async fn position(&mut self) -> Result<u64, ProjectorError> {
-        if let Some(next) = self.next_offset {
-            return Ok(next);
-        }
-        let next = self.views.position(self.partition).await?.unwrap_or(0);
-        self.next_offset = Some(next);
-        Ok(next)
+    async fn position(&mut self, partition: u32) -> Result<u64, ProjectorError> {
+        let stored = self.views.position(partition);
+        self.positions.get(partition, stored).await
     }
 
-    async fn apply(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
-        let result = self.write(records).await;
-        // After a failure the commit may or may not have happened: read the position again.
-        self.next_offset = result.as_ref().ok().copied();
-        result
+    async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+        let outcome = self.write(records).await;
+        self.positions.settle(outcome)
     }
 }
 
 impl ViewProjector {
-    async fn write(&mut self, records: &[LogRecord]) -> Result<u64, ProjectorError> {
-        let start = self.position().await?;
-        let accepted = self.repo.accepted_events(records, start).await?;
-        let Some((events, next_offset)) = accepted else {
-            return Ok(start);
-        };
+    /// Writes the accepted events of `records` and the new positions in one transaction;
+    /// returns those positions.
+    async fn write(&mut self, records: &[LogRecord]) -> Result<Vec<(u32, u64)>, ProjectorError> {
+        let views = &self.views;
+        let starts = self
+            .positions
+            .of(records, |partition| views.position(partition))
+            .await?;
+        let (events, positions) = self.repo.accepted_batch(records, starts).await?;
+        if positions.is_empty() {
+            return Ok(positions);
+        }
         let mut tx = self.views.begin().await?;
         // Runs of post upserts go out together; anything else keeps its place between them.
         let mut posts: Vec<(Box<PostRow>, Vec<String>)> = Vec::new();
@@ -102,9 +94,11 @@ impl ViewProjector {
             }
         }
         upsert_posts(&mut tx, &mut posts).await?;
-        tx.set_position(self.partition, next_offset).await?;
+        for (partition, next_offset) in &positions {
+            tx.set_position(*partition, *next_offset).await?;
+        }
         tx.commit().await?;
-        Ok(next_offset)
+        Ok(positions)
     }
 }
 

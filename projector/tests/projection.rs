@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stratos_log::testing::Broker;
 use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogRecord};
-use stratos_projector::repo::{PartitionProjector, Progress};
+use stratos_projector::repo::{Progress, RepoProjector};
 use stratos_projector::service::{ProjectorOptions, start};
 use stratos_schema::blocks::BlockSource;
 use stratos_schema::events::{BoundariesEvent, Event, SequencedCommit, UnenrollEvent};
@@ -453,8 +453,9 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
     };
 
     let (sender, mut heard) = broadcast::channel(16);
-    let mut worker = PartitionProjector::new(setup.store.clone(), partition, sender.clone());
-    let progress = worker.apply_batch(&records).await.unwrap();
+    let mut worker = RepoProjector::new(setup.store.clone(), sender.clone());
+    let progress = single(worker.apply_batch(&records).await.unwrap());
+    assert_eq!((progress.partition, progress.from), (partition, 0));
     assert_eq!(progress.next_offset, 3);
     assert_eq!(progress.rejected.len(), 1);
     assert_eq!(progress.rejected[0].0, 2);
@@ -462,10 +463,9 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
     let digest = setup.store.digest().await.unwrap();
 
     // The same records again, to a fresh worker (as after a restart): nothing changes.
-    let mut restarted = PartitionProjector::new(setup.store.clone(), partition, sender);
+    let mut restarted = RepoProjector::new(setup.store.clone(), sender);
     let again = restarted.apply_batch(&records).await.unwrap();
-    assert_eq!(again.next_offset, 3);
-    assert!(again.rejected.is_empty());
+    assert!(again.is_empty(), "nothing new: {again:?}");
     assert_eq!(setup.store.digest().await.unwrap(), digest);
     assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 1);
 
@@ -483,7 +483,7 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
                 .collect::<Vec<_>>()
                 .await
         };
-        let progress = restarted.apply_batch(&more).await.unwrap();
+        let progress = single(restarted.apply_batch(&more).await.unwrap());
         let payload = tokio::time::timeout(Duration::from_secs(10), listener.next())
             .await
             .unwrap()
@@ -492,6 +492,73 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
         assert_eq!(Progress::from_payload(&payload), Some(progress));
     }
     setup.finish().await;
+}
+
+/// Records of several partitions go into one transaction, with a position and an announcement
+/// for each; a rejection is announced in its own partition.
+async fn one_batch_spans_partitions(setup: Setup) {
+    use futures::StreamExt;
+    let mut alice = setup.enroll("did:plc:alice").await;
+    let alice_partition = stratos_log::partition_for("did:plc:alice", PARTITIONS);
+    let other = (0..)
+        .map(|n| format!("did:plc:other{n}"))
+        .find(|did| stratos_log::partition_for(did, PARTITIONS) != alice_partition)
+        .unwrap();
+    let other_partition = stratos_log::partition_for(&other, PARTITIONS);
+    let mut bob = setup.enroll(&other).await;
+    let first = bob.next(&[("3l2aaaaaaaa22", Some("one"))]);
+    let mut forked = first.clone();
+    forked.slice.rev = "3l2zzzzzzzz22".parse().unwrap();
+    setup.append(Event::Commit(first)).await;
+    setup.append(Event::Commit(forked)).await;
+    setup
+        .append(Event::Commit(alice.next(&[("3l2aaaaaaaa22", Some("a"))])))
+        .await;
+    let mut records = Vec::new();
+    for (partition, count) in [(alice_partition, 2), (other_partition, 3)] {
+        let read: Vec<LogRecord> = setup
+            .log
+            .consume(partition, 0)
+            .take(count)
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        records.extend(read);
+    }
+
+    let (sender, _) = broadcast::channel(16);
+    let mut projector = RepoProjector::new(setup.store.clone(), sender);
+    let mut progress = projector.apply_batch(&records).await.unwrap();
+    progress.sort_by_key(|p| p.partition);
+    let mut expected = vec![
+        (alice_partition, 0, 2, Vec::new()),
+        (other_partition, 0, 3, vec![2]),
+    ];
+    expected.sort();
+    let announced: Vec<(u32, u64, u64, Vec<u64>)> = progress
+        .iter()
+        .map(|p| {
+            let rejected = p.rejected.iter().map(|(offset, _)| *offset).collect();
+            (p.partition, p.from, p.next_offset, rejected)
+        })
+        .collect();
+    assert_eq!(announced, expected);
+    for (partition, _, next, _) in &expected {
+        assert_eq!(
+            setup.store.position("repo", *partition).await.unwrap(),
+            Some(*next)
+        );
+    }
+    // One commit applied for each (the fork rejected).
+    assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 1);
+    assert_eq!(setup.store.last_seq(&other).await.unwrap(), 1);
+    setup.finish().await;
+}
+
+/// The one announcement of a batch of one partition.
+fn single(mut progress: Vec<Progress>) -> Progress {
+    assert_eq!(progress.len(), 1, "{progress:?}");
+    progress.remove(0)
 }
 
 macro_rules! suite {
@@ -516,6 +583,7 @@ suite!(
     unenroll_and_purge_remove_content,
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
+    one_batch_spans_partitions,
 );
 suite!(
     embedded_postgres,
@@ -526,6 +594,7 @@ suite!(
     unenroll_and_purge_remove_content,
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
+    one_batch_spans_partitions,
 );
 suite!(
     kafka_postgres,

@@ -95,7 +95,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
             log.clone(),
             store.clone(),
             args.service.publisher_config()?,
-            || projectors.subscribe(),
+            projectors.subscribe(),
         )
         .await?;
         let changes = Changes::new();
@@ -149,7 +149,7 @@ pub fn run_command_service(args: CommandServiceArgs) -> Result<ExitCode> {
             log.clone(),
             store.clone(),
             args.service.publisher_config()?,
-            || no_projector.subscribe(),
+            no_projector.subscribe(),
         )
         .await?;
         let commands = commands(&args.service, store, log, outcomes).await?;
