@@ -30,7 +30,8 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
 use crate::data_keys::DataKeys;
-use crate::repo::{Progress, ProjectorError, RepoFollower};
+use crate::follower::RepoFollower;
+use crate::repo::{Progress, ProjectorError};
 use crate::runner::{Applier, DriveOptions, Positions, drive};
 
 /// The publisher's name among the log's consumers.

@@ -166,7 +166,7 @@ async fn follow<A: Applier>(
     // (the embedded log's) mid-query for as long as a batch takes. The tasks end with this
     // set, when this function returns.
     let batch_size = options.batch_size.max(1);
-    let (sender, receiver) = mpsc::channel(batch_size);
+    let (sender, mut receiver) = mpsc::channel(batch_size);
     let mut readers = JoinSet::new();
     for mut stream in streams {
         let sender = sender.clone();
@@ -179,7 +179,6 @@ async fn follow<A: Applier>(
         });
     }
     drop(sender);
-    let mut receiver = receiver;
     let mut records = futures::stream::poll_fn(move |context| receiver.poll_recv(context))
         .ready_chunks(batch_size);
     loop {

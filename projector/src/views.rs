@@ -18,7 +18,8 @@ use crate::appview::{
 };
 use crate::arbiter::RecordChange;
 use crate::data_keys::DataKeys;
-use crate::repo::{Progress, ProjectorError, RepoFollower};
+use crate::follower::RepoFollower;
+use crate::repo::{Progress, ProjectorError};
 use crate::runner::{Applier, Positions};
 
 /// Applies the log's events to the views.
