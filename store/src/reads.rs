@@ -10,8 +10,14 @@ use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, split_lines, 
 /// A record row with its actor, as the database returns it.
 type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
 
-/// How many records [`Store::record_blocks`] delivers at once.
-const EXPORT_BATCH: usize = 256;
+/// How many records the first page of [`Store::record_blocks`] holds; later pages hold about
+/// [`EXPORT_PAGE_BYTES`] of record blocks, between these bounds.
+const EXPORT_PAGE_ROWS: (usize, usize) = (256, 4_096);
+
+/// About how many bytes of record blocks a page of [`Store::record_blocks`] holds once the
+/// size of the actor's records is known: few queries for small records, bounded memory for
+/// large ones.
+const EXPORT_PAGE_BYTES: usize = 2 * 1024 * 1024;
 
 /// A record's path and content, as an export reads it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,14 +149,20 @@ impl Store {
         let did = did.to_string();
         tokio::spawn(async move {
             let read = async {
+                let (smallest, largest) = EXPORT_PAGE_ROWS;
+                let mut rows = smallest;
                 for collection in store.collections(&did).await? {
                     let mut after: Option<String> = None;
                     loop {
                         let page = store
-                            .record_block_page(&did, &collection, after.as_deref())
+                            .record_block_page(&did, &collection, after.as_deref(), rows)
                             .await?;
-                        let last_page = page.len() < EXPORT_BATCH;
+                        let last_page = page.len() < rows;
                         after = page.last().map(|record| record.rkey.clone());
+                        let bytes: usize = page.iter().map(|record| record.block.len()).sum();
+                        if let Some(average) = bytes.checked_div(page.len()) {
+                            rows = (EXPORT_PAGE_BYTES / average.max(1)).clamp(smallest, largest);
+                        }
                         if sender.send(Ok(Some(page))).await.is_err() {
                             return Ok(());
                         }
@@ -169,13 +181,14 @@ impl Store {
         RecordBlocks { receiver }
     }
 
-    /// Up to [`EXPORT_BATCH`] records of `did` in `collection` with content, after the record
-    /// key `after`.
+    /// Up to `rows` records of `did` in `collection` with content, after the record key
+    /// `after`.
     async fn record_block_page(
         &self,
         did: &str,
         collection: &str,
         after: Option<&str>,
+        rows: usize,
     ) -> Result<Vec<RecordBlock>, StoreError> {
         let query = sql(
             self.backend(),
@@ -187,7 +200,7 @@ impl Store {
                 .bind(did)
                 .bind(collection)
                 .bind(after.unwrap_or(""))
-                .bind(EXPORT_BATCH as i64)
+                .bind(rows as i64)
                 .fetch_all(db)
                 .await?
         });

@@ -233,6 +233,59 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
     assert!(store.records("did:plc:bob").await.unwrap().is_empty());
 }
 
+/// An export reads every record with content once, in key order, in pages sized to the
+/// records: 256 first, then about 2 MiB of blocks a page.
+async fn exports_page_through_every_record(fixture: &Fixture) {
+    use stratos_schema::data::cid_for_dag_cbor;
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let did = "did:plc:alice";
+    let record = |collection: &str, index: usize, size: usize| {
+        let mut block = format!("{collection} {index}").into_bytes();
+        block.resize(size, b'.');
+        RecordRow {
+            collection: collection.into(),
+            rkey: format!("3l2{index:010}"),
+            cid: cid_for_dag_cbor(&block),
+            boundaries: vec!["s/general".into()],
+            block: Some(block),
+        }
+    };
+    let mut written = Vec::new();
+    let mut batch = ProjectionBatch::new();
+    for index in 0..1_100 {
+        written.push(record("zone.stratos.feed.post", index, 4_096));
+    }
+    for index in 0..3 {
+        written.push(record("zone.stratos.graph.follow", index, 100));
+    }
+    let mut emptied = record("zone.stratos.graph.follow", 9, 100);
+    emptied.block = None;
+    for row in written.iter().chain([&emptied]) {
+        batch.put_record(did, row.clone(), "3l2rev0000001");
+    }
+    let mut tx = store.begin().await.unwrap();
+    tx.write(&batch).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut pages = store.record_blocks(did);
+    let (mut sizes, mut read) = (Vec::new(), Vec::new());
+    while let Some(page) = pages.next().await.unwrap() {
+        sizes.push(page.len());
+        read.extend(
+            page.into_iter()
+                .map(|r| (r.collection, r.rkey, r.cid, r.block)),
+        );
+    }
+    let expected: Vec<_> = written
+        .into_iter()
+        .map(|r| (r.collection, r.rkey, r.cid, r.block.unwrap()))
+        .collect();
+    assert_eq!(read, expected);
+    assert_eq!(sizes, [256, 512, 332, 3]);
+}
+
 async fn sequences_and_rejections(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
@@ -876,6 +929,7 @@ suite!(
     keys_round_trip_and_purge,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
+    exports_page_through_every_record,
     sequences_and_rejections,
     enrollments_and_purge,
     views_round_trip,
@@ -894,6 +948,7 @@ suite!(
     keys_round_trip_and_purge,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
+    exports_page_through_every_record,
     sequences_and_rejections,
     enrollments_and_purge,
     views_round_trip,
