@@ -171,9 +171,7 @@ impl OutboxProjector {
         for (did, method, body) in &calls {
             tx.enqueue_pds(did, method, &body.to_string()).await?;
         }
-        for (partition, next_offset) in &positions {
-            tx.set_position(CONSUMER, *partition, *next_offset).await?;
-        }
+        tx.set_positions(CONSUMER, &positions).await?;
         tx.commit().await?;
         if !calls.is_empty() {
             self.wake.notify_one();

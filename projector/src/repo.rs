@@ -222,11 +222,14 @@ impl RepoProjector {
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         tx.write(&batch).await?;
-        for announced in &progress {
-            tx.set_position(CONSUMER, announced.partition, announced.next_offset)
-                .await?;
-            tx.notify(&announced.to_payload()).await?;
-        }
+        let positions: Vec<(u32, u64)> = progress
+            .iter()
+            .map(|announced| (announced.partition, announced.next_offset))
+            .collect();
+        tx.set_positions(CONSUMER, &positions).await?;
+        let payloads: Vec<String> = progress.iter().map(Progress::to_payload).collect();
+        let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+        tx.notify_all(&payloads).await?;
         tx.commit().await?;
         let rejected: u64 = progress.iter().map(|p| p.rejected.len() as u64).sum();
         metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")

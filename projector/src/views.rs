@@ -95,9 +95,7 @@ impl ViewProjector {
             }
         }
         upsert_posts(&mut tx, &mut posts).await?;
-        for (partition, next_offset) in &positions {
-            tx.set_position(*partition, *next_offset).await?;
-        }
+        tx.set_positions(&positions).await?;
         tx.commit().await?;
         Ok(positions)
     }

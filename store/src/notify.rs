@@ -14,10 +14,18 @@ pub const OUTCOME_CHANNEL: &str = "stratos_outcome";
 impl StoreTx {
     /// Announces `payload` to every listener once this transaction commits (Postgres only).
     pub async fn notify(&mut self, payload: &str) -> Result<(), StoreError> {
-        if let StoreTx::Postgres(tx) = self {
-            sqlx::query("SELECT pg_notify($1, $2)")
+        self.notify_all(&[payload]).await
+    }
+
+    /// Announces each of `payloads` to every listener once this transaction commits
+    /// (Postgres only), in one statement.
+    pub async fn notify_all(&mut self, payloads: &[&str]) -> Result<(), StoreError> {
+        if let StoreTx::Postgres(tx) = self
+            && !payloads.is_empty()
+        {
+            sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
                 .bind(OUTCOME_CHANNEL)
-                .bind(payload)
+                .bind(payloads)
                 .execute(&mut **tx)
                 .await?;
         }

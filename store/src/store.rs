@@ -685,19 +685,34 @@ impl StoreTx {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), StoreError> {
-        let query = sql(
-            self.backend(),
-            "INSERT INTO consumer_position (consumer, partition_id, next_offset) VALUES (?, ?, ?) \
-             ON CONFLICT (consumer, partition_id) DO UPDATE SET next_offset = excluded.next_offset",
-        );
-        on_tx!(self, tx => {
-            sqlx::query(query)
-                .bind(consumer)
-                .bind(i64::from(partition) as i32)
-                .bind(next_offset as i64)
-                .execute(&mut **tx)
-                .await?;
-        });
+        self.set_positions(consumer, &[(partition, next_offset)])
+            .await
+    }
+
+    /// Records where `consumer` will next read in each `(partition, next_offset)`, in one
+    /// statement.
+    pub async fn set_positions(
+        &mut self,
+        consumer: &str,
+        positions: &[(u32, u64)],
+    ) -> Result<(), StoreError> {
+        for chunk in positions.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut *self, tx => {
+                let mut query = sqlx::QueryBuilder::new(
+                    "INSERT INTO consumer_position (consumer, partition_id, next_offset) ",
+                );
+                query.push_values(chunk, |mut row, (partition, next_offset)| {
+                    row.push_bind(consumer)
+                        .push_bind(*partition as i32)
+                        .push_bind(*next_offset as i64);
+                });
+                query.push(
+                    " ON CONFLICT (consumer, partition_id) \
+                     DO UPDATE SET next_offset = excluded.next_offset",
+                );
+                query.build().execute(&mut **tx).await?;
+            });
+        }
         Ok(())
     }
 

@@ -391,18 +391,25 @@ impl ViewsTx {
         partition: u32,
         next_offset: u64,
     ) -> Result<(), StoreError> {
-        let backend = self.0.backend();
-        on_tx!(&mut self.0, tx => {
-            sqlx::query(sql(
-                backend,
-                "INSERT INTO stratos_view_position (partition_id, next_offset) VALUES (?, ?) \
-                 ON CONFLICT (partition_id) DO UPDATE SET next_offset = excluded.next_offset",
-            ))
-            .bind(partition as i32)
-            .bind(next_offset as i64)
-            .execute(&mut **tx)
-            .await?;
-        });
+        self.set_positions(&[(partition, next_offset)]).await
+    }
+
+    /// Records where the AppView projector will next read in each `(partition, next_offset)`,
+    /// in one statement.
+    pub async fn set_positions(&mut self, positions: &[(u32, u64)]) -> Result<(), StoreError> {
+        for chunk in positions.chunks(ROWS_PER_STATEMENT) {
+            on_tx!(&mut self.0, tx => {
+                let mut query =
+                    QueryBuilder::new("INSERT INTO stratos_view_position (partition_id, next_offset) ");
+                query.push_values(chunk, |mut row, (partition, next_offset)| {
+                    row.push_bind(*partition as i32).push_bind(*next_offset as i64);
+                });
+                query.push(
+                    " ON CONFLICT (partition_id) DO UPDATE SET next_offset = excluded.next_offset",
+                );
+                query.build().execute(&mut **tx).await?;
+            });
+        }
         Ok(())
     }
 
