@@ -111,8 +111,11 @@ impl EmbeddedLog {
         let partitions = Self::partition_count(&mut writer, config.partitions).await?;
         let next = partition_ends(&mut writer, partitions).await?;
 
+        // A local file does not hang up: checking a reader before each use is only a round
+        // trip to its worker thread.
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options.clone().read_only(true))
             .await
             .map_err(db_error)?;

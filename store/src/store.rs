@@ -639,6 +639,8 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(30))
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
             .connect(url)
             .await?;
         Ok(Pool::Postgres(pool))
@@ -651,12 +653,30 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
             .connect_with(options)
             .await?;
         Ok(Pool::Sqlite(pool, write_lock(url)))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
+}
+
+/// How long a pooled connection may sit idle before it is checked with a round trip when it
+/// is taken again. Checking every time doubled the round trips of every single-statement read.
+const CHECK_IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// Checks a pooled connection that was idle for a while, so that one the server dropped is
+/// replaced instead of failing a request.
+async fn ping_if_idle<C: sqlx::Connection>(
+    connection: &mut C,
+    meta: sqlx::pool::PoolConnectionMetadata,
+) -> Result<bool, sqlx::Error> {
+    if meta.idle_for >= CHECK_IDLE_AFTER {
+        connection.ping().await?;
+    }
+    Ok(true)
 }
 
 /// Starts a transaction on a pool.
