@@ -5,7 +5,7 @@ use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
 use tokio::sync::mpsc;
 
-use crate::store::{RecordRow, Store, StoreError, StoredRecord, on, split_lines, sql};
+use crate::store::{Pool, RecordRow, Store, StoreError, StoredRecord, on, split_lines, sql};
 
 /// A record row with its actor, as the database returns it.
 type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
@@ -223,21 +223,41 @@ impl Store {
         keys: &[(&str, &str, &str)],
     ) -> Result<Vec<(String, RecordRow)>, StoreError> {
         let mut rows: Vec<ActorRecord> = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(crate::store::ROWS_PER_STATEMENT) {
-            on!(&self.pool, db => {
-                // A join on the keys, not a row-value `IN`: SQLite scans the table for that.
-                let mut query = QueryBuilder::new(
-                    "SELECT r.did, r.collection, r.rkey, r.cid, r.boundaries, r.block FROM (",
-                );
-                query.push_values(chunk, |mut row, (did, collection, rkey)| {
-                    row.push_bind(*did).push_bind(*collection).push_bind(*rkey);
-                });
-                query.push(
-                    ") AS k JOIN record r ON r.did = k.column1 AND r.collection = k.column2 \
-                     AND r.rkey = k.column3",
-                );
-                rows.extend(query.build_query_as().fetch_all(db).await?);
-            });
+        match &self.pool {
+            // Arrays keep the statement the same whatever the number of keys, so it is
+            // prepared once per connection instead of planned on every call.
+            Pool::Postgres(db) => {
+                let dids: Vec<&str> = keys.iter().map(|key| key.0).collect();
+                let collections: Vec<&str> = keys.iter().map(|key| key.1).collect();
+                let rkeys: Vec<&str> = keys.iter().map(|key| key.2).collect();
+                rows = sqlx::query_as(
+                    "SELECT r.did, r.collection, r.rkey, r.cid, r.boundaries, r.block \
+                     FROM unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey) \
+                     JOIN record r ON r.did = k.did AND r.collection = k.collection \
+                     AND r.rkey = k.rkey",
+                )
+                .bind(dids)
+                .bind(collections)
+                .bind(rkeys)
+                .fetch_all(db)
+                .await?;
+            }
+            Pool::Sqlite(db, _) => {
+                for chunk in keys.chunks(crate::store::ROWS_PER_STATEMENT) {
+                    // A join on the keys, not a row-value `IN`: SQLite scans the table for that.
+                    let mut query = QueryBuilder::new(
+                        "SELECT r.did, r.collection, r.rkey, r.cid, r.boundaries, r.block FROM (",
+                    );
+                    query.push_values(chunk, |mut row, (did, collection, rkey)| {
+                        row.push_bind(*did).push_bind(*collection).push_bind(*rkey);
+                    });
+                    query.push(
+                        ") AS k JOIN record r ON r.did = k.column1 AND r.collection = k.column2 \
+                         AND r.rkey = k.column3",
+                    );
+                    rows.extend(query.build_query_as().fetch_all(db).await?);
+                }
+            }
         }
         rows.into_iter()
             .map(|(did, collection, rkey, cid, boundaries, block)| {
