@@ -13,7 +13,7 @@ use stratos_schema::car::CarWriter;
 use stratos_schema::events::SequencedCommit;
 use stratos_schema::mst::Mst;
 use stratos_schema::syntax::{Did, Nsid, RecordKey, Tid};
-use stratos_store::Head;
+use stratos_store::{Head, RecordBlocks};
 use stratos_xrpc::XrpcError;
 use tokio::sync::mpsc;
 use warp::http::{HeaderValue, header};
@@ -163,19 +163,17 @@ impl Queries {
             ));
         }
         let head = self.head_of(did).await?;
+        // The record pages start reading now, while the tree is read.
+        let pages = self.store().record_blocks(did.as_str());
         let changed = match since {
             Some(since) => Some(self.changed_since(did, since).await?),
             None => None,
         };
         let tree_blocks = self.store().blocks(did.as_str()).await.map_err(internal)?;
         let (sender, receiver) = mpsc::channel::<Result<Bytes, std::io::Error>>(EXPORT_CHUNKS);
-        let queries = self.clone();
         let did = did.to_string();
         tokio::spawn(async move {
-            if let Err(error) = queries
-                .export(&did, head, tree_blocks, changed, &sender)
-                .await
-            {
+            if let Err(error) = Self::export(head, tree_blocks, pages, changed, &sender).await {
                 tracing::warn!(%did, %error, "repository export ended early");
                 let _ = sender.send(Err(std::io::Error::other(error))).await;
             }
@@ -219,10 +217,9 @@ impl Queries {
     }
 
     async fn export(
-        &self,
-        did: &str,
         head: Head,
         tree_blocks: stratos_schema::blocks::BlockMap,
+        mut pages: RecordBlocks,
         changed: Option<std::collections::HashSet<(String, Cid)>>,
         sender: &mpsc::Sender<Result<Bytes, std::io::Error>>,
     ) -> Result<(), String> {
@@ -239,7 +236,6 @@ impl Queries {
         }
         drop(tree_blocks);
         send(sender, &chunks).await?;
-        let mut pages = self.store().record_blocks(did);
         while let Some(page) = pages.next().await.map_err(|e| e.to_string())? {
             for record in page {
                 let wanted = changed.as_ref().is_none_or(|changed| {
