@@ -388,22 +388,45 @@ impl Queries {
         let tail = self.inner.tails.tail(did, domain);
         let mut after = cursor;
         let mut live = false;
+        let mut read_ahead: Option<Page> = None;
         loop {
-            // Caught-up subscribers of one stream share their reads; a backfill reads alone.
-            let tick = *changes.borrow_and_update();
-            let read = self.read_page(did, after, domain, limits.batch);
-            let page = match live {
-                true => tail.page(after, tick, read).await,
-                false => read.await.map(Arc::new),
-            }
-            .map_err(internal)?;
+            let page = match read_ahead.take() {
+                Some(page) => Arc::new(page),
+                None => {
+                    // Caught-up subscribers of one stream share their reads; a backfill reads
+                    // alone.
+                    let tick = *changes.borrow_and_update();
+                    let read = self.read_page(did, after, domain, limits.batch);
+                    match live {
+                        true => tail.page(after, tick, read).await,
+                        false => read.await.map(Arc::new),
+                    }
+                    .map_err(internal)?
+                }
+            };
+            let full = page.full;
             if let Some(last) = page.last_seq {
                 after = last;
-                connection.send_all(page.frames.clone()).await?;
+                let frames = Arc::try_unwrap(page)
+                    .map_or_else(|page| page.frames.clone(), |page| page.frames);
+                if full {
+                    // A backfill reads the next page while this one leaves. Announcements up
+                    // to here are covered by that read.
+                    changes.mark_unchanged();
+                    let (sent, next) = tokio::join!(
+                        connection.send_all(frames),
+                        self.read_page(did, after, domain, limits.batch)
+                    );
+                    sent?;
+                    read_ahead = Some(next.map_err(internal)?);
+                    live = false;
+                    continue;
+                }
+                connection.send_all(frames).await?;
             }
             // After a poll without an announcement, look for yourself: the poll is the safety
             // net for a missed announcement, which a shared page would hide.
-            live = !page.full && connection.idle(&mut changes, limits.poll_interval).await?;
+            live = !full && connection.idle(&mut changes, limits.poll_interval).await?;
         }
     }
 
