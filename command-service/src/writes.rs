@@ -2,8 +2,8 @@
 //! the record blocks, append one `#commit`, and answer once the repo projector has applied it.
 //!
 //! Writes of one actor are ordered by the actor's slot lock, which is held only while a commit
-//! is built and appended: the next write builds on the appended (not yet applied) commit, so an
-//! actor's writes are pipelined. When the projector rejects a commit because another writer won
+//! is built and handed to the log: the next write builds on the handed-over (not yet
+//! acknowledged, not yet applied) commit, so an actor's writes are pipelined. When the projector rejects a commit because another writer won
 //! (another instance, or a rejected predecessor), the write is rebuilt on the projected head and
 //! appended again, a bounded number of times.
 
@@ -147,7 +147,7 @@ impl Commands {
             .collect();
         let mut last_reason = String::new();
         for attempt in 0..self.config.max_attempts.max(1) {
-            let (position, results, commit) = {
+            let (acknowledgement, results, commit) = {
                 let slot = self.slot(did);
                 let mut guard = slot.lock().await;
                 if guard.is_none() {
@@ -177,23 +177,35 @@ impl Commands {
                     rev: built.event.slice.rev.clone(),
                     data: built.tree.root_cid(),
                 };
-                let position = match self.log.append_event(&Event::Commit(built.event)).await {
-                    Ok(position) => position,
-                    Err(error) => {
-                        // Unknown whether it landed: start over from the projection.
-                        *guard = None;
-                        return Err(error.into());
-                    }
-                };
-                crash_after_append(idempotency_key);
+                // Handed over in order under the lock; the next write of this actor builds on
+                // it while the log acknowledges it.
+                let acknowledgement =
+                    match self.log.enqueue_event(&Event::Commit(built.event)).await {
+                        Ok(acknowledgement) => acknowledgement,
+                        Err(error) => {
+                            *guard = None;
+                            return Err(error.into());
+                        }
+                    };
                 for cid in &built.removed {
                     repo.blocks.remove(cid);
                 }
                 repo.blocks.extend(built.created);
                 repo.tree = built.tree;
                 repo.head = head;
-                (position, built.results, commit)
+                (acknowledgement, built.results, commit)
             };
+            let position = match acknowledgement.await {
+                Ok(position) => position,
+                Err(error) => {
+                    // Unknown whether it landed: start over from the projection. (A write
+                    // built on this one meanwhile is decided by the projector and rebuilt if
+                    // it was refused.)
+                    *self.slot(did).lock().await = None;
+                    return Err(error.into());
+                }
+            };
+            crash_after_append(idempotency_key);
             match self.outcomes.wait(position).await? {
                 Decision::Applied => return Ok(WriteResult { results, commit }),
                 Decision::Rejected(reason) if reason.starts_with(DUPLICATE_REQUEST) => {

@@ -2,6 +2,7 @@
 //! append into one transaction (group commit), so many concurrent appends share one fsync.
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -14,7 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position, partition_for};
+use crate::{
+    Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
+    ReadPace, partition_for,
+};
 
 /// How the embedded log is set up.
 #[derive(Debug, Clone)]
@@ -296,14 +300,15 @@ impl GroupCommit {
 
 #[async_trait]
 impl CommitLog for EmbeddedLog {
-    async fn append(&self, record: AppendRecord) -> Result<Position, LogError> {
+    /// The writer takes records in the order they are handed over.
+    async fn enqueue(&self, record: AppendRecord) -> Result<Acknowledgement, LogError> {
         let (done, result) = oneshot::channel();
         self.inner
             .writer
             .send(Pending { record, done })
             .await
             .map_err(|_| LogError::Closed)?;
-        result.await.map_err(|_| LogError::Closed)?
+        Ok(async move { result.await.map_err(|_| LogError::Closed)? }.boxed())
     }
 
     async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
@@ -314,10 +319,12 @@ impl CommitLog for EmbeddedLog {
             .collect())
     }
 
+    /// Readers wake on every append, whatever their pace.
     fn consume(
         &self,
         partition: u32,
         from: u64,
+        _pace: ReadPace,
     ) -> BoxStream<'static, Result<LogRecord, LogError>> {
         if partition >= self.inner.partitions {
             let error = LogError::NoSuchPartition {

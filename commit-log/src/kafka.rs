@@ -13,27 +13,39 @@
 //! be at most the consumers'.
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use futures::stream::{self, BoxStream, StreamExt};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::stream_consumer::StreamPartitionQueue;
 use rdkafka::consumer::{BaseConsumer, Consumer, DefaultConsumerContext, StreamConsumer};
-use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::{AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position};
+use crate::{
+    Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position, ReadPace,
+};
 use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
 
 /// The most records one produce batch holds unless `batch.num.messages` is set: large enough
 /// for throughput, small enough that a consumer starting one batch early reads little.
 pub const DEFAULT_BATCH_RECORDS: u64 = 500;
+
+/// How long an append waits before it tries again when librdkafka's queue is full.
+const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
+
+/// `fetch.wait.max.ms` of [`ReadPace::Prompt`] streams.
+const PROMPT_FETCH_WAIT_MS: u64 = 5;
+
+/// `fetch.wait.max.ms` of [`ReadPace::Relaxed`] streams.
+const RELAXED_FETCH_WAIT_MS: u64 = 100;
 
 /// How the Kafka adapter connects and what topic it uses.
 #[derive(Debug, Clone)]
@@ -120,12 +132,18 @@ impl KafkaConfig {
         ])
     }
 
-    fn consumer_config(&self) -> ClientConfig {
+    /// A consumer's settings; `pace` sets how long the broker may hold a fetch that finds
+    /// nothing new (some brokers, tansu 0.6 among them, hold every fetch that long).
+    fn consumer_config(&self, pace: ReadPace) -> ClientConfig {
+        let fetch_wait = match pace {
+            ReadPace::Prompt => PROMPT_FETCH_WAIT_MS,
+            ReadPace::Relaxed => RELAXED_FETCH_WAIT_MS,
+        };
         self.client_config(&[
             ("group.id", "stratos-unmanaged".into()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
-            ("fetch.wait.max.ms", "5".into()),
+            ("fetch.wait.max.ms", fetch_wait.to_string()),
             ("fetch.min.bytes", "1".into()),
             ("fetch.message.max.bytes", self.frame_limit()),
         ])
@@ -142,7 +160,10 @@ pub struct KafkaLog {
     config: Arc<KafkaConfig>,
     producer: FutureProducer,
     metadata: Arc<BaseConsumer>,
-    consumers: Arc<ConsumerPool>,
+    /// Consumers of [`ReadPace::Prompt`] streams.
+    prompt: Arc<ConsumerPool>,
+    /// Consumers of [`ReadPace::Relaxed`] streams.
+    relaxed: Arc<ConsumerPool>,
     partitions: u32,
 }
 
@@ -152,7 +173,10 @@ impl KafkaLog {
     pub async fn connect(config: KafkaConfig) -> Result<Self, LogError> {
         create_topic(&config).await?;
         let producer: FutureProducer = config.producer_config().create().map_err(kafka_error)?;
-        let metadata: BaseConsumer = config.consumer_config().create().map_err(kafka_error)?;
+        let metadata: BaseConsumer = config
+            .consumer_config(ReadPace::Prompt)
+            .create()
+            .map_err(kafka_error)?;
         let metadata = Arc::new(metadata);
         let partitions = {
             let metadata = metadata.clone();
@@ -169,7 +193,8 @@ impl KafkaLog {
         }
         let config = Arc::new(config);
         Ok(Self {
-            consumers: ConsumerPool::new(config.clone()),
+            prompt: ConsumerPool::new(config.clone(), ReadPace::Prompt),
+            relaxed: ConsumerPool::new(config.clone(), ReadPace::Relaxed),
             config,
             producer,
             metadata,
@@ -260,7 +285,10 @@ fn partition_ends(
             .add_partition_offset(&config.topic, partition as i32, Offset::Offset(from as i64))
             .map_err(kafka_error)?;
     }
-    let probe: BaseConsumer = config.consumer_config().create().map_err(kafka_error)?;
+    let probe: BaseConsumer = config
+        .consumer_config(ReadPace::Prompt)
+        .create()
+        .map_err(kafka_error)?;
     probe.assign(&probe_from).map_err(kafka_error)?;
     while let Some(message) = probe.poll(END_PROBE_IDLE) {
         let message = message.map_err(kafka_error)?;
@@ -273,7 +301,9 @@ fn partition_ends(
 
 #[async_trait]
 impl CommitLog for KafkaLog {
-    async fn append(&self, record: AppendRecord) -> Result<Position, LogError> {
+    /// librdkafka's queue keeps the order records are handed over in, and the idempotent
+    /// producer keeps it through retries.
+    async fn enqueue(&self, record: AppendRecord) -> Result<Acknowledgement, LogError> {
         let version = record.schema_version.to_string();
         let headers = OwnedHeaders::new()
             .insert(Header {
@@ -284,19 +314,34 @@ impl CommitLog for KafkaLog {
                 key: VERSION_HEADER,
                 value: Some(version.as_str()),
             });
-        let message = FutureRecord::to(&self.config.topic)
+        let mut message = FutureRecord::to(&self.config.topic)
             .key(record.key.as_str())
             .payload(record.payload.as_slice())
             .headers(headers);
-        let delivery = self
-            .producer
-            .send(message, self.config.delivery_timeout)
-            .await
-            .map_err(|(error, _)| kafka_error(error))?;
-        Ok(Position {
-            partition: delivery.partition as u32,
-            offset: delivery.offset as u64,
-        })
+        let deadline = Instant::now() + self.config.delivery_timeout;
+        let delivery = loop {
+            match self.producer.send_result(message) {
+                Ok(delivery) => break delivery,
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned))
+                    if Instant::now() < deadline =>
+                {
+                    message = returned;
+                    tokio::time::sleep(QUEUE_FULL_PAUSE).await;
+                }
+                Err((error, _)) => return Err(kafka_error(error)),
+            }
+        };
+        Ok(async move {
+            match delivery.await {
+                Ok(Ok(delivery)) => Ok(Position {
+                    partition: delivery.partition as u32,
+                    offset: delivery.offset as u64,
+                }),
+                Ok(Err((error, _))) => Err(kafka_error(error)),
+                Err(_) => Err(LogError::Closed),
+            }
+        }
+        .boxed())
     }
 
     async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
@@ -312,6 +357,7 @@ impl CommitLog for KafkaLog {
         &self,
         partition: u32,
         from: u64,
+        pace: ReadPace,
     ) -> BoxStream<'static, Result<LogRecord, LogError>> {
         if partition >= self.partitions {
             let error = LogError::NoSuchPartition {
@@ -322,7 +368,11 @@ impl CommitLog for KafkaLog {
         }
         // One batch early: the batch holding `from` may begin before it.
         let start = from.saturating_sub(self.config.batch_records() - 1);
-        let lease = match self.consumers.lease(partition, start) {
+        let pool = match pace {
+            ReadPace::Prompt => &self.prompt,
+            ReadPace::Relaxed => &self.relaxed,
+        };
+        let lease = match pool.lease(partition, start) {
             Ok(lease) => lease,
             Err(error) => return stream::once(async move { Err(error) }).boxed(),
         };
@@ -396,6 +446,7 @@ fn log_record(message: &BorrowedMessage<'_>) -> LogRecord {
 /// second consumer, since one consumer reads a partition from one position.
 struct ConsumerPool {
     config: Arc<KafkaConfig>,
+    pace: ReadPace,
     consumers: Mutex<Vec<PooledConsumer>>,
     /// Dropped with the pool: ends the tasks that serve the consumers' events.
     closed: watch::Sender<()>,
@@ -417,9 +468,10 @@ struct Lease {
 }
 
 impl ConsumerPool {
-    fn new(config: Arc<KafkaConfig>) -> Arc<Self> {
+    fn new(config: Arc<KafkaConfig>, pace: ReadPace) -> Arc<Self> {
         Arc::new(Self {
             config,
+            pace,
             consumers: Mutex::new(Vec::new()),
             closed: watch::channel(()).0,
         })
@@ -469,7 +521,7 @@ impl ConsumerPool {
     fn start_consumer(&self) -> Result<Arc<StreamConsumer>, LogError> {
         let consumer: StreamConsumer = self
             .config
-            .consumer_config()
+            .consumer_config(self.pace)
             .create()
             .map_err(kafka_error)?;
         let consumer = Arc::new(consumer);

@@ -22,6 +22,7 @@ pub use self::kafka::{KafkaConfig, KafkaLog};
 pub use self::partitioner::{murmur2, partition_for};
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use stratos_schema::events::Event;
 
@@ -111,22 +112,55 @@ pub struct PartitionEnd {
     pub end: u64,
 }
 
+/// How promptly a partition stream's reader needs new records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReadPace {
+    /// The reader is on a write's path (the repo projector, which writers wait for): new
+    /// records are asked for as often as the adapter allows.
+    #[default]
+    Prompt,
+    /// The reader follows at a distance (the AppView projector, the PDS publisher): an
+    /// adapter may ask the broker less often, up to about a tenth of a second late, so that
+    /// followers cost the broker fewer requests and arrive in larger batches.
+    Relaxed,
+}
+
+/// An appended record's acknowledgement: its position once it is durable.
+pub type Acknowledgement = BoxFuture<'static, Result<Position, LogError>>;
+
 /// The commit-log port.
 #[async_trait]
 pub trait CommitLog: Send + Sync + 'static {
+    /// Hands a record to the log and returns its [`Acknowledgement`]. Records of one key handed
+    /// over one after another keep that order, so a writer may hand over the next record
+    /// before the previous one is acknowledged (a record that is not acknowledged may be
+    /// missing from the log, and then so may those handed over after it).
+    async fn enqueue(&self, record: AppendRecord) -> Result<Acknowledgement, LogError>;
+
     /// Appends a record and returns its position once it is durable.
-    async fn append(&self, record: AppendRecord) -> Result<Position, LogError>;
+    async fn append(&self, record: AppendRecord) -> Result<Position, LogError> {
+        self.enqueue(record).await?.await
+    }
 
     /// Every partition with its end offset.
     async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError>;
 
     /// The records of one partition from offset `from` on, in order, waiting for new ones at the
-    /// end. The stream ends only on error or when the log is closed.
-    fn consume(&self, partition: u32, from: u64)
-    -> BoxStream<'static, Result<LogRecord, LogError>>;
+    /// end (at `pace`). The stream ends only on error or when the log is closed.
+    fn consume(
+        &self,
+        partition: u32,
+        from: u64,
+        pace: ReadPace,
+    ) -> BoxStream<'static, Result<LogRecord, LogError>>;
 
     /// Appends an event under its actor.
     async fn append_event(&self, event: &Event) -> Result<Position, LogError> {
         self.append(AppendRecord::from_event(event)).await
+    }
+
+    /// Hands an event to the log under its actor (see [`CommitLog::enqueue`]).
+    async fn enqueue_event(&self, event: &Event) -> Result<Acknowledgement, LogError> {
+        self.enqueue(AppendRecord::from_event(event)).await
     }
 }

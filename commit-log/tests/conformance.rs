@@ -12,7 +12,7 @@ use std::time::Duration;
 use stratos_log::testing::Broker;
 use stratos_log::{
     AppendRecord, CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogError,
-    LogRecord, Position, partition_for,
+    LogRecord, Position, ReadPace, partition_for,
 };
 
 const PARTITIONS: u32 = 4;
@@ -111,7 +111,7 @@ fn record(key: &str, payload: Vec<u8>) -> AppendRecord {
 
 /// Reads `count` records of a partition from `from`, failing if they do not arrive in time.
 async fn read(log: &dyn CommitLog, partition: u32, from: u64, count: usize) -> Vec<LogRecord> {
-    let stream = log.consume(partition, from).take(count);
+    let stream = log.consume(partition, from, ReadPace::Prompt).take(count);
     let records: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
         .await
         .expect("records arrive in time");
@@ -194,6 +194,36 @@ async fn resume_from_a_stored_position(kind: Kind) {
     tokio::time::sleep(Duration::from_millis(200)).await;
     fixture.log.append(record(key, vec![10])).await.unwrap();
     assert_eq!(waiting.await.unwrap()[0].payload, vec![10]);
+}
+
+/// A prompt and a relaxed reader of one partition at once (the repo projector and a follower)
+/// each get every record, the stored ones and those appended while they wait.
+async fn prompt_and_relaxed_readers_side_by_side(kind: Kind) {
+    let fixture = fixture(kind).await;
+    let key = "did:plc:paceapaceapaceapaceapace";
+    let partition = partition_for(key, PARTITIONS);
+    for i in 0..5u8 {
+        fixture.log.append(record(key, vec![i])).await.unwrap();
+    }
+    let readers = [ReadPace::Prompt, ReadPace::Relaxed].map(|pace| {
+        let log = fixture.log.clone();
+        tokio::spawn(async move {
+            let stream = log.consume(partition, 0, pace).take(10);
+            let records: Vec<_> = tokio::time::timeout(WAIT, stream.collect::<Vec<_>>())
+                .await
+                .expect("records arrive in time");
+            let payloads: Vec<u8> = records.into_iter().map(|r| r.unwrap().payload[0]).collect();
+            (pace, payloads)
+        })
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for i in 5..10u8 {
+        fixture.log.append(record(key, vec![i])).await.unwrap();
+    }
+    for reader in readers {
+        let (pace, payloads) = reader.await.unwrap();
+        assert_eq!(payloads, (0..10).collect::<Vec<_>>(), "{pace:?} reader");
+    }
 }
 
 /// Appends sent together travel as one produce batch: a consumer starting inside the batch gets
@@ -303,7 +333,12 @@ async fn partition_count_mismatch_is_refused(kind: Kind) {
 
 async fn consuming_a_missing_partition_is_an_error(kind: Kind) {
     let fixture = fixture(kind).await;
-    let first = fixture.log.consume(PARTITIONS, 0).next().await.unwrap();
+    let first = fixture
+        .log
+        .consume(PARTITIONS, 0, ReadPace::Prompt)
+        .next()
+        .await
+        .unwrap();
     assert!(matches!(first, Err(LogError::NoSuchPartition { .. })));
 }
 
@@ -442,6 +477,7 @@ conformance!(
     Embedded,
     per_key_order_under_64_concurrent_producers,
     resume_from_a_stored_position,
+    prompt_and_relaxed_readers_side_by_side,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
@@ -455,6 +491,7 @@ conformance!(
     Kafka,
     per_key_order_under_64_concurrent_producers,
     resume_from_a_stored_position,
+    prompt_and_relaxed_readers_side_by_side,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use stratos_log::{CommitLog, LogRecord};
+use stratos_log::{CommitLog, LogRecord, ReadPace};
 use stratos_oauth::{OAuthClient, OAuthError, Session};
 use stratos_schema::data::{decode_ipld, ipld_to_json};
 use stratos_schema::events::seal::DataKey;
@@ -468,6 +468,8 @@ pub async fn start_publisher(
         let options = DriveOptions {
             batch_size: crate::service::DEFAULT_BATCH_SIZE,
             stop_at_end: false,
+            // It follows the repo projector's announcements and nobody waits for it.
+            pace: ReadPace::Relaxed,
         };
         drive(
             &mut projector,

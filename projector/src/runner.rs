@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use stratos_log::{CommitLog, LogRecord, PartitionEnd};
+use stratos_log::{CommitLog, LogRecord, PartitionEnd, ReadPace};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
@@ -96,6 +96,8 @@ pub struct DriveOptions {
     /// Stop each partition at the end it had when started (replay) instead of following the
     /// log forever.
     pub stop_at_end: bool,
+    /// How promptly the projector needs new records.
+    pub pace: ReadPace,
 }
 
 /// Applies `partitions` until each reached its end (with `options.stop_at_end`) or `shutdown`
@@ -156,7 +158,7 @@ async fn follow<A: Applier>(
             }
             open.insert(end.partition, end.end);
         }
-        streams.push(log.consume(end.partition, position));
+        streams.push(log.consume(end.partition, position, options.pace));
     }
     if streams.is_empty() {
         return Ok(());

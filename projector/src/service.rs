@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use stratos_log::CommitLog;
+use stratos_log::{CommitLog, ReadPace};
 use stratos_store::{Store, Views};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
@@ -72,16 +72,22 @@ pub async fn start(
     let (shutdown, stop) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let partitions = log.partitions().await?;
+    // Writers wait for the repo projector; the AppView projector follows its announcements.
     let drive_options = DriveOptions {
         batch_size: options.batch_size,
         stop_at_end: options.stop_at_end,
+        pace: ReadPace::Prompt,
     };
     if let Some(views) = &views {
         // Subscribed before the repo projector starts, so it hears every announcement.
         let mut view = ViewProjector::new(store.clone(), views.clone(), progress.subscribe());
         let (log, partitions, stop) = (log.clone(), partitions.clone(), stop.clone());
         tasks.spawn(async move {
-            drive(&mut view, log, &partitions, drive_options, stop, |_| {}).await;
+            let options = DriveOptions {
+                pace: ReadPace::Relaxed,
+                ..drive_options
+            };
+            drive(&mut view, log, &partitions, options, stop, |_| {}).await;
         });
     }
     let mut repo = RepoProjector::new(store.clone(), progress.clone());

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stratos_log::testing::Broker;
-use stratos_log::{CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogRecord};
+use stratos_log::{
+    CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogRecord, ReadPace,
+};
 use stratos_projector::repo::{Progress, RepoProjector};
 use stratos_projector::service::{ProjectorOptions, start};
 use stratos_schema::blocks::BlockSource;
@@ -445,7 +447,7 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
         use futures::StreamExt;
         setup
             .log
-            .consume(partition, 0)
+            .consume(partition, 0, ReadPace::Prompt)
             .take(3)
             .map(Result::unwrap)
             .collect()
@@ -477,7 +479,7 @@ async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
         let more = {
             setup
                 .log
-                .consume(partition, 3)
+                .consume(partition, 3, ReadPace::Prompt)
                 .take(1)
                 .map(Result::unwrap)
                 .collect::<Vec<_>>()
@@ -518,7 +520,7 @@ async fn one_batch_spans_partitions(setup: Setup) {
     for (partition, count) in [(alice_partition, 2), (other_partition, 3)] {
         let read: Vec<LogRecord> = setup
             .log
-            .consume(partition, 0)
+            .consume(partition, 0, ReadPace::Prompt)
             .take(count)
             .map(Result::unwrap)
             .collect()

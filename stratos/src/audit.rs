@@ -5,7 +5,7 @@ use clap::Args;
 use futures::StreamExt;
 use serde_json::json;
 use std::process::ExitCode;
-use stratos_log::partition_for;
+use stratos_log::{ReadPace, partition_for};
 use stratos_projector::audit::{AuditEntry, Auditor, Check};
 use stratos_schema::syntax::Did;
 
@@ -39,7 +39,9 @@ async fn audit(args: AuditArgs) -> Result<ExitCode> {
         .find(|p| p.partition == partition)
         .map_or(0, |p| p.end);
     let mut auditor = Auditor::new(args.did.clone());
-    let mut records = log.consume(partition, 0).take(end as usize);
+    let mut records = log
+        .consume(partition, 0, ReadPace::Prompt)
+        .take(end as usize);
     let mut failed = false;
     let mut count = 0;
     while let Some(record) = records.next().await {

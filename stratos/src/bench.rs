@@ -5,7 +5,9 @@ use clap::{Args, Subcommand, ValueEnum};
 use futures::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use stratos_log::{AppendRecord, CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
+use stratos_log::{
+    AppendRecord, CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, ReadPace,
+};
 
 /// Load generators.
 #[derive(Debug, Subcommand)]
@@ -214,7 +216,7 @@ async fn latency(log: &Arc<dyn CommitLog>, args: &LogArgs) -> Result<(Duration, 
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel::<Duration>();
     let mut consumers = Vec::new();
     for end in log.partitions().await? {
-        let mut stream = log.consume(end.partition, end.end);
+        let mut stream = log.consume(end.partition, end.end, ReadPace::Prompt);
         let sender = sender.clone();
         consumers.push(tokio::spawn(async move {
             while let Some(Ok(record)) = stream.next().await {
