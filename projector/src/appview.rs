@@ -58,6 +58,7 @@ pub fn commit_changes(did: &Did, time: &Datetime, records: &[RecordChange]) -> V
                 cid,
                 boundaries,
                 block,
+                ..
             } => {
                 let rkey = path.strip_prefix(&prefix)?;
                 let uri = format!("at://{did}/{path}");

@@ -83,6 +83,8 @@ pub enum RecordChange {
         boundaries: Vec<String>,
         /// The record block, or `None` when it does not open with the actor's data key (purged).
         block: Option<Vec<u8>>,
+        /// Whether the commit created it (the key was not in the tree before).
+        created: bool,
     },
     /// A deleted record.
     Delete {
@@ -205,6 +207,8 @@ pub fn decide_commit(
                     cid,
                     boundaries: op.boundaries.clone(),
                     block,
+                    // `check_ops` held every create to a key the old tree did not have.
+                    created: op.action == OpAction::Create,
                 });
             }
             (_, None) => return Err(Rejection::OpsMismatch(op.path.clone())),

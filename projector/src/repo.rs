@@ -521,19 +521,20 @@ fn record_applied(
                 cid,
                 boundaries,
                 block,
+                created,
             } => {
                 let (collection, rkey) = split_path(path);
-                batch.put_record(
-                    did,
-                    RecordRow {
-                        collection: collection.to_string(),
-                        rkey: rkey.to_string(),
-                        cid: *cid,
-                        boundaries: boundaries.clone(),
-                        block: block.clone(),
-                    },
-                    applied.head.rev.as_str(),
-                );
+                let row = RecordRow {
+                    collection: collection.to_string(),
+                    rkey: rkey.to_string(),
+                    cid: *cid,
+                    boundaries: boundaries.clone(),
+                    block: block.clone(),
+                };
+                match created {
+                    true => batch.create_record(did, row, applied.head.rev.as_str()),
+                    false => batch.put_record(did, row, applied.head.rev.as_str()),
+                }
             }
             RecordChange::Delete { path, .. } => {
                 let (collection, rkey) = split_path(path);

@@ -126,6 +126,7 @@ fn record_changes(
                     cid,
                     boundaries: op.boundaries.clone(),
                     block,
+                    created: op.action == OpAction::Create,
                 })
             }
             _ => None,

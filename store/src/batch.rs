@@ -1,5 +1,5 @@
 //! Changes to the repo projection gathered over a batch of events and reduced to their net
-//! effect, then written with a few multi-row statements: a block created by one commit and
+//! effect, then written with a few multi-row statements (on Postgres, over column arrays): a block created by one commit and
 //! removed by the next is never written, an actor's head is written once per batch.
 
 use std::collections::BTreeMap;
@@ -35,6 +35,13 @@ enum KeyedTable {
     RecordBlob,
 }
 
+/// One field of every row, as an array parameter: on Postgres a batch's rows go in as one
+/// array per column, so a statement's text (and its prepared form) is the same whatever the
+/// number of rows.
+fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(field).collect()
+}
+
 /// The end of SQLite's delete-by-join over a list of record keys.
 const SQLITE_KEY_JOIN_END: &str =
     ") AS k ON r.did = k.column1 AND r.collection = k.column2 AND r.rkey = k.column3)";
@@ -48,6 +55,9 @@ pub struct ProjectionBatch {
     records: BTreeMap<RecordKey, Option<RecordRow>>,
     /// For every record written or deleted: the revision and the blobs it now refers to.
     blob_refs: BTreeMap<RecordKey, (String, Vec<String>)>,
+    /// Records whose first change in the batch created them: they have no stored blob
+    /// references to replace.
+    fresh: std::collections::BTreeSet<RecordKey>,
     heads: BTreeMap<String, Head>,
     events: Vec<EventRow>,
     rejections: Vec<(u32, u64, String, String)>,
@@ -95,7 +105,19 @@ impl ProjectionBatch {
     /// Writes (or replaces) a record row of `did`, written at revision `rev`, with the blobs
     /// its block refers to.
     pub fn put_record(&mut self, did: &str, row: RecordRow, rev: &str) {
+        self.write_record(did, row, rev, false);
+    }
+
+    /// Writes a record row of `did` that did not exist before (its key was not in the tree).
+    pub fn create_record(&mut self, did: &str, row: RecordRow, rev: &str) {
+        self.write_record(did, row, rev, true);
+    }
+
+    fn write_record(&mut self, did: &str, row: RecordRow, rev: &str, created: bool) {
         let key = (did.to_string(), row.collection.clone(), row.rkey.clone());
+        if created && !self.blob_refs.contains_key(&key) {
+            self.fresh.insert(key.clone());
+        }
         let blobs = row
             .block
             .as_deref()
@@ -199,19 +221,63 @@ impl StoreTx {
                 query.build().execute(&mut **tx).await?;
             });
         }
-        for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
+        if let StoreTx::Postgres(tx) = &mut *self {
+            if !puts.is_empty() {
+                sqlx::query(
+                    "INSERT INTO repo_block (did, cid, bytes) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+                     ON CONFLICT (did, cid) DO NOTHING",
+                )
+                .bind(column(&puts, |(did, _, _)| *did))
+                .bind(column(&puts, |(_, cid, _)| cid.as_str()))
+                .bind(column(&puts, |(_, _, bytes)| *bytes))
+                .execute(&mut **tx)
+                .await?;
+            }
+        } else {
+            for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+                on_tx!(&mut *self, tx => {
+                    let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
                 query.push_values(chunk, |mut row, (did, cid, bytes)| {
-                    row.push_bind(*did).push_bind(cid).push_bind(*bytes);
+                        row.push_bind(*did).push_bind(cid).push_bind(*bytes);
+                    });
+                    query.push(" ON CONFLICT (did, cid) DO NOTHING");
+                    query.build().execute(&mut **tx).await?;
                 });
-                query.push(" ON CONFLICT (did, cid) DO NOTHING");
-                query.build().execute(&mut **tx).await?;
-            });
+            }
         }
         self.write_records(batch).await?;
         self.write_heads(batch).await?;
-        for chunk in batch.events.chunks(ROWS_PER_STATEMENT) {
+        self.write_events(&batch.events).await?;
+        for request in &batch.requests {
+            self.put_request(request).await?;
+        }
+        for (partition, offset, did, reason) in &batch.rejections {
+            self.record_rejection(*partition, *offset, did, reason)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn write_events(&mut self, events: &[EventRow]) -> Result<(), StoreError> {
+        if let StoreTx::Postgres(tx) = &mut *self {
+            if !events.is_empty() {
+                sqlx::query(
+                    "INSERT INTO actor_event (did, seq, event_type, rev, body) \
+                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+                     $5::bytea[])",
+                )
+                .bind(column(events, |event| event.did.as_str()))
+                .bind(column(events, |event| event.seq as i64))
+                .bind(column(events, |event| event.event_type.as_str()))
+                .bind(column(events, |event| event.rev.as_deref()))
+                .bind(column(events, |event| event.body.as_slice()))
+                .execute(&mut **tx)
+                .await?;
+            }
+            return Ok(());
+        }
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
                 let mut query = QueryBuilder::new(
                     "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
@@ -225,13 +291,6 @@ impl StoreTx {
                 });
                 query.build().execute(&mut **tx).await?;
             });
-        }
-        for request in &batch.requests {
-            self.put_request(request).await?;
-        }
-        for (partition, offset, did, reason) in &batch.rejections {
-            self.record_rejection(*partition, *offset, did, reason)
-                .await?;
         }
         Ok(())
     }
@@ -254,6 +313,26 @@ impl StoreTx {
         let deleted: Vec<&RecordKey> = deletes.into_iter().map(|(key, _)| key).collect();
         self.delete_by_record_key(KeyedTable::Record, &deleted)
             .await?;
+        if let StoreTx::Postgres(tx) = &mut *self {
+            if !puts.is_empty() {
+                sqlx::query(
+                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                     $5::text[], $6::bytea[]) \
+                     ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+                     boundaries = excluded.boundaries, block = excluded.block",
+                )
+                .bind(column(&puts, |(did, _, _, _)| *did))
+                .bind(column(&puts, |(_, row, _, _)| row.collection.as_str()))
+                .bind(column(&puts, |(_, row, _, _)| row.rkey.as_str()))
+                .bind(column(&puts, |(_, _, cid, _)| cid.as_str()))
+                .bind(column(&puts, |(_, _, _, boundaries)| boundaries.as_str()))
+                .bind(column(&puts, |(_, row, _, _)| row.block.as_deref()))
+                .execute(&mut **tx)
+                .await?;
+            }
+            return self.write_blob_refs(batch).await;
+        }
         for chunk in puts.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
                 let mut query = QueryBuilder::new(
@@ -279,7 +358,11 @@ impl StoreTx {
 
     /// Replaces the blob references of every record the batch wrote or deleted.
     async fn write_blob_refs(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let touched: Vec<&RecordKey> = batch.blob_refs.keys().collect();
+        let touched: Vec<&RecordKey> = batch
+            .blob_refs
+            .keys()
+            .filter(|key| !batch.fresh.contains(*key))
+            .collect();
         self.delete_by_record_key(KeyedTable::RecordBlob, &touched)
             .await?;
         let refs: Vec<(&RecordKey, &str, &str)> = batch
@@ -358,6 +441,23 @@ impl StoreTx {
                 )
             })
             .collect();
+        if let StoreTx::Postgres(tx) = &mut *self {
+            if !heads.is_empty() {
+                sqlx::query(
+                    "INSERT INTO actor_head (did, commit_cid, rev, data_cid) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                     ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+                     rev = excluded.rev, data_cid = excluded.data_cid",
+                )
+                .bind(column(&heads, |(did, _, _, _)| *did))
+                .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
+                .bind(column(&heads, |(_, _, rev, _)| *rev))
+                .bind(column(&heads, |(_, _, _, data)| data.as_str()))
+                .execute(&mut **tx)
+                .await?;
+            }
+            return Ok(());
+        }
         for chunk in heads.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
                 let mut query =
