@@ -5,6 +5,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 use stratos_command::testing::S3Server;
 use stratos_log::testing::Broker;
 use stratos_store::MasterKey;
@@ -53,6 +54,9 @@ const COMMON: &[&str] = &[
     "--admin-password",
     ADMIN_PASSWORD,
 ];
+
+/// How long a deployment's services get to answer their health checks.
+const START_TIMEOUT: Duration = Duration::from_secs(50);
 
 impl Deployment {
     /// Starts a deployment and waits until its HTTP services are ready.
@@ -156,11 +160,44 @@ impl Deployment {
                     .args(["--s3-access-key", &bucket.access_key])
                     .args(["--s3-secret-key", bucket.secret_key.expose()]);
             }
+            let log = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.path().join(format!("{}.log", role[0])))
+                .unwrap();
+            command.stderr(log);
             self.processes.push(command.spawn().unwrap());
         }
         let client = reqwest::Client::new();
-        wait_ready(&client, &self.writes).await;
-        wait_ready(&client, &self.reads).await;
+        for base in [self.writes.clone(), self.reads.clone()] {
+            if tokio::time::timeout(START_TIMEOUT, wait_ready(&client, &base))
+                .await
+                .is_err()
+            {
+                panic!("{base} did not start\n{}", self.process_logs());
+            }
+        }
+    }
+
+    /// The end of every process's log (stderr), to explain a deployment that did not start.
+    fn process_logs(&mut self) -> String {
+        let mut report = String::new();
+        for process in &mut self.processes {
+            if let Ok(Some(status)) = process.try_wait() {
+                report.push_str(&format!("process {} exited: {status}\n", process.id()));
+            }
+        }
+        for role in ["up", "projector", "command-service", "query-service"] {
+            if let Ok(log) = std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))) {
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                report.push_str(&format!("--- {role} (last lines)\n"));
+                for line in tail.into_iter().rev() {
+                    report.push_str(line);
+                    report.push('\n');
+                }
+            }
+        }
+        report
     }
 
     /// `stratos <args>` with this deployment's log, database and key, and no stray settings.
