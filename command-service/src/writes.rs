@@ -7,6 +7,8 @@
 //! (another instance, or a rejected predecessor), the write is rebuilt on the projected head and
 //! appended again, a bounded number of times.
 
+use std::time::Instant;
+
 use stratos_projector::repo::DUPLICATE_REQUEST;
 use stratos_schema::Cid;
 use stratos_schema::Ipld;
@@ -147,6 +149,7 @@ impl Commands {
             .collect();
         let mut last_reason = String::new();
         for attempt in 0..self.config.max_attempts.max(1) {
+            let started = Instant::now();
             let (acknowledgement, results, commit) = {
                 let slot = self.slot(did);
                 let mut guard = slot.lock().await;
@@ -195,6 +198,8 @@ impl Commands {
                 repo.head = head;
                 (acknowledgement, built.results, commit)
             };
+            let handed_over = Instant::now();
+            record_stage("build", started, handed_over);
             let position = match acknowledgement.await {
                 Ok(position) => position,
                 Err(error) => {
@@ -206,7 +211,11 @@ impl Commands {
                 }
             };
             crash_after_append(idempotency_key);
-            match self.outcomes.wait(position).await? {
+            let acknowledged = Instant::now();
+            record_stage("log", handed_over, acknowledged);
+            let decision = self.outcomes.wait(position).await?;
+            record_stage("projection", acknowledged, Instant::now());
+            match decision {
                 Decision::Applied => return Ok(WriteResult { results, commit }),
                 Decision::Rejected(reason) if reason.starts_with(DUPLICATE_REQUEST) => {
                     // An earlier attempt of this request (perhaps before a crash) was applied.
@@ -536,4 +545,12 @@ pub(crate) fn check_key(collection: &Nsid, rkey: &RecordKey) -> Result<(), Comma
         )));
     }
     Ok(())
+}
+
+/// Records how long one stage of a write attempt took: `build` (the actor's lock, the new tree
+/// and signed commit, handing it to the log), `log` (until the log acknowledged it),
+/// `projection` (until the repo projector decided it).
+fn record_stage(stage: &'static str, from: Instant, to: Instant) {
+    metrics::histogram!("stratos_write_stage_seconds", "stage" => stage)
+        .record(to.duration_since(from).as_secs_f64());
 }

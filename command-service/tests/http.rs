@@ -190,6 +190,14 @@ async fn writes_over_http() {
         metrics.contains("stratos_projector_events_total"),
         "{metrics}"
     );
+    for stage in ["build", "log", "projection"] {
+        assert!(
+            metrics.contains(&format!(
+                r#"stratos_write_stage_seconds_count{{stage="{stage}"}} 4"#
+            )),
+            "{metrics}"
+        );
+    }
     server.stop().await;
 }
 
