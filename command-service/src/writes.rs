@@ -3,9 +3,9 @@
 //!
 //! Writes of one actor are ordered by the actor's slot lock, which is held only while a commit
 //! is built and handed to the log: the next write builds on the handed-over (not yet
-//! acknowledged, not yet applied) commit, so an actor's writes are pipelined. When the projector rejects a commit because another writer won
-//! (another instance, or a rejected predecessor), the write is rebuilt on the projected head and
-//! appended again, a bounded number of times.
+//! acknowledged, not yet applied) commit, so an actor's writes are pipelined. When the projector
+//! rejects a commit because another writer won (another instance, or a rejected predecessor),
+//! the write is rebuilt on the projected head and appended again, a bounded number of times.
 
 use std::time::Instant;
 

@@ -439,7 +439,8 @@ fn log_record(message: &BorrowedMessage<'_>) -> LogRecord {
     }
 }
 
-/// The consumers of one [`KafkaLog`], shared by its partition streams. A stream takes the first
+/// The consumers of one [`KafkaLog`] for one [`ReadPace`], shared by the partition streams read
+/// at that pace. A stream takes the first
 /// consumer that does not read its partition yet, so the partition streams of one projector
 /// share a consumer (one fetch request per broker for all of them, instead of a consumer with
 /// its own threads and fetch loop per partition), and a second reader of a partition gets a

@@ -133,8 +133,9 @@ pub type Acknowledgement = BoxFuture<'static, Result<Position, LogError>>;
 pub trait CommitLog: Send + Sync + 'static {
     /// Hands a record to the log and returns its [`Acknowledgement`]. Records of one key handed
     /// over one after another keep that order, so a writer may hand over the next record
-    /// before the previous one is acknowledged (a record that is not acknowledged may be
-    /// missing from the log, and then so may those handed over after it).
+    /// before the previous one is acknowledged. A record whose acknowledgement fails may be
+    /// missing while later ones land: consumers must check that each record follows the one
+    /// before it (the repo projector checks every commit's predecessor).
     async fn enqueue(&self, record: AppendRecord) -> Result<Acknowledgement, LogError>;
 
     /// Appends a record and returns its position once it is durable.

@@ -3,8 +3,9 @@
 //! The actor stream replays an actor's numbered events after `cursor` from the repo projection
 //! and then follows it live: the same keyset read continues after every wake-up, so the switch
 //! from backfill to live has no gap and no duplicate. The service stream does the same over the
-//! enrollment table. Nothing is queued per subscriber: each reads at its own pace, one frame in
-//! flight, and a subscriber that stops reading is closed with `ConsumerTooSlow`.
+//! enrollment table. Nothing is queued per subscriber: each reads at its own pace (a backfill has
+//! one page in flight and reads the next), and a subscriber that stops reading is closed with
+//! `ConsumerTooSlow`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -413,12 +414,13 @@ impl Queries {
                     // A backfill reads the next page while this one leaves. Announcements up
                     // to here are covered by that read.
                     changes.mark_unchanged();
-                    let (sent, next) = tokio::join!(
-                        connection.send_all(frames),
+                    let read = async {
                         self.read_page(did, after, domain, limits.batch)
-                    );
-                    sent?;
-                    read_ahead = Some(next.map_err(internal)?);
+                            .await
+                            .map_err(internal)
+                    };
+                    let ((), next) = tokio::try_join!(connection.send_all(frames), read)?;
+                    read_ahead = Some(next);
                     live = false;
                     continue;
                 }

@@ -1,5 +1,6 @@
 //! Changes to the repo projection gathered over a batch of events and reduced to their net
-//! effect, then written with a few multi-row statements (on Postgres, over column arrays): a block created by one commit and
+//! effect, then written with a few multi-row statements (on Postgres the inserts of blocks,
+//! records, heads and events bind one array per column): a block created by one commit and
 //! removed by the next is never written, an actor's head is written once per batch.
 
 use std::collections::BTreeMap;
@@ -40,6 +41,27 @@ enum KeyedTable {
 /// number of rows.
 fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
     rows.iter().map(field).collect()
+}
+
+/// The most bytes of blocks one array statement carries (Postgres refuses a message over 1 GiB).
+const ARRAY_STATEMENT_BYTES: usize = 64 * 1024 * 1024;
+
+/// `rows` cut into runs of at most [`ARRAY_STATEMENT_BYTES`] (by `size`), a row per run at least.
+fn byte_chunks<T>(rows: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (index, row) in rows.iter().enumerate() {
+        let row_bytes = size(row);
+        if index > start && bytes + row_bytes > ARRAY_STATEMENT_BYTES {
+            chunks.push(&rows[start..index]);
+            (start, bytes) = (index, 0);
+        }
+        bytes += row_bytes;
+    }
+    if start < rows.len() {
+        chunks.push(&rows[start..]);
+    }
+    chunks
 }
 
 /// The end of SQLite's delete-by-join over a list of record keys.
@@ -222,15 +244,15 @@ impl StoreTx {
             });
         }
         if let StoreTx::Postgres(tx) = &mut *self {
-            if !puts.is_empty() {
+            for chunk in byte_chunks(&puts, |(_, _, bytes)| bytes.len()) {
                 sqlx::query(
                     "INSERT INTO repo_block (did, cid, bytes) \
                      SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
                      ON CONFLICT (did, cid) DO NOTHING",
                 )
-                .bind(column(&puts, |(did, _, _)| *did))
-                .bind(column(&puts, |(_, cid, _)| cid.as_str()))
-                .bind(column(&puts, |(_, _, bytes)| *bytes))
+                .bind(column(chunk, |(did, _, _)| *did))
+                .bind(column(chunk, |(_, cid, _)| cid.as_str()))
+                .bind(column(chunk, |(_, _, bytes)| *bytes))
                 .execute(&mut **tx)
                 .await?;
             }
@@ -238,7 +260,7 @@ impl StoreTx {
             for chunk in puts.chunks(ROWS_PER_STATEMENT) {
                 on_tx!(&mut *self, tx => {
                     let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
-                query.push_values(chunk, |mut row, (did, cid, bytes)| {
+                    query.push_values(chunk, |mut row, (did, cid, bytes)| {
                         row.push_bind(*did).push_bind(cid).push_bind(*bytes);
                     });
                     query.push(" ON CONFLICT (did, cid) DO NOTHING");
@@ -261,7 +283,7 @@ impl StoreTx {
 
     async fn write_events(&mut self, events: &[EventRow]) -> Result<(), StoreError> {
         if let StoreTx::Postgres(tx) = &mut *self {
-            if !events.is_empty() {
+            for events in byte_chunks(events, |event| event.body.len()) {
                 sqlx::query(
                     "INSERT INTO actor_event (did, seq, event_type, rev, body) \
                      SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
@@ -314,7 +336,10 @@ impl StoreTx {
         self.delete_by_record_key(KeyedTable::Record, &deleted)
             .await?;
         if let StoreTx::Postgres(tx) = &mut *self {
-            if !puts.is_empty() {
+            let size = |(_, row, _, _): &(&str, &RecordRow, String, String)| {
+                row.block.as_ref().map_or(0, Vec::len)
+            };
+            for puts in byte_chunks(&puts, size) {
                 sqlx::query(
                     "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
                      SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
@@ -322,12 +347,12 @@ impl StoreTx {
                      ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
                      boundaries = excluded.boundaries, block = excluded.block",
                 )
-                .bind(column(&puts, |(did, _, _, _)| *did))
-                .bind(column(&puts, |(_, row, _, _)| row.collection.as_str()))
-                .bind(column(&puts, |(_, row, _, _)| row.rkey.as_str()))
-                .bind(column(&puts, |(_, _, cid, _)| cid.as_str()))
-                .bind(column(&puts, |(_, _, _, boundaries)| boundaries.as_str()))
-                .bind(column(&puts, |(_, row, _, _)| row.block.as_deref()))
+                .bind(column(puts, |(did, _, _, _)| *did))
+                .bind(column(puts, |(_, row, _, _)| row.collection.as_str()))
+                .bind(column(puts, |(_, row, _, _)| row.rkey.as_str()))
+                .bind(column(puts, |(_, _, cid, _)| cid.as_str()))
+                .bind(column(puts, |(_, _, _, boundaries)| boundaries.as_str()))
+                .bind(column(puts, |(_, row, _, _)| row.block.as_deref()))
                 .execute(&mut **tx)
                 .await?;
             }
@@ -385,6 +410,11 @@ impl StoreTx {
                         .push_bind(*cid)
                         .push_bind(*rev);
                 });
+                // A reference already there (a created record's, left by a repaired or older
+                // projection) is brought up to date rather than stopping the projector.
+                query.push(
+                    " ON CONFLICT (did, collection, rkey, cid) DO UPDATE SET rev = excluded.rev",
+                );
                 query.build().execute(&mut **tx).await?;
             });
         }
@@ -476,5 +506,21 @@ impl StoreTx {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn array_statements_are_cut_by_bytes() {
+        let half = ARRAY_STATEMENT_BYTES / 2;
+        // Two halves fit one statement, a third starts another; an oversized row goes alone.
+        let rows = [half, half, half, ARRAY_STATEMENT_BYTES * 2, 1, 1];
+        let chunks = byte_chunks(&rows, |size| *size);
+        let lengths: Vec<usize> = chunks.iter().map(|chunk| chunk.len()).collect();
+        assert_eq!(lengths, [2, 1, 1, 2]);
+        assert!(byte_chunks(&[] as &[usize], |size| *size).is_empty());
     }
 }

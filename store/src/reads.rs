@@ -222,6 +222,9 @@ impl Store {
         &self,
         keys: &[(&str, &str, &str)],
     ) -> Result<Vec<(String, RecordRow)>, StoreError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut rows: Vec<ActorRecord> = Vec::with_capacity(keys.len());
         match &self.pool {
             // Arrays keep the statement the same whatever the number of keys, so it is

@@ -782,6 +782,44 @@ async fn blob_references_follow_their_records(fixture: &Fixture) {
             .is_empty()
     );
     assert!(store.blob_referrers(did, &two).await.unwrap().is_empty());
+
+    // Created records: a key created, deleted and created again in one batch keeps only the
+    // last record's references; a key deleted and created again replaces the stored ones.
+    let referrers = async |cid: &str| store.blob_referrers(did, cid).await.unwrap();
+    let mut batch = ProjectionBatch::new();
+    batch.create_record(
+        did,
+        post("3l2eeeeeeee22", &[&one], "s/work"),
+        "3l2rev0000005",
+    );
+    write(batch).await;
+    assert_eq!(referrers(&one).await, [vec!["s/work".to_string()]]);
+    let mut batch = ProjectionBatch::new();
+    batch.delete_record(did, "zone.stratos.feed.post", "3l2eeeeeeee22");
+    batch.create_record(
+        did,
+        post("3l2eeeeeeee22", &[&two], "s/work"),
+        "3l2rev0000006",
+    );
+    batch.create_record(
+        did,
+        post("3l2ffffffff22", &[&one], "s/home"),
+        "3l2rev0000006",
+    );
+    batch.delete_record(did, "zone.stratos.feed.post", "3l2ffffffff22");
+    batch.create_record(
+        did,
+        post("3l2ffffffff22", &[&two], "s/home"),
+        "3l2rev0000006",
+    );
+    write(batch).await;
+    assert!(referrers(&one).await.is_empty());
+    let mut holders = referrers(&two).await;
+    holders.sort();
+    assert_eq!(
+        holders,
+        [vec!["s/home".to_string()], vec!["s/work".to_string()]]
+    );
 }
 
 /// A rebuild replaces what the log derives, and keeps what it does not: keys, blob metadata,
