@@ -5,13 +5,13 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use stratos_command::testing::S3Server;
 use stratos_log::testing::Broker;
 use stratos_store::MasterKey;
 use stratos_store::testing::TestDatabase;
 
-use super::{free_port, stop, stratos, wait_ready};
+use super::{free_port, stop, stratos};
 
 /// The admin password of every test deployment.
 pub const ADMIN_PASSWORD: &str = "system-test-admin";
@@ -43,7 +43,8 @@ pub struct Deployment {
     /// The distributed mode keeps blobs in an S3-compatible bucket, as several command services
     /// would share.
     objects: Option<S3Server>,
-    processes: Vec<Child>,
+    /// Each running process with its role (`up`, `projector`, `command-service`, …).
+    processes: Vec<(String, Child)>,
 }
 
 /// Settings every process gets: development authentication, two boundaries, the admin password.
@@ -56,7 +57,7 @@ const COMMON: &[&str] = &[
 ];
 
 /// How long a deployment's services get to answer their health checks.
-const START_TIMEOUT: Duration = Duration::from_secs(50);
+const START_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Deployment {
     /// Starts a deployment and waits until its HTTP services are ready.
@@ -112,7 +113,7 @@ impl Deployment {
     /// Stops every process with SIGTERM (each must exit successfully), then starts them again on
     /// the same data and ports.
     pub async fn restart(&mut self) {
-        for process in self.processes.drain(..) {
+        for (_, process) in self.processes.drain(..) {
             stop(process);
         }
         self.launch().await;
@@ -120,7 +121,7 @@ impl Deployment {
 
     /// Stops everything and drops the test database.
     pub async fn finish(mut self) {
-        for process in self.processes.drain(..) {
+        for (_, process) in self.processes.drain(..) {
             stop(process);
         }
         if let Some(database) = self.database.take() {
@@ -166,15 +167,27 @@ impl Deployment {
                 .open(self.dir.path().join(format!("{}.log", role[0])))
                 .unwrap();
             command.stderr(log);
-            self.processes.push(command.spawn().unwrap());
+            self.processes
+                .push((role[0].clone(), command.spawn().unwrap()));
         }
+        // Ready when both answer their health checks; a process that exits first, or a minute
+        // without an answer, fails the test with the processes' logs.
         let client = reqwest::Client::new();
+        let deadline = Instant::now() + START_TIMEOUT;
         for base in [self.writes.clone(), self.reads.clone()] {
-            if tokio::time::timeout(START_TIMEOUT, wait_ready(&client, &base))
-                .await
-                .is_err()
-            {
-                panic!("{base} did not start\n{}", self.process_logs());
+            loop {
+                let health = client.get(format!("{base}/health")).send().await;
+                if health.is_ok_and(|response| response.status().is_success()) {
+                    break;
+                }
+                let exited = self
+                    .processes
+                    .iter_mut()
+                    .any(|(_, process)| matches!(process.try_wait(), Ok(Some(_))));
+                if exited || Instant::now() >= deadline {
+                    panic!("{base} did not start\n{}", self.process_logs());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
     }
@@ -182,9 +195,9 @@ impl Deployment {
     /// The end of every process's log (stderr), to explain a deployment that did not start.
     fn process_logs(&mut self) -> String {
         let mut report = String::new();
-        for process in &mut self.processes {
+        for (role, process) in &mut self.processes {
             if let Ok(Some(status)) = process.try_wait() {
-                report.push_str(&format!("process {} exited: {status}\n", process.id()));
+                report.push_str(&format!("{role} exited: {status}\n"));
             }
         }
         for role in ["up", "projector", "command-service", "query-service"] {
@@ -224,7 +237,7 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        for process in &mut self.processes {
+        for (_, process) in &mut self.processes {
             let _ = process.kill();
             let _ = process.wait();
         }
