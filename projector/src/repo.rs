@@ -22,6 +22,7 @@ use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError, S
 use tokio::sync::broadcast;
 
 use crate::arbiter::{ActorState, Applied, Head, RecordChange, Rejection, decide_commit};
+use crate::runner::Positions;
 
 /// The rejection reason of a commit answering a request that was already answered; the
 /// request's key follows.
@@ -105,7 +106,7 @@ pub struct RepoProjector {
     progress: broadcast::Sender<Progress>,
     actors: HashMap<String, CachedActor>,
     /// The stored positions, once read: this projector is the only one that moves them.
-    next_offsets: HashMap<u32, u64>,
+    positions: Positions,
 }
 
 /// The outcome of one event inside a batch.
@@ -118,18 +119,14 @@ impl RepoProjector {
             store,
             progress,
             actors: HashMap::new(),
-            next_offsets: HashMap::new(),
+            positions: Positions::default(),
         }
     }
 
     /// Where the projection of `partition` will read next (0 on a fresh projection).
-    pub async fn position(&mut self, partition: u32) -> Result<u64, StoreError> {
-        if let Some(next) = self.next_offsets.get(&partition) {
-            return Ok(*next);
-        }
-        let next = self.store.position(CONSUMER, partition).await?.unwrap_or(0);
-        self.next_offsets.insert(partition, next);
-        Ok(next)
+    pub async fn position(&mut self, partition: u32) -> Result<u64, ProjectorError> {
+        let stored = self.store.position(CONSUMER, partition);
+        self.positions.get(partition, stored).await
     }
 
     /// Applies a batch of records (each partition's consecutive and in order) in one
@@ -163,9 +160,12 @@ impl RepoProjector {
         let mut touched = Vec::new();
         match self.write_batch(&fresh, &offsets, &mut touched).await {
             Ok(progress) => {
+                self.positions.advance(
+                    progress
+                        .iter()
+                        .map(|announced| (announced.partition, announced.next_offset)),
+                );
                 for announced in &progress {
-                    self.next_offsets
-                        .insert(announced.partition, announced.next_offset);
                     // Nobody may be listening; that is fine.
                     let _ = self.progress.send(announced.clone());
                 }
@@ -177,7 +177,7 @@ impl RepoProjector {
                 for did in touched {
                     self.actors.remove(&did);
                 }
-                self.next_offsets.clear();
+                self.positions.forget();
                 Err(error)
             }
         }
@@ -491,7 +491,7 @@ impl RepoProjector {
 
 impl crate::runner::Applier for RepoProjector {
     async fn position(&mut self, partition: u32) -> Result<u64, ProjectorError> {
-        Ok(RepoProjector::position(self, partition).await?)
+        RepoProjector::position(self, partition).await
     }
 
     async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {

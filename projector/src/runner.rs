@@ -62,11 +62,20 @@ impl Positions {
     {
         for record in records {
             let partition = record.position.partition;
-            if let std::collections::hash_map::Entry::Vacant(slot) = self.0.entry(partition) {
-                slot.insert(load(partition).await?.unwrap_or(0));
-            }
+            self.get(partition, load(partition)).await?;
         }
         Ok(&self.0)
+    }
+
+    /// Takes in the new positions of a committed batch.
+    pub fn advance(&mut self, positions: impl IntoIterator<Item = (u32, u64)>) {
+        self.0.extend(positions);
+    }
+
+    /// Forgets every position, after a batch that may or may not have committed: they are
+    /// read again.
+    pub fn forget(&mut self) {
+        self.0.clear();
     }
 
     /// Takes in the outcome of a batch: the partitions' new positions, or, after a failure,
@@ -77,11 +86,11 @@ impl Positions {
     ) -> Result<(), ProjectorError> {
         match outcome {
             Ok(positions) => {
-                self.0.extend(positions);
+                self.advance(positions);
                 Ok(())
             }
             Err(error) => {
-                self.0.clear();
+                self.forget();
                 Err(error)
             }
         }

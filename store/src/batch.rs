@@ -243,31 +243,7 @@ impl StoreTx {
                 query.build().execute(&mut **tx).await?;
             });
         }
-        if let StoreTx::Postgres(tx) = &mut *self {
-            for chunk in byte_chunks(&puts, |(_, _, bytes)| bytes.len()) {
-                sqlx::query(
-                    "INSERT INTO repo_block (did, cid, bytes) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
-                     ON CONFLICT (did, cid) DO NOTHING",
-                )
-                .bind(column(chunk, |(did, _, _)| *did))
-                .bind(column(chunk, |(_, cid, _)| cid.as_str()))
-                .bind(column(chunk, |(_, _, bytes)| *bytes))
-                .execute(&mut **tx)
-                .await?;
-            }
-        } else {
-            for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-                on_tx!(&mut *self, tx => {
-                    let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
-                    query.push_values(chunk, |mut row, (did, cid, bytes)| {
-                        row.push_bind(*did).push_bind(cid).push_bind(*bytes);
-                    });
-                    query.push(" ON CONFLICT (did, cid) DO NOTHING");
-                    query.build().execute(&mut **tx).await?;
-                });
-            }
-        }
+        self.write_blocks(&puts).await?;
         self.write_records(batch).await?;
         self.write_heads(batch).await?;
         self.write_events(&batch.events).await?;
@@ -281,38 +257,69 @@ impl StoreTx {
         Ok(())
     }
 
-    async fn write_events(&mut self, events: &[EventRow]) -> Result<(), StoreError> {
-        if let StoreTx::Postgres(tx) = &mut *self {
-            for events in byte_chunks(events, |event| event.body.len()) {
-                sqlx::query(
-                    "INSERT INTO actor_event (did, seq, event_type, rev, body) \
-                     SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-                     $5::bytea[])",
-                )
-                .bind(column(events, |event| event.did.as_str()))
-                .bind(column(events, |event| event.seq as i64))
-                .bind(column(events, |event| event.event_type.as_str()))
-                .bind(column(events, |event| event.rev.as_deref()))
-                .bind(column(events, |event| event.body.as_slice()))
-                .execute(&mut **tx)
-                .await?;
+    async fn write_blocks(&mut self, puts: &[(&str, String, &[u8])]) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Postgres(tx) => {
+                for chunk in byte_chunks(puts, |(_, _, bytes)| bytes.len()) {
+                    sqlx::query(
+                        "INSERT INTO repo_block (did, cid, bytes) \
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
+                         ON CONFLICT (did, cid) DO NOTHING",
+                    )
+                    .bind(column(chunk, |(did, _, _)| *did))
+                    .bind(column(chunk, |(_, cid, _)| cid.as_str()))
+                    .bind(column(chunk, |(_, _, bytes)| *bytes))
+                    .execute(&mut **tx)
+                    .await?;
+                }
             }
-            return Ok(());
+            StoreTx::Sqlite(tx, _) => {
+                for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
+                    query.push_values(chunk, |mut row, (did, cid, bytes)| {
+                        row.push_bind(*did).push_bind(cid).push_bind(*bytes);
+                    });
+                    query.push(" ON CONFLICT (did, cid) DO NOTHING");
+                    query.build().execute(&mut **tx).await?;
+                }
+            }
         }
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
-                );
-                query.push_values(chunk, |mut row, event| {
-                    row.push_bind(&event.did)
-                        .push_bind(event.seq as i64)
-                        .push_bind(&event.event_type)
-                        .push_bind(&event.rev)
-                        .push_bind(&event.body);
-                });
-                query.build().execute(&mut **tx).await?;
-            });
+        Ok(())
+    }
+
+    async fn write_events(&mut self, events: &[EventRow]) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Postgres(tx) => {
+                for chunk in byte_chunks(events, |event| event.body.len()) {
+                    sqlx::query(
+                        "INSERT INTO actor_event (did, seq, event_type, rev, body) \
+                         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
+                         $5::bytea[])",
+                    )
+                    .bind(column(chunk, |event| event.did.as_str()))
+                    .bind(column(chunk, |event| event.seq as i64))
+                    .bind(column(chunk, |event| event.event_type.as_str()))
+                    .bind(column(chunk, |event| event.rev.as_deref()))
+                    .bind(column(chunk, |event| event.body.as_slice()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            StoreTx::Sqlite(tx, _) => {
+                for chunk in events.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::new(
+                        "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
+                    );
+                    query.push_values(chunk, |mut row, event| {
+                        row.push_bind(&event.did)
+                            .push_bind(event.seq as i64)
+                            .push_bind(&event.event_type)
+                            .push_bind(&event.rev)
+                            .push_bind(&event.body);
+                    });
+                    query.build().execute(&mut **tx).await?;
+                }
+            }
         }
         Ok(())
     }
@@ -335,48 +342,49 @@ impl StoreTx {
         let deleted: Vec<&RecordKey> = deletes.into_iter().map(|(key, _)| key).collect();
         self.delete_by_record_key(KeyedTable::Record, &deleted)
             .await?;
-        if let StoreTx::Postgres(tx) = &mut *self {
-            let size = |(_, row, _, _): &(&str, &RecordRow, String, String)| {
-                row.block.as_ref().map_or(0, Vec::len)
-            };
-            for puts in byte_chunks(&puts, size) {
-                sqlx::query(
-                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                     $5::text[], $6::bytea[]) \
-                     ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
-                     boundaries = excluded.boundaries, block = excluded.block",
-                )
-                .bind(column(puts, |(did, _, _, _)| *did))
-                .bind(column(puts, |(_, row, _, _)| row.collection.as_str()))
-                .bind(column(puts, |(_, row, _, _)| row.rkey.as_str()))
-                .bind(column(puts, |(_, _, cid, _)| cid.as_str()))
-                .bind(column(puts, |(_, _, _, boundaries)| boundaries.as_str()))
-                .bind(column(puts, |(_, row, _, _)| row.block.as_deref()))
-                .execute(&mut **tx)
-                .await?;
+        match self {
+            StoreTx::Postgres(tx) => {
+                let size = |(_, row, _, _): &(&str, &RecordRow, String, String)| {
+                    row.block.as_ref().map_or(0, Vec::len)
+                };
+                for chunk in byte_chunks(&puts, size) {
+                    sqlx::query(
+                        "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
+                         $5::text[], $6::bytea[]) \
+                         ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+                         boundaries = excluded.boundaries, block = excluded.block",
+                    )
+                    .bind(column(chunk, |(did, _, _, _)| *did))
+                    .bind(column(chunk, |(_, row, _, _)| row.collection.as_str()))
+                    .bind(column(chunk, |(_, row, _, _)| row.rkey.as_str()))
+                    .bind(column(chunk, |(_, _, cid, _)| cid.as_str()))
+                    .bind(column(chunk, |(_, _, _, boundaries)| boundaries.as_str()))
+                    .bind(column(chunk, |(_, row, _, _)| row.block.as_deref()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
             }
-            return self.write_blob_refs(batch).await;
-        }
-        for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
-                );
-                query.push_values(chunk, |mut row, (did, record, cid, boundaries)| {
-                    row.push_bind(*did)
-                        .push_bind(&record.collection)
-                        .push_bind(&record.rkey)
-                        .push_bind(cid)
-                        .push_bind(boundaries)
-                        .push_bind(record.block.as_deref());
-                });
-                query.push(
-                    " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
-                     boundaries = excluded.boundaries, block = excluded.block",
-                );
-                query.build().execute(&mut **tx).await?;
-            });
+            StoreTx::Sqlite(tx, _) => {
+                for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::new(
+                        "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
+                    );
+                    query.push_values(chunk, |mut row, (did, record, cid, boundaries)| {
+                        row.push_bind(*did)
+                            .push_bind(&record.collection)
+                            .push_bind(&record.rkey)
+                            .push_bind(cid)
+                            .push_bind(boundaries)
+                            .push_bind(record.block.as_deref());
+                    });
+                    query.push(
+                        " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+                         boundaries = excluded.boundaries, block = excluded.block",
+                    );
+                    query.build().execute(&mut **tx).await?;
+                }
+            }
         }
         self.write_blob_refs(batch).await
     }
@@ -471,39 +479,41 @@ impl StoreTx {
                 )
             })
             .collect();
-        if let StoreTx::Postgres(tx) = &mut *self {
-            if !heads.is_empty() {
-                sqlx::query(
-                    "INSERT INTO actor_head (did, commit_cid, rev, data_cid) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
-                     ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-                     rev = excluded.rev, data_cid = excluded.data_cid",
-                )
-                .bind(column(&heads, |(did, _, _, _)| *did))
-                .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
-                .bind(column(&heads, |(_, _, rev, _)| *rev))
-                .bind(column(&heads, |(_, _, _, data)| data.as_str()))
-                .execute(&mut **tx)
-                .await?;
+        match self {
+            StoreTx::Postgres(tx) => {
+                if !heads.is_empty() {
+                    sqlx::query(
+                        "INSERT INTO actor_head (did, commit_cid, rev, data_cid) \
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
+                         ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+                         rev = excluded.rev, data_cid = excluded.data_cid",
+                    )
+                    .bind(column(&heads, |(did, _, _, _)| *did))
+                    .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
+                    .bind(column(&heads, |(_, _, rev, _)| *rev))
+                    .bind(column(&heads, |(_, _, _, data)| data.as_str()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
             }
-            return Ok(());
-        }
-        for chunk in heads.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query =
-                    QueryBuilder::new("INSERT INTO actor_head (did, commit_cid, rev, data_cid) ");
-                query.push_values(chunk, |mut row, (did, commit, rev, data)| {
-                    row.push_bind(*did)
-                        .push_bind(commit)
-                        .push_bind(*rev)
-                        .push_bind(data);
-                });
-                query.push(
-                    " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-                     rev = excluded.rev, data_cid = excluded.data_cid",
-                );
-                query.build().execute(&mut **tx).await?;
-            });
+            StoreTx::Sqlite(tx, _) => {
+                for chunk in heads.chunks(ROWS_PER_STATEMENT) {
+                    let mut query = QueryBuilder::new(
+                        "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
+                    );
+                    query.push_values(chunk, |mut row, (did, commit, rev, data)| {
+                        row.push_bind(*did)
+                            .push_bind(commit)
+                            .push_bind(*rev)
+                            .push_bind(data);
+                    });
+                    query.push(
+                        " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+                         rev = excluded.rev, data_cid = excluded.data_cid",
+                    );
+                    query.build().execute(&mut **tx).await?;
+                }
+            }
         }
         Ok(())
     }
