@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
 
 use crate::{
     Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
@@ -64,7 +65,8 @@ pub struct EmbeddedLog {
 struct Inner {
     readers: SqlitePool,
     writer: mpsc::Sender<Pending>,
-    appended: watch::Receiver<u64>,
+    /// This process's partition ends, sent after every group commit.
+    appended: watch::Receiver<Vec<u64>>,
     partitions: u32,
 }
 
@@ -124,7 +126,7 @@ impl EmbeddedLog {
             .await
             .map_err(db_error)?;
         let (sender, receiver) = mpsc::channel(config.max_batch * 4);
-        let (appended_tx, appended_rx) = watch::channel(0);
+        let (appended_tx, appended_rx) = watch::channel(next.clone());
         let group = GroupCommit {
             connection: writer,
             next,
@@ -210,7 +212,7 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 /// Copies the WAL into the database in the background (`PASSIVE`: never waits for, nor blocks,
 /// the writer or readers), so appends never pay for a checkpoint. Ends with the writer.
-async fn checkpoint(mut connection: SqliteConnection, mut appended: watch::Receiver<u64>) {
+async fn checkpoint(mut connection: SqliteConnection, mut appended: watch::Receiver<Vec<u64>>) {
     loop {
         if appended.changed().await.is_err() {
             return;
@@ -231,7 +233,8 @@ struct GroupCommit {
     next: Vec<u64>,
     partitions: u32,
     max_batch: usize,
-    appended: watch::Sender<u64>,
+    /// The partition ends, published after every commit.
+    appended: watch::Sender<Vec<u64>>,
 }
 
 impl GroupCommit {
@@ -252,7 +255,8 @@ impl GroupCommit {
                     for (pending, position) in batch.drain(..).zip(positions) {
                         let _ = pending.done.send(Ok(position));
                     }
-                    self.appended.send_modify(|count| *count += 1);
+                    self.appended
+                        .send_modify(|ends| ends.clone_from(&self.next));
                 }
                 Err(error) => {
                     tracing::error!(%error, "embedded log: group commit failed");
@@ -339,6 +343,7 @@ impl CommitLog for EmbeddedLog {
             partition,
             next: from,
             buffer: VecDeque::new(),
+            last_read: None,
         };
         stream::unfold(reader, |mut reader| async move {
             let item = reader.next().await;
@@ -351,10 +356,12 @@ impl CommitLog for EmbeddedLog {
 /// One consumer's cursor over a partition.
 struct Reader {
     pool: SqlitePool,
-    appended: watch::Receiver<u64>,
+    appended: watch::Receiver<Vec<u64>>,
     partition: u32,
     next: u64,
     buffer: VecDeque<LogRecord>,
+    /// When this reader last asked the database (`None` before the first time).
+    last_read: Option<Instant>,
 }
 
 impl Reader {
@@ -364,10 +371,23 @@ impl Reader {
                 self.next = record.position.offset + 1;
                 return Ok(record);
             }
-            // Mark the current append count as seen before reading, so an append that lands
-            // after the query still wakes us.
-            self.appended.borrow_and_update();
-            self.fetch().await?;
+            // Mark the ends as seen before reading, so an append that lands after the query
+            // still wakes us. A commit to any partition wakes every reader; only those whose
+            // partition grew ask the database at once, the others at least every `IDLE_POLL`
+            // (another process may append to the same file).
+            let end = self
+                .appended
+                .borrow_and_update()
+                .get(self.partition as usize)
+                .copied()
+                .unwrap_or(0);
+            let poll_due = self
+                .last_read
+                .is_none_or(|last| last.elapsed() >= IDLE_POLL);
+            if end > self.next || poll_due {
+                self.last_read = Some(Instant::now());
+                self.fetch().await?;
+            }
             if self.buffer.is_empty() {
                 let woken = tokio::time::timeout(IDLE_POLL, self.appended.changed()).await;
                 if let Ok(Err(_)) = woken {

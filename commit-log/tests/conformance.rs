@@ -226,6 +226,40 @@ async fn prompt_and_relaxed_readers_side_by_side(kind: Kind) {
     }
 }
 
+/// A reader of one partition gets what a second handle on the same log (another process)
+/// appends there, while its own handle keeps appending to another partition.
+async fn a_second_writers_appends_reach_a_busy_reader(kind: Kind) {
+    let fixture = fixture(kind).await;
+    let other = fixture.target.open().await.unwrap();
+    let busy = "did:plc:busybusybusybusybusybusy";
+    let quiet = (0..)
+        .map(|i| format!("did:plc:quiet{i:020}"))
+        .find(|key| partition_for(key, PARTITIONS) != partition_for(busy, PARTITIONS))
+        .unwrap();
+    let partition = partition_for(&quiet, PARTITIONS);
+    let log = fixture.log.clone();
+    let appending = tokio::spawn(async move {
+        for i in 0u32.. {
+            log.append(record(busy, i.to_be_bytes().to_vec()))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    let waiting = {
+        let log = fixture.log.clone();
+        tokio::spawn(async move { read(log.as_ref(), partition, 0, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    other
+        .append(record(&quiet, b"from the other writer".to_vec()))
+        .await
+        .unwrap();
+    let received = waiting.await.unwrap();
+    appending.abort();
+    assert_eq!(received[0].payload, b"from the other writer".to_vec());
+}
+
 /// Appends sent together travel as one produce batch: a consumer starting inside the batch gets
 /// exactly the records from its position, and the partition's end counts the whole batch.
 async fn resume_inside_a_batch(kind: Kind) {
@@ -478,6 +512,7 @@ conformance!(
     per_key_order_under_64_concurrent_producers,
     resume_from_a_stored_position,
     prompt_and_relaxed_readers_side_by_side,
+    a_second_writers_appends_reach_a_busy_reader,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
@@ -492,6 +527,7 @@ conformance!(
     per_key_order_under_64_concurrent_producers,
     resume_from_a_stored_position,
     prompt_and_relaxed_readers_side_by_side,
+    a_second_writers_appends_reach_a_busy_reader,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
