@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use sqlx::QueryBuilder;
+use sqlx::query_builder::Separated;
+use sqlx::{QueryBuilder, Sqlite, Transaction};
 use stratos_schema::Cid;
 use stratos_schema::data::blob_refs_in_block;
 
@@ -41,6 +42,24 @@ enum KeyedTable {
 /// number of rows.
 fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
     rows.iter().map(field).collect()
+}
+
+/// Inserts `rows` on SQLite in multi-row statements of at most [`ROWS_PER_STATEMENT`] rows:
+/// `head`, the rows' `VALUES` (each bound by `bind`), then `tail` (an `ON CONFLICT` clause).
+async fn sqlite_insert<'a, T>(
+    tx: &mut Transaction<'static, Sqlite>,
+    head: &'static str,
+    rows: &'a [T],
+    mut bind: impl FnMut(Separated<'_, Sqlite, &'static str>, &'a T),
+    tail: &'static str,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        let mut query = QueryBuilder::new(head);
+        query.push_values(chunk, &mut bind);
+        query.push(tail);
+        query.build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// The most bytes of blocks one array statement carries (Postgres refuses a message over 1 GiB).
@@ -274,14 +293,16 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::new("INSERT INTO repo_block (did, cid, bytes) ");
-                    query.push_values(chunk, |mut row, (did, cid, bytes)| {
+                sqlite_insert(
+                    tx,
+                    "INSERT INTO repo_block (did, cid, bytes) ",
+                    puts,
+                    |mut row, (did, cid, bytes)| {
                         row.push_bind(*did).push_bind(cid).push_bind(*bytes);
-                    });
-                    query.push(" ON CONFLICT (did, cid) DO NOTHING");
-                    query.build().execute(&mut **tx).await?;
-                }
+                    },
+                    " ON CONFLICT (did, cid) DO NOTHING",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -306,19 +327,20 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                for chunk in events.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::new(
-                        "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
-                    );
-                    query.push_values(chunk, |mut row, event| {
+                sqlite_insert(
+                    tx,
+                    "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
+                    events,
+                    |mut row, event| {
                         row.push_bind(&event.did)
                             .push_bind(event.seq as i64)
                             .push_bind(&event.event_type)
                             .push_bind(&event.rev)
                             .push_bind(&event.body);
-                    });
-                    query.build().execute(&mut **tx).await?;
-                }
+                    },
+                    "",
+                )
+                .await?;
             }
         }
         Ok(())
@@ -366,24 +388,22 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                for chunk in puts.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::new(
-                        "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
-                    );
-                    query.push_values(chunk, |mut row, (did, record, cid, boundaries)| {
+                sqlite_insert(
+                    tx,
+                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
+                    &puts,
+                    |mut row, (did, record, cid, boundaries)| {
                         row.push_bind(*did)
                             .push_bind(&record.collection)
                             .push_bind(&record.rkey)
                             .push_bind(cid)
                             .push_bind(boundaries)
                             .push_bind(record.block.as_deref());
-                    });
-                    query.push(
-                        " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
-                         boundaries = excluded.boundaries, block = excluded.block",
-                    );
-                    query.build().execute(&mut **tx).await?;
-                }
+                    },
+                    " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+                     boundaries = excluded.boundaries, block = excluded.block",
+                )
+                .await?;
             }
         }
         self.write_blob_refs(batch).await
@@ -497,22 +517,20 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                for chunk in heads.chunks(ROWS_PER_STATEMENT) {
-                    let mut query = QueryBuilder::new(
-                        "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
-                    );
-                    query.push_values(chunk, |mut row, (did, commit, rev, data)| {
+                sqlite_insert(
+                    tx,
+                    "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
+                    &heads,
+                    |mut row, (did, commit, rev, data)| {
                         row.push_bind(*did)
                             .push_bind(commit)
                             .push_bind(*rev)
                             .push_bind(data);
-                    });
-                    query.push(
-                        " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-                         rev = excluded.rev, data_cid = excluded.data_cid",
-                    );
-                    query.build().execute(&mut **tx).await?;
-                }
+                    },
+                    " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+                     rev = excluded.rev, data_cid = excluded.data_cid",
+                )
+                .await?;
             }
         }
         Ok(())

@@ -658,10 +658,10 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             // A page of an export or a backfill crosses from SQLite's thread without the
             // thread waiting for the reader every 50 rows.
             .row_buffer_size(SQLITE_ROW_BUFFER);
+        // A local file does not hang up: a pooled connection needs no check.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .before_acquire(|connection, meta| Box::pin(ping_if_idle(connection, meta)))
             .connect_with(options)
             .await?;
         Ok(Pool::Sqlite(pool, write_lock(url)))
@@ -686,12 +686,12 @@ const CHECK_IDLE_AFTER: Duration = Duration::from_secs(30);
 
 /// Checks a pooled connection that was idle for a while, so that one the server dropped is
 /// replaced instead of failing a request.
-async fn ping_if_idle<C: sqlx::Connection>(
-    connection: &mut C,
+async fn ping_if_idle(
+    connection: &mut sqlx::PgConnection,
     meta: sqlx::pool::PoolConnectionMetadata,
 ) -> Result<bool, sqlx::Error> {
     if meta.idle_for >= CHECK_IDLE_AFTER {
-        connection.ping().await?;
+        sqlx::Connection::ping(connection).await?;
     }
     Ok(true)
 }

@@ -692,6 +692,7 @@ async fn blob_references_follow_their_records(fixture: &Fixture) {
         tx.write(&batch).await.unwrap();
         tx.commit().await.unwrap();
     };
+    let listed = async || store.list_blobs(did, None, None, 10).await.unwrap();
     let mut batch = ProjectionBatch::new();
     batch.put_record(
         did,
@@ -717,7 +718,7 @@ async fn blob_references_follow_their_records(fixture: &Fixture) {
     );
     let mut all = vec![one.clone(), two.clone()];
     all.sort();
-    assert_eq!(store.list_blobs(did, None, None, 10).await.unwrap(), all);
+    assert_eq!(listed().await, all);
     assert_eq!(
         store.list_blobs(did, None, None, 1).await.unwrap(),
         all[..1]
@@ -751,13 +752,7 @@ async fn blob_references_follow_their_records(fixture: &Fixture) {
     batch.delete_record(did, "zone.stratos.feed.post", "3l2aaaaaaaa22");
     write(batch).await;
     assert!(store.blob_referrers(did, &one).await.unwrap().is_empty());
-    assert!(
-        store
-            .list_blobs(did, None, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed().await.is_empty());
 
     // A purge forgets them too.
     let mut batch = ProjectionBatch::new();
@@ -767,20 +762,11 @@ async fn blob_references_follow_their_records(fixture: &Fixture) {
         "3l2rev0000004",
     );
     write(batch).await;
-    assert_eq!(
-        store.list_blobs(did, None, None, 10).await.unwrap(),
-        [two.as_str()]
-    );
+    assert_eq!(listed().await, [two.as_str()]);
     let mut batch = ProjectionBatch::new();
     batch.purge_content(did);
     write(batch).await;
-    assert!(
-        store
-            .list_blobs(did, None, None, 10)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(listed().await.is_empty());
     assert!(store.blob_referrers(did, &two).await.unwrap().is_empty());
 
     // Created records: a key created, deleted and created again in one batch keeps only the

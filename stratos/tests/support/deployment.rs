@@ -200,7 +200,14 @@ impl Deployment {
                 report.push_str(&format!("{role} exited: {status}\n"));
             }
         }
-        for role in ["up", "projector", "command-service", "query-service"] {
+        let mut roles: Vec<String> = self
+            .processes
+            .iter()
+            .map(|(role, _)| role.clone())
+            .collect();
+        roles.sort();
+        roles.dedup();
+        for role in roles {
             if let Ok(log) = std::fs::read_to_string(self.dir.path().join(format!("{role}.log"))) {
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
                 report.push_str(&format!("--- {role} (last lines)\n"));
