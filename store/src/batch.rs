@@ -44,9 +44,10 @@ fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
     rows.iter().map(field).collect()
 }
 
-/// Inserts `rows` on SQLite in multi-row statements of at most [`ROWS_PER_STATEMENT`] rows:
-/// `head`, the rows' `VALUES` (each bound by `bind`), then `tail` (an `ON CONFLICT` clause).
-async fn sqlite_insert<'a, T>(
+/// Runs a statement over `rows` on SQLite, at most [`ROWS_PER_STATEMENT`] rows at a time:
+/// `head`, the rows as a `VALUES` list (each bound by `bind`), then `tail` (an insert's
+/// `ON CONFLICT` clause, or the end of a join on the rows).
+async fn sqlite_values<'a, T>(
     tx: &mut Transaction<'static, Sqlite>,
     head: &'static str,
     rows: &'a [T],
@@ -240,28 +241,7 @@ impl StoreTx {
             .into_iter()
             .map(|((did, cid), _)| (did.as_str(), cid.to_string()))
             .collect();
-        // SQLite scans the whole table for a row-value `IN`, so it deletes the rows an indexed
-        // join finds instead.
-        let delete_blocks = match self.backend() {
-            Backend::Postgres => "DELETE FROM repo_block WHERE (did, cid) IN (",
-            Backend::Sqlite => {
-                "DELETE FROM repo_block WHERE rowid IN (SELECT b.rowid FROM repo_block b JOIN ("
-            }
-        };
-        let delete_blocks_end = match self.backend() {
-            Backend::Postgres => ")",
-            Backend::Sqlite => ") AS k ON b.did = k.column1 AND b.cid = k.column2)",
-        };
-        for chunk in deletes.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(delete_blocks);
-                query.push_values(chunk, |mut row, (did, cid)| {
-                    row.push_bind(*did).push_bind(cid);
-                });
-                query.push(delete_blocks_end);
-                query.build().execute(&mut **tx).await?;
-            });
-        }
+        self.delete_blocks(&deletes).await?;
         self.write_blocks(&puts).await?;
         self.write_records(batch).await?;
         self.write_heads(batch).await?;
@@ -272,6 +252,39 @@ impl StoreTx {
         for (partition, offset, did, reason) in &batch.rejections {
             self.record_rejection(*partition, *offset, did, reason)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the repository blocks at these `(did, cid)` keys.
+    async fn delete_blocks(&mut self, deletes: &[(&str, String)]) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Postgres(tx) => {
+                if !deletes.is_empty() {
+                    sqlx::query(
+                        "DELETE FROM repo_block b USING unnest($1::text[], $2::text[]) \
+                         AS k(did, cid) WHERE b.did = k.did AND b.cid = k.cid",
+                    )
+                    .bind(column(deletes, |(did, _)| *did))
+                    .bind(column(deletes, |(_, cid)| cid.as_str()))
+                    .execute(&mut **tx)
+                    .await?;
+                }
+            }
+            // SQLite scans the whole table for a row-value `IN`, so it deletes the rows an
+            // indexed join finds instead.
+            StoreTx::Sqlite(tx, _) => {
+                sqlite_values(
+                    tx,
+                    "DELETE FROM repo_block WHERE rowid IN (SELECT b.rowid FROM repo_block b JOIN (",
+                    deletes,
+                    |mut row, (did, cid)| {
+                        row.push_bind(*did).push_bind(cid);
+                    },
+                    ") AS k ON b.did = k.column1 AND b.cid = k.column2)",
+                )
+                .await?;
+            }
         }
         Ok(())
     }
@@ -293,7 +306,7 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                sqlite_insert(
+                sqlite_values(
                     tx,
                     "INSERT INTO repo_block (did, cid, bytes) ",
                     puts,
@@ -327,7 +340,7 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                sqlite_insert(
+                sqlite_values(
                     tx,
                     "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
                     events,
@@ -388,7 +401,7 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                sqlite_insert(
+                sqlite_values(
                     tx,
                     "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
                     &puts,
@@ -517,7 +530,7 @@ impl StoreTx {
                 }
             }
             StoreTx::Sqlite(tx, _) => {
-                sqlite_insert(
+                sqlite_values(
                     tx,
                     "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
                     &heads,
