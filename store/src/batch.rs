@@ -12,7 +12,7 @@ use stratos_schema::data::blob_refs_in_block;
 
 use crate::requests::StoredRequest;
 use crate::store::{
-    Backend, Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, on_tx,
+    Backend, Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, column, on_tx,
 };
 
 /// A record's key: actor, collection, record key.
@@ -35,13 +35,6 @@ enum KeyedTable {
     Record,
     /// `record_blob`.
     RecordBlob,
-}
-
-/// One field of every row, as an array parameter: on Postgres a batch's rows go in as one
-/// array per column, so a statement's text (and its prepared form) is the same whatever the
-/// number of rows.
-fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
-    rows.iter().map(field).collect()
 }
 
 /// Runs a statement over `rows` on SQLite, at most [`ROWS_PER_STATEMENT`] rows at a time:

@@ -5,7 +5,9 @@ use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
 use tokio::sync::mpsc;
 
-use crate::store::{Pool, RecordRow, Store, StoreError, StoredRecord, on, split_lines, sql};
+use crate::store::{
+    Pool, RecordRow, Store, StoreError, StoredRecord, column, on, split_lines, sql,
+};
 
 /// A record row with its actor, as the database returns it.
 type ActorRecord = (String, String, String, String, String, Option<Vec<u8>>);
@@ -230,18 +232,15 @@ impl Store {
             // Arrays keep the statement the same whatever the number of keys, so it is
             // prepared once per connection instead of planned on every call.
             Pool::Postgres(db) => {
-                let dids: Vec<&str> = keys.iter().map(|key| key.0).collect();
-                let collections: Vec<&str> = keys.iter().map(|key| key.1).collect();
-                let rkeys: Vec<&str> = keys.iter().map(|key| key.2).collect();
                 rows = sqlx::query_as(
                     "SELECT r.did, r.collection, r.rkey, r.cid, r.boundaries, r.block \
                      FROM unnest($1::text[], $2::text[], $3::text[]) AS k(did, collection, rkey) \
                      JOIN record r ON r.did = k.did AND r.collection = k.collection \
                      AND r.rkey = k.rkey",
                 )
-                .bind(dids)
-                .bind(collections)
-                .bind(rkeys)
+                .bind(column(keys, |key| key.0))
+                .bind(column(keys, |key| key.1))
+                .bind(column(keys, |key| key.2))
                 .fetch_all(db)
                 .await?;
             }

@@ -21,6 +21,13 @@ use stratos_schema::syntax::{SyntaxError, Tid};
 /// Rows per multi-row statement: well under both backends' bind-parameter limits.
 pub(crate) const ROWS_PER_STATEMENT: usize = 500;
 
+/// One field of every row, as an array parameter: on Postgres a batch's rows go in as one
+/// array per column, so a statement's text (and its prepared form) is the same whatever the
+/// number of rows.
+pub(crate) fn column<'a, T, V>(rows: &'a [T], field: impl Fn(&'a T) -> V) -> Vec<V> {
+    rows.iter().map(field).collect()
+}
+
 /// An actor's current commit, as the repo projection stores it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Head {
