@@ -38,6 +38,11 @@ use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
 /// for throughput, small enough that a consumer starting one batch early reads little.
 pub const DEFAULT_BATCH_RECORDS: u64 = 500;
 
+/// How long the producer waits to fill a batch (`linger.ms`). Under load, fewer and larger
+/// batches cost the broker less per record; a lone writer may wait up to this much longer for
+/// its acknowledgement (librdkafka's and Kafka 4's default is 5 ms).
+const LINGER_MS: u64 = 3;
+
 /// How long an append waits before it tries again when librdkafka's queue is full.
 const QUEUE_FULL_PAUSE: Duration = Duration::from_millis(10);
 
@@ -124,7 +129,7 @@ impl KafkaConfig {
             ("enable.idempotence", "true".into()),
             ("acks", "all".into()),
             ("partitioner", "murmur2_random".into()),
-            ("linger.ms", "1".into()),
+            ("linger.ms", LINGER_MS.to_string()),
             (
                 "delivery.timeout.ms",
                 self.delivery_timeout.as_millis().to_string(),

@@ -196,6 +196,7 @@ impl RepoProjector {
         }
         // Decide every event first (reading, verifying, building), then write the net changes
         // in one short transaction.
+        let deciding = std::time::Instant::now();
         let mut batch = ProjectionBatch::new();
         let mut rejected: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
         for record in records {
@@ -219,6 +220,8 @@ impl RepoProjector {
                 truncated: false,
             })
             .collect();
+        metrics::histogram!("stratos_projector_decide_seconds", "projector" => "repo")
+            .record(deciding.elapsed().as_secs_f64());
         let started = std::time::Instant::now();
         let mut tx = self.store.begin().await?;
         tx.write(&batch).await?;

@@ -3,7 +3,8 @@
 //! Recorded here: `stratos_xrpc_requests_total{method,status}`,
 //! `stratos_xrpc_request_seconds{method}`, `stratos_write_retries_total`,
 //! `stratos_subscribers` (open `subscribeRecords` connections); the projectors add
-//! `stratos_projector_events_total{projector,outcome}` and `stratos_projector_batch_seconds`.
+//! `stratos_projector_events_total{projector,outcome}`, `stratos_projector_batch_seconds` and
+//! `stratos_projector_decide_seconds`.
 
 use std::sync::OnceLock;
 
