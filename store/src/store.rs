@@ -662,6 +662,8 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             // keep more of them cached per connection than SQLite's 2 MiB default.
             .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+            // Checkpoints run beside the writers (see `checkpoint_sqlite`), not in a commit.
+            .pragma("wal_autocheckpoint", "0")
             // A page of an export or a backfill crosses from SQLite's thread without the
             // thread waiting for the reader every 50 rows.
             .row_buffer_size(SQLITE_ROW_BUFFER);
@@ -671,9 +673,44 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             .test_before_acquire(false)
             .connect_with(options)
             .await?;
-        Ok(Pool::Sqlite(pool, write_lock(url)))
+        let lock = write_lock(url);
+        tokio::spawn(checkpoint_sqlite(pool.clone(), lock.clone()));
+        Ok(Pool::Sqlite(pool, lock))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
+    }
+}
+
+/// How often a SQLite store's write-ahead log is copied back into the database file.
+const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// Every this many checkpoints, one also holds the writers back to start the log over.
+const SQLITE_RESTART_EVERY: u32 = 5;
+
+/// Copies a SQLite store's write-ahead log back into the database file until the pool closes,
+/// beside the writers: a checkpoint inside a commit (SQLite's default) made that commit, often
+/// the repo projector's, wait for the whole copy. Now and then the frames committed during a
+/// copy are copied again holding the file's write lock, so the next writer finds the log fully
+/// copied and starts it over instead of growing it.
+async fn checkpoint_sqlite(pool: SqlitePool, lock: WriteLock) {
+    let mut round = 0u32;
+    while !pool.is_closed() {
+        round = round.wrapping_add(1);
+        let mut copied = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&pool)
+            .await;
+        if copied.is_ok() && round.is_multiple_of(SQLITE_RESTART_EVERY) {
+            let _writers = lock.lock().await;
+            copied = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+                .execute(&pool)
+                .await;
+        }
+        if let Err(error) = copied
+            && !pool.is_closed()
+        {
+            tracing::warn!(%error, "store checkpoint failed");
+        }
+        tokio::time::sleep(SQLITE_CHECKPOINT_EVERY).await;
     }
 }
 
