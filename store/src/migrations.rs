@@ -67,7 +67,7 @@ async fn applied_versions(pool: &Pool) -> Result<Vec<i64>, StoreError> {
                 .fetch_one(db)
                 .await?
         }
-        Pool::Sqlite(db, _) => {
+        Pool::Sqlite(db, ..) => {
             sqlx::query_scalar(
                 "SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = '_sqlx_migrations'",
             )

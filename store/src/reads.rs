@@ -244,7 +244,7 @@ impl Store {
                 .fetch_all(db)
                 .await?;
             }
-            Pool::Sqlite(db, _) => {
+            Pool::Sqlite(db, ..) => {
                 for chunk in keys.chunks(crate::store::ROWS_PER_STATEMENT) {
                     // A join on the keys, not a row-value `IN`: SQLite scans the table for that.
                     let mut query = QueryBuilder::new(

@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use stratos_schema::events::seal::DataKey;
+use tokio::sync::oneshot;
 use zeroize::Zeroizing;
 
 use crate::keys::{KeyKind, KeyStoreError, MasterKey};
@@ -164,7 +165,16 @@ pub enum Backend {
 #[derive(Clone)]
 pub(crate) enum Pool {
     Postgres(PgPool),
-    Sqlite(SqlitePool, WriteLock),
+    Sqlite(SqlitePool, SqliteFile),
+}
+
+/// What a SQLite pool's clones share besides the pool.
+#[derive(Clone)]
+pub(crate) struct SqliteFile {
+    /// The file's write lock.
+    lock: WriteLock,
+    /// Ends the pool's checkpoint task (see `checkpoint_sqlite`) when the last clone is dropped.
+    _checkpointing: Arc<oneshot::Sender<()>>,
 }
 
 /// One writer at a time per SQLite file, queued in process: SQLite allows a single writer, and
@@ -208,7 +218,7 @@ macro_rules! on {
     ($value:expr, $db:ident => $body:expr) => {
         match $value {
             $crate::store::Pool::Postgres($db) => $body,
-            $crate::store::Pool::Sqlite($db, _) => $body,
+            $crate::store::Pool::Sqlite($db, ..) => $body,
         }
     };
 }
@@ -674,8 +684,15 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             .connect_with(options)
             .await?;
         let lock = write_lock(url);
-        tokio::spawn(checkpoint_sqlite(pool.clone(), lock.clone()));
-        Ok(Pool::Sqlite(pool, lock))
+        let (stop, stopped) = oneshot::channel();
+        tokio::spawn(checkpoint_sqlite(pool.clone(), lock.clone(), stopped));
+        Ok(Pool::Sqlite(
+            pool,
+            SqliteFile {
+                lock,
+                _checkpointing: Arc::new(stop),
+            },
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
@@ -687,12 +704,12 @@ const SQLITE_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 /// Every this many checkpoints, one also holds the writers back to start the log over.
 const SQLITE_RESTART_EVERY: u32 = 5;
 
-/// Copies a SQLite store's write-ahead log back into the database file until the pool closes,
-/// beside the writers: a checkpoint inside a commit (SQLite's default) made that commit, often
-/// the repo projector's, wait for the whole copy. Now and then the frames committed during a
-/// copy are copied again holding the file's write lock, so the next writer finds the log fully
-/// copied and starts it over instead of growing it.
-async fn checkpoint_sqlite(pool: SqlitePool, lock: WriteLock) {
+/// Copies a SQLite store's write-ahead log back into the database file until the pool closes
+/// or is dropped (`stopped`), beside the writers: a checkpoint inside a commit (SQLite's
+/// default) made that commit, often the repo projector's, wait for the whole copy. Now and then
+/// the frames committed during a copy are copied again holding the file's write lock, so the
+/// next writer finds the log fully copied and starts it over instead of growing it.
+async fn checkpoint_sqlite(pool: SqlitePool, lock: WriteLock, mut stopped: oneshot::Receiver<()>) {
     let mut round = 0u32;
     while !pool.is_closed() {
         round = round.wrapping_add(1);
@@ -710,7 +727,10 @@ async fn checkpoint_sqlite(pool: SqlitePool, lock: WriteLock) {
         {
             tracing::warn!(%error, "store checkpoint failed");
         }
-        tokio::time::sleep(SQLITE_CHECKPOINT_EVERY).await;
+        tokio::select! {
+            _ = tokio::time::sleep(SQLITE_CHECKPOINT_EVERY) => {}
+            _ = &mut stopped => return,
+        }
     }
 }
 
@@ -744,8 +764,8 @@ async fn ping_if_idle(
 pub(crate) async fn begin_on(pool: &Pool) -> Result<StoreTx, StoreError> {
     Ok(match pool {
         Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
-        Pool::Sqlite(db, lock) => {
-            let guard = lock.clone().lock_owned().await;
+        Pool::Sqlite(db, file) => {
+            let guard = file.lock.clone().lock_owned().await;
             StoreTx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await?, guard)
         }
     })

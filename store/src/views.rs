@@ -212,7 +212,7 @@ impl Views {
                     .execute(pool)
                     .await?;
             }
-            Pool::Sqlite(pool, _) => {
+            Pool::Sqlite(pool, ..) => {
                 sqlx::query("ANALYZE").execute(pool).await?;
             }
         }

@@ -931,6 +931,47 @@ async fn timeline_pages_hold_each_post_once(fixture: &Fixture) {
     views.close().await;
 }
 
+/// A SQLite store's write-ahead log is copied back into the file without a commit waiting for
+/// it, and started over instead of growing with everything written.
+#[tokio::test]
+async fn a_sqlite_write_ahead_log_is_copied_back_and_started_over() {
+    use sqlx::Connection;
+    use stratos_schema::data::cid_for_dag_cbor;
+    let fixture = TestDatabase::create("sqlite").await.unwrap();
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let mut serial = 0u64;
+    let mut write = async |blocks: usize| {
+        let mut batch = ProjectionBatch::new();
+        for _ in 0..blocks {
+            serial += 1;
+            let mut bytes = serial.to_be_bytes().to_vec();
+            bytes.resize(2048, 0x2a);
+            batch.put_block("did:plc:wal", cid_for_dag_cbor(&bytes), bytes);
+        }
+        let mut tx = store.begin().await.unwrap();
+        tx.write(&batch).await.unwrap();
+        tx.commit().await.unwrap();
+    };
+    // 200 transactions of 16 blocks (2 KiB each): thousands of pages through the log.
+    for _ in 0..200 {
+        write(16).await;
+    }
+    // The log is copied back in the background; the next writer then starts it over.
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    write(1).await;
+    // Frames now in the log, from a connection of its own: `(busy, log frames, copied)`.
+    let mut connection = sqlx::SqliteConnection::connect(&fixture.url).await.unwrap();
+    let (_, frames, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    connection.close().await.unwrap();
+    assert!(frames < 100, "{frames} frames still in the log");
+    store.close().await;
+}
+
 macro_rules! suite {
     ($module:ident, $kind:literal, $($test:ident),* $(,)?) => {
         mod $module {
