@@ -133,6 +133,7 @@ impl EmbeddedLog {
             partitions,
             max_batch: config.max_batch.max(1),
             appended: appended_tx,
+            finished: Instant::now(),
         };
         tokio::spawn(group.run(receiver));
         let checkpointer = options.clone().connect().await.map_err(db_error)?;
@@ -235,9 +236,30 @@ struct GroupCommit {
     max_batch: usize,
     /// The partition ends, published after every commit.
     appended: watch::Sender<Vec<u64>>,
+    /// When the writer last copied the log's tail back itself.
+    finished: Instant,
 }
 
+/// How often the writer copies back what the background checkpoints have not yet.
+const FINISH_CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+
 impl GroupCommit {
+    /// Now and then, between batches, copies back the frames the background checkpoints have
+    /// not reached (they run beside the writer and never catch up under steady appends), so
+    /// that the next batch starts the write-ahead log over instead of growing it.
+    async fn finish_checkpoint(&mut self) {
+        if self.finished.elapsed() < FINISH_CHECKPOINT_EVERY {
+            return;
+        }
+        self.finished = Instant::now();
+        if let Err(error) = sqlx::raw_sql("PRAGMA wal_checkpoint(PASSIVE);")
+            .execute(&mut self.connection)
+            .await
+        {
+            tracing::warn!(%error, "embedded log: checkpoint failed");
+        }
+    }
+
     async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while receiver.recv_many(&mut batch, self.max_batch).await > 0 {
@@ -257,6 +279,7 @@ impl GroupCommit {
                     }
                     self.appended
                         .send_modify(|ends| ends.clone_from(&self.next));
+                    self.finish_checkpoint().await;
                 }
                 Err(error) => {
                     tracing::error!(%error, "embedded log: group commit failed");

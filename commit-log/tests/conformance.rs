@@ -434,6 +434,42 @@ async fn an_acknowledged_append_survives_kill_9(kind: Kind) {
     assert_eq!(survivor[0].payload, b"acknowledged");
 }
 
+/// Embedded only: appends that run for seconds on end, past the writer's own checkpoints
+/// between batches, are all in the log at the positions they were acknowledged at, with no gap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_steady_appends_survive_the_writers_checkpoints() {
+    let fixture = fixture(Kind::Embedded).await;
+    let until = std::time::Instant::now() + Duration::from_millis(2_500);
+    let writers: Vec<_> = (0..32u64)
+        .map(|writer| {
+            let log = fixture.log.clone();
+            tokio::spawn(async move {
+                let mut acknowledged = Vec::new();
+                let mut serial = 0u64;
+                while std::time::Instant::now() < until {
+                    serial += 1;
+                    let payload = format!("{writer}/{serial}").into_bytes();
+                    let key = format!("did:plc:steady{writer:018}");
+                    let position = log.append(record(&key, payload.clone())).await.unwrap();
+                    acknowledged.push((position, payload));
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    let mut acknowledged = BTreeMap::new();
+    for writer in writers {
+        acknowledged.extend(writer.await.unwrap());
+    }
+    let stored: BTreeMap<Position, Vec<u8>> = read_all(fixture.log.as_ref())
+        .await
+        .into_iter()
+        .map(|record| (record.position, record.payload))
+        .collect();
+    assert!(acknowledged.len() > 100, "{} appends", acknowledged.len());
+    assert_eq!(stored, acknowledged);
+}
+
 /// Kafka only: the broker is killed and restarted while appends are in flight; every append
 /// that was acknowledged is in the log afterwards, at the position it was acknowledged at.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
