@@ -16,6 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use crate::recent::RecentRecords;
 use crate::{
     Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
     ReadPace, partition_for,
@@ -48,6 +49,9 @@ impl EmbeddedConfig {
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Records fetched per query by a consumer.
 const FETCH_ROWS: i64 = 512;
+/// About how many bytes of each partition's newest records the writer keeps in memory for
+/// readers in this process.
+const RECENT_BYTES_PER_PARTITION: usize = 1024 * 1024;
 /// Rows per INSERT statement (7 parameters each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -67,6 +71,8 @@ struct Inner {
     writer: mpsc::Sender<Pending>,
     /// This process's partition ends, sent after every group commit.
     appended: watch::Receiver<Vec<u64>>,
+    /// The newest records, for readers that keep up.
+    recent: Arc<RecentRecords>,
     partitions: u32,
 }
 
@@ -127,12 +133,14 @@ impl EmbeddedLog {
             .map_err(db_error)?;
         let (sender, receiver) = mpsc::channel(config.max_batch * 4);
         let (appended_tx, appended_rx) = watch::channel(next.clone());
+        let recent = Arc::new(RecentRecords::new(partitions, RECENT_BYTES_PER_PARTITION));
         let group = GroupCommit {
             connection: writer,
             next,
             partitions,
             max_batch: config.max_batch.max(1),
             appended: appended_tx,
+            recent: recent.clone(),
             finished: Instant::now(),
         };
         tokio::spawn(group.run(receiver));
@@ -143,6 +151,7 @@ impl EmbeddedLog {
                 readers,
                 writer: sender,
                 appended: appended_rx,
+                recent,
                 partitions,
             }),
         })
@@ -236,6 +245,8 @@ struct GroupCommit {
     max_batch: usize,
     /// The partition ends, published after every commit.
     appended: watch::Sender<Vec<u64>>,
+    /// Takes every committed record before its end is published.
+    recent: Arc<RecentRecords>,
     /// When the writer last copied the log's tail back itself.
     finished: Instant,
 }
@@ -273,10 +284,20 @@ impl GroupCommit {
                 })
                 .collect();
             match self.commit(&batch, &positions).await {
-                Ok(()) => {
+                Ok(timestamp_ms) => {
+                    let mut committed = Vec::with_capacity(batch.len());
                     for (pending, position) in batch.drain(..).zip(positions) {
                         let _ = pending.done.send(Ok(position));
+                        committed.push(LogRecord {
+                            position,
+                            key: pending.record.key,
+                            event_type: Some(pending.record.event_type),
+                            schema_version: Some(pending.record.schema_version),
+                            payload: pending.record.payload,
+                            timestamp_ms,
+                        });
                     }
+                    self.recent.push(committed);
                     self.appended
                         .send_modify(|ends| ends.clone_from(&self.next));
                     self.finish_checkpoint().await;
@@ -297,11 +318,12 @@ impl GroupCommit {
         }
     }
 
+    /// Writes `batch` at `positions` in one transaction; returns the records' timestamp.
     async fn commit(
         &mut self,
         batch: &[Pending],
         positions: &[Position],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<i64, sqlx::Error> {
         let timestamp = now_ms();
         let mut transaction = self.connection.begin().await?;
         let rows: Vec<_> = batch.iter().zip(positions).collect();
@@ -321,7 +343,8 @@ impl GroupCommit {
             });
             insert.build().execute(&mut *transaction).await?;
         }
-        transaction.commit().await
+        transaction.commit().await?;
+        Ok(timestamp)
     }
 }
 
@@ -363,6 +386,7 @@ impl CommitLog for EmbeddedLog {
         let reader = Reader {
             pool: self.inner.readers.clone(),
             appended: self.inner.appended.clone(),
+            recent: self.inner.recent.clone(),
             partition,
             next: from,
             buffer: VecDeque::new(),
@@ -380,6 +404,7 @@ impl CommitLog for EmbeddedLog {
 struct Reader {
     pool: SqlitePool,
     appended: watch::Receiver<Vec<u64>>,
+    recent: Arc<RecentRecords>,
     partition: u32,
     next: u64,
     buffer: VecDeque<LogRecord>,
@@ -421,7 +446,17 @@ impl Reader {
         }
     }
 
+    /// Takes the next records from the writer's newest ones when they reach back far enough,
+    /// from the file otherwise (and when they hold nothing new: another process may append).
     async fn fetch(&mut self) -> Result<(), LogError> {
+        if let Some(records) = self
+            .recent
+            .read(self.partition, self.next, FETCH_ROWS as usize)
+            .filter(|records| !records.is_empty())
+        {
+            self.buffer.extend(records);
+            return Ok(());
+        }
         let rows = sqlx::query(
             "SELECT log_offset, key, event_type, schema_version, payload, timestamp_ms \
              FROM log_events WHERE partition_id = ? AND log_offset >= ? \

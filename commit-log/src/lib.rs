@@ -14,6 +14,7 @@
 mod embedded;
 mod kafka;
 mod partitioner;
+mod recent;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -320,6 +320,41 @@ async fn a_one_mib_event(kind: Kind) {
     assert_eq!(read_back[0].payload, payload);
 }
 
+/// A reader that follows the appends and one that starts from the beginning after several MiB
+/// were appended (more than the embedded log keeps in memory) both see every record, in order.
+async fn live_and_late_readers_see_every_record(kind: Kind) {
+    let fixture = fixture(kind).await;
+    let key = "did:plc:latelatelatelatelatelate";
+    let partition = partition_for(key, PARTITIONS);
+    const COUNT: usize = 2_000;
+    let payload = |i: usize| -> Vec<u8> {
+        let mut payload = vec![(i % 251) as u8; 2048];
+        payload[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        payload
+    };
+    let live = tokio::spawn({
+        let log = fixture.log.clone();
+        async move { read(log.as_ref(), partition, 0, COUNT).await }
+    });
+    for chunk in (0..COUNT).collect::<Vec<_>>().chunks(250) {
+        let mut acknowledgements = Vec::new();
+        for &i in chunk {
+            acknowledgements.push(fixture.log.enqueue(record(key, payload(i))).await.unwrap());
+        }
+        for acknowledgement in acknowledgements {
+            acknowledgement.await.unwrap();
+        }
+    }
+    let late = read(fixture.log.as_ref(), partition, 0, COUNT).await;
+    for records in [live.await.unwrap(), late] {
+        assert_eq!(records.len(), COUNT);
+        for (i, record) in records.iter().enumerate() {
+            assert_eq!(record.position.offset, i as u64);
+            assert_eq!(record.payload, payload(i), "record {i}");
+        }
+    }
+}
+
 async fn creation_is_idempotent(kind: Kind) {
     let fixture = fixture(kind).await;
     let key = "did:plc:idempotentidempotentid";
@@ -552,6 +587,7 @@ conformance!(
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
+    live_and_late_readers_see_every_record,
     creation_is_idempotent,
     partition_count_mismatch_is_refused,
     consuming_a_missing_partition_is_an_error,
@@ -567,6 +603,7 @@ conformance!(
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
+    live_and_late_readers_see_every_record,
     creation_is_idempotent,
     partition_count_mismatch_is_refused,
     consuming_a_missing_partition_is_an_error,
