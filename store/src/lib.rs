@@ -44,4 +44,4 @@ pub use self::status::StoreCounts;
 pub use self::store::{
     ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
 };
-pub use self::views::{EnrollmentRow, PostRow, Views, ViewsTx};
+pub use self::views::{EnrollmentRow, PostRow, Views, ViewsTx, default_views_url};

@@ -108,6 +108,38 @@ const VIEW_TABLES: &[Table] = &[
 /// A `stratos_enrollment` row as the database returns it.
 type StoredEnrollmentRow = (String, Option<String>, Option<String>, Option<String>);
 
+/// Where the AppView views live when no database is named for them: with the projections on
+/// Postgres (or an in-memory SQLite database); beside a SQLite projections file, in a file of
+/// their own named after it (`data/stratos.sqlite` → `data/stratos-views.sqlite`), so that the
+/// repo and AppView projectors do not take turns at one file's write lock.
+pub fn default_views_url(database_url: &str) -> String {
+    let Some(rest) = database_url.strip_prefix("sqlite:") else {
+        return database_url.to_string();
+    };
+    let (prefix, rest) = match rest.strip_prefix("//") {
+        Some(rest) => ("sqlite://", rest),
+        None => ("sqlite:", rest),
+    };
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    let path = std::path::Path::new(path);
+    let (Some(stem), false) = (
+        path.file_stem().and_then(|stem| stem.to_str()),
+        rest.starts_with(":memory:"),
+    ) else {
+        return database_url.to_string();
+    };
+    let name = match path.extension().and_then(|extension| extension.to_str()) {
+        Some(extension) => format!("{stem}-views.{extension}"),
+        None => format!("{stem}-views"),
+    };
+    let views = path.with_file_name(name);
+    let query = query.map(|query| format!("?{query}")).unwrap_or_default();
+    format!("{prefix}{}{query}", views.display())
+}
+
 /// The AppView views' database.
 #[derive(Clone)]
 pub struct Views {
@@ -416,5 +448,32 @@ impl ViewsTx {
     /// Makes everything written visible.
     pub async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_views_url;
+
+    #[test]
+    fn views_default_to_a_file_beside_a_sqlite_projection() {
+        for (projections, views) in [
+            (
+                "sqlite://data/stratos.sqlite",
+                "sqlite://data/stratos-views.sqlite",
+            ),
+            (
+                "sqlite:///var/lib/stratos/db?mode=rwc",
+                "sqlite:///var/lib/stratos/db-views?mode=rwc",
+            ),
+            ("sqlite:stratos.db", "sqlite:stratos-views.db"),
+            ("sqlite::memory:", "sqlite::memory:"),
+            (
+                "postgres://stratos@db/stratos",
+                "postgres://stratos@db/stratos",
+            ),
+        ] {
+            assert_eq!(default_views_url(projections), views, "{projections}");
+        }
     }
 }

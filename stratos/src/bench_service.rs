@@ -70,7 +70,7 @@ impl Local {
             ),
         };
         let store = connect_store(&url, MasterKey::generate()).await?;
-        let views = connect_views(&url).await?;
+        let views = connect_views(&stratos_store::default_views_url(&url)).await?;
         let (projectors, outcomes) =
             crate::serve::start_projectors(&log, &store, views.clone()).await?;
         let changes = Changes::new();

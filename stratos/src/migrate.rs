@@ -32,7 +32,7 @@ pub fn run(args: MigrateArgs) -> Result<ExitCode> {
                 "projections",
                 databases.database_url.as_str(),
             ),
-            (Schema::Views, "views", databases.views_url()),
+            (Schema::Views, "views", &databases.views_url()),
         ] {
             create_sqlite_dir(url)?;
             let migrated = migrate(url, schema)

@@ -104,7 +104,8 @@ pub struct DatabaseOptions {
         default_value = "sqlite://data/stratos.sqlite"
     )]
     pub database_url: String,
-    /// The AppView views' database (default: the projections' database).
+    /// The AppView views' database (default: the projections' database on Postgres, a file
+    /// beside it on SQLite: `data/stratos.sqlite` → `data/stratos-views.sqlite`).
     #[arg(long, env = "STRATOS_VIEWS_URL")]
     pub views_url: Option<String>,
 }
@@ -112,21 +113,24 @@ pub struct DatabaseOptions {
 impl DatabaseOptions {
     /// Checks that both URLs name a supported database.
     pub fn validate(&self) -> Result<()> {
-        for url in [self.database_url.as_str(), self.views_url()] {
+        for url in [self.database_url.clone(), self.views_url()] {
             anyhow::ensure!(
                 ["postgres://", "postgresql://", "sqlite:"]
                     .iter()
                     .any(|scheme| url.starts_with(scheme)),
                 "database URL {:?} is neither postgres:// nor sqlite://",
-                redact(url)
+                redact(&url)
             );
         }
         Ok(())
     }
 
     /// The views' database URL.
-    pub fn views_url(&self) -> &str {
-        self.views_url.as_deref().unwrap_or(&self.database_url)
+    pub fn views_url(&self) -> String {
+        match &self.views_url {
+            Some(url) => url.clone(),
+            None => stratos_store::default_views_url(&self.database_url),
+        }
     }
 }
 
@@ -159,7 +163,7 @@ impl StoreOptions {
     }
 
     /// The views' database URL.
-    pub fn views_url(&self) -> &str {
+    pub fn views_url(&self) -> String {
         self.databases.views_url()
     }
 
@@ -181,7 +185,7 @@ impl StoreOptions {
     pub async fn connect(&self) -> Result<(Store, Views)> {
         let master = self.master_key()?;
         let store = connect_store(self.database_url(), master).await?;
-        let views = connect_views(self.views_url()).await?;
+        let views = connect_views(&self.views_url()).await?;
         Ok((store, views))
     }
 }

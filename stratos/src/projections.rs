@@ -245,7 +245,7 @@ async fn rebuild_beside_live(
     let targets = Targets {
         store: RebuildTarget::prepare(args.store.database_url(), label).await?,
         views: match separate_views {
-            true => Some(RebuildTarget::prepare(args.store.views_url(), label).await?),
+            true => Some(RebuildTarget::prepare(&args.store.views_url(), label).await?),
             false => None,
         },
     };

@@ -88,7 +88,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let master = master_key(&args.store)?;
         let log = args.log.open(false).await?;
         let store = connect_store(args.store.database_url(), master).await?;
-        let views = connect_views(args.store.views_url()).await?;
+        let views = connect_views(&args.store.views_url()).await?;
         let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
         caught_up(&log, &store).await?;
         let publisher = start_publisher(
@@ -170,7 +170,7 @@ pub fn run_query_service(args: QueryServiceArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let master = args.store.master_key()?;
         let store = connect_store(args.store.database_url(), master).await?;
-        let views = connect_views(args.store.views_url()).await?;
+        let views = connect_views(&args.store.views_url()).await?;
         let changes = Changes::new();
         match store.listen().await? {
             Some(notifications) => changes.follow_notifications(notifications),

@@ -213,6 +213,10 @@ fn migrate_creates_the_tables_once() {
     let first = migrate();
     assert!(dir.path().join("data/stratos.sqlite").exists());
     assert!(
+        dir.path().join("data/stratos-views.sqlite").exists(),
+        "the views have a file of their own beside the projections"
+    );
+    assert!(
         !first["projections"]["applied"]
             .as_array()
             .unwrap()

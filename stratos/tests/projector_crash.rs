@@ -116,7 +116,9 @@ async fn kill_9_then_restart(kind: &'static str) {
     )
     .await
     .unwrap();
-    let views = Views::connect(&setup.database_url).await.unwrap();
+    let views = Views::connect(&stratos_store::default_views_url(&setup.database_url))
+        .await
+        .unwrap();
 
     // Kill the projector with SIGKILL as soon as it is part-way through.
     let projector = setup.start_projector();
@@ -219,7 +221,9 @@ async fn replay_switches_over(kind: &'static str) {
     let records = store.records(&did).await.unwrap();
     assert_eq!(records.len(), 10);
     assert!(records.iter().all(|r| r.block.is_some()));
-    let views = Views::connect(&setup.database_url).await.unwrap();
+    let views = Views::connect(&stratos_store::default_views_url(&setup.database_url))
+        .await
+        .unwrap();
     assert_eq!(views.post_uris_by(&did).await.unwrap().len(), 10);
     store.close().await;
     views.close().await;
