@@ -8,6 +8,7 @@ use stratos_log::CommitLog;
 use stratos_schema::Cid;
 use stratos_schema::blocks::BlockMap;
 use stratos_schema::boundary::{is_qualified, qualify};
+use stratos_schema::commit::{Commit, SignedHere, UnsignedCommit};
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::Mst;
@@ -117,6 +118,8 @@ pub struct Commands {
     /// The configured boundaries, qualified once.
     allowed: Arc<Vec<String>>,
     actors: Arc<Mutex<HashMap<String, ActorSlot>>>,
+    /// Where the commits this side signs are remembered for a repo projector in this process.
+    signed_here: Option<SignedHere>,
 }
 
 impl Commands {
@@ -144,6 +147,23 @@ impl Commands {
             config: Arc::new(config),
             clock: Arc::new(TidClock::with_random_clock_id()),
             actors: Arc::default(),
+            signed_here: None,
+        }
+    }
+
+    /// Remembers every commit this side signs in `signed_here`, shared with the repo projector
+    /// of this process ([`Projectors::signed_here`](stratos_projector::service::Projectors::signed_here)).
+    pub fn with_signed_here(mut self, signed_here: SignedHere) -> Self {
+        self.signed_here = Some(signed_here);
+        self
+    }
+
+    /// Signs a commit with an actor's key (remembering it when a projector here shares the
+    /// signatures).
+    pub(crate) fn sign(&self, commit: UnsignedCommit, key: &Keypair) -> Commit {
+        match &self.signed_here {
+            Some(signed_here) => signed_here.sign(commit, key),
+            None => commit.sign(key),
         }
     }
 

@@ -413,7 +413,10 @@ impl Commands {
         sealed.dedup_by_key(|record| record.cid);
 
         let rev: Tid = self.clock.next(Some(&repo.head.rev));
-        let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), rev).sign(&repo.signing);
+        let commit = self.sign(
+            UnsignedCommit::new(did.clone(), tree.root_cid(), rev),
+            &repo.signing,
+        );
         let event = CommitEvent {
             did: did.clone(),
             time: Datetime::now(),

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 
 use stratos_schema::Cid;
 use stratos_schema::blocks::{BlockMap, BlockSource};
+use stratos_schema::commit::SignedHere;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{CommitEvent, OpAction};
 use stratos_schema::keys::PublicKey;
@@ -115,6 +116,17 @@ pub fn decide_commit(
     event: &CommitEvent,
     blocks: &dyn BlockSource,
 ) -> Result<Applied, Rejection> {
+    decide_commit_signed_here(state, event, blocks, None)
+}
+
+/// [`decide_commit`], taking the signature of a commit this process signed (`signed_here`)
+/// as checked.
+pub fn decide_commit_signed_here(
+    state: Option<&ActorState>,
+    event: &CommitEvent,
+    blocks: &dyn BlockSource,
+    signed_here: Option<&SignedHere>,
+) -> Result<Applied, Rejection> {
     let state = state.ok_or(Rejection::UnknownActor)?;
     if !state.enrolled {
         return Err(Rejection::NotEnrolled);
@@ -131,9 +143,11 @@ pub fn decide_commit(
         .slice
         .open(&event.did)
         .map_err(|e| Rejection::Invalid(e.to_string()))?;
-    commit
-        .verify(&state.signing_key)
-        .map_err(|_| Rejection::BadSignature)?;
+    match signed_here {
+        Some(signed_here) => signed_here.verify(&event.slice.commit, &commit, &state.signing_key),
+        None => commit.verify(&state.signing_key),
+    }
+    .map_err(|_| Rejection::BadSignature)?;
     if let Some(head) = &state.head
         && commit.rev <= head.rev
     {

@@ -12,6 +12,7 @@ use std::ops::Range;
 use serde::{Deserialize, Serialize};
 use stratos_log::LogRecord;
 use stratos_schema::blocks::BlockMap;
+use stratos_schema::commit::SignedHere;
 use stratos_schema::events::{
     BoundariesEvent, CommitEvent, EnrollmentEvent, Event, ImportEvent, OpAction, SequencedCommit,
     UnenrollEvent,
@@ -21,7 +22,9 @@ use stratos_schema::mst::Mst;
 use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest};
 use tokio::sync::broadcast;
 
-use crate::arbiter::{ActorState, Applied, Head, RecordChange, Rejection, decide_commit};
+use crate::arbiter::{
+    ActorState, Applied, Head, RecordChange, Rejection, decide_commit_signed_here,
+};
 use crate::runner::Positions;
 
 /// The rejection reason of a commit answering a request that was already answered; the
@@ -107,6 +110,8 @@ pub struct RepoProjector {
     actors: HashMap<String, CachedActor>,
     /// The stored positions, once read: this projector is the only one that moves them.
     positions: Positions,
+    /// Commits the command side of this process signed.
+    signed_here: Option<SignedHere>,
 }
 
 /// The outcome of one event inside a batch.
@@ -120,7 +125,15 @@ impl RepoProjector {
             progress,
             actors: HashMap::new(),
             positions: Positions::default(),
+            signed_here: None,
         }
+    }
+
+    /// Takes the signatures of commits in `signed_here` (signed by this process's command
+    /// side) as checked.
+    pub fn with_signed_here(mut self, signed_here: SignedHere) -> Self {
+        self.signed_here = Some(signed_here);
+        self
     }
 
     /// Where the projection of `partition` will read next (0 on a fresh projection).
@@ -389,10 +402,16 @@ impl RepoProjector {
         {
             return Ok(Err(format!("{DUPLICATE_REQUEST} {}", request.key)));
         }
+        let signed_here = self.signed_here.clone();
         let Some(actor) = self.actor(&did).await? else {
             return Ok(Err(Rejection::UnknownActor.to_string()));
         };
-        let applied = match decide_commit(Some(&actor.state), event, &actor.blocks) {
+        let applied = match decide_commit_signed_here(
+            Some(&actor.state),
+            event,
+            &actor.blocks,
+            signed_here.as_ref(),
+        ) {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
@@ -420,6 +439,7 @@ impl RepoProjector {
         event: ImportEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
+        let signed_here = self.signed_here.clone();
         let Some(actor) = self.actor(&did).await? else {
             return Ok(Err(Rejection::UnknownActor.to_string()));
         };
@@ -445,7 +465,12 @@ impl RepoProjector {
         if commit.ops.iter().any(|op| op.action != OpAction::Create) {
             return Ok(Err("an import may only create records".into()));
         }
-        let applied = match decide_commit(Some(&actor.state), &commit, &actor.blocks) {
+        let applied = match decide_commit_signed_here(
+            Some(&actor.state),
+            &commit,
+            &actor.blocks,
+            signed_here.as_ref(),
+        ) {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };

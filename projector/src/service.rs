@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use stratos_log::{CommitLog, ReadPace};
+use stratos_schema::commit::SignedHere;
 use stratos_store::{Store, Views};
 use tokio::sync::{broadcast, watch};
 use tokio::task::JoinSet;
@@ -39,12 +40,19 @@ pub struct Projectors {
     tasks: JoinSet<()>,
     progress: broadcast::Sender<Progress>,
     shutdown: watch::Sender<bool>,
+    signed_here: SignedHere,
 }
 
 impl Projectors {
     /// The repo projector's announcements from now on (for waiting on a write's outcome).
     pub fn subscribe(&self) -> broadcast::Receiver<Progress> {
         self.progress.subscribe()
+    }
+
+    /// Where a command side in this process remembers the commits it signs, so that the repo
+    /// projector takes their signatures as checked.
+    pub fn signed_here(&self) -> SignedHere {
+        self.signed_here.clone()
     }
 
     /// Asks every worker to stop after its current batch, and waits for them.
@@ -90,7 +98,9 @@ pub async fn start(
             drive(&mut view, log, &partitions, options, stop, |_| {}).await;
         });
     }
-    let mut repo = RepoProjector::new(store.clone(), progress.clone());
+    let signed_here = SignedHere::default();
+    let mut repo =
+        RepoProjector::new(store.clone(), progress.clone()).with_signed_here(signed_here.clone());
     tasks.spawn(async move {
         drive(&mut repo, log, &partitions, drive_options, stop, on_batch).await;
     });
@@ -98,5 +108,6 @@ pub async fn start(
         tasks,
         progress,
         shutdown,
+        signed_here,
     })
 }

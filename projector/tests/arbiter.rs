@@ -4,8 +4,11 @@
 
 mod support;
 
-use stratos_projector::arbiter::{RecordChange, Rejection, decide_commit};
+use stratos_projector::arbiter::{
+    RecordChange, Rejection, decide_commit, decide_commit_signed_here,
+};
 use stratos_schema::Cid;
+use stratos_schema::commit::SignedHere;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::Mst;
 use support::{BOUNDARY, Projection, Writer};
@@ -102,6 +105,38 @@ fn forged_unknown_and_unenrolled_are_rejected() {
         decide_commit(Some(&other_key), &event, &projection.blocks),
         Err(Rejection::BadSignature)
     );
+}
+
+#[test]
+fn a_commit_signed_here_is_checked_against_the_actors_key() {
+    let signed_here = SignedHere::default();
+    let mut writer = Writer::new();
+    writer.signed_here = Some(signed_here.clone());
+    let projection = Projection::for_writer(&writer);
+    let event = writer.commit(&[("3l2aaaaaaaa22", Some("hello"))], &projection.blocks);
+    let mut other_key = projection.state.clone();
+    other_key.signing_key = Keypair::generate(KeyAlgorithm::P256).public_key();
+    assert_eq!(
+        decide_commit_signed_here(
+            Some(&other_key),
+            &event,
+            &projection.blocks,
+            Some(&signed_here)
+        ),
+        Err(Rejection::BadSignature),
+        "signed here, but not with the actor's key"
+    );
+    let applied = decide_commit_signed_here(
+        Some(&projection.state),
+        &event,
+        &projection.blocks,
+        Some(&signed_here),
+    );
+    assert_eq!(
+        applied,
+        decide_commit(Some(&projection.state), &event, &projection.blocks)
+    );
+    assert!(applied.is_ok());
 }
 
 #[test]

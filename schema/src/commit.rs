@@ -3,6 +3,9 @@
 //! The signature is ECDSA (low-S, compact `r‖s`) over SHA-256 of the DAG-CBOR bytes of the
 //! commit without `sig`; the commit's CID is that of the signed bytes.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use cid::Cid;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -130,5 +133,91 @@ impl Commit {
             return Err(CborError::Decode("commit is not in canonical form".into()).into());
         }
         Ok(commit)
+    }
+}
+
+/// How many commits [`SignedHere`] remembers before it starts over.
+const SIGNED_HERE_CAPACITY: usize = 16_384;
+
+/// The commits this process signed, by CID, with the key that signed each. A commit block with
+/// one of these CIDs holds exactly the signature this process made (the CID is the hash of the
+/// signed bytes), so it verifies with that key without the curve arithmetic. Shared by the
+/// command side and a repo projector in the same process; each entry is used once, and past
+/// a bound the set starts over (the commits it forgot are verified the long way).
+#[derive(Clone, Default)]
+pub struct SignedHere(Arc<Mutex<HashMap<Cid, PublicKey>>>);
+
+impl SignedHere {
+    /// Signs `commit` with `key` and remembers it.
+    pub fn sign(&self, commit: UnsignedCommit, key: &Keypair) -> Commit {
+        let signed = commit.sign(key);
+        let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if known.len() >= SIGNED_HERE_CAPACITY {
+            known.clear();
+        }
+        known.insert(signed.to_block().0, key.public_key());
+        signed
+    }
+
+    /// Checks the signature of `commit` (whose block has CID `cid`) against `key`: at once when
+    /// this process signed it with that key, by verifying otherwise.
+    pub fn verify(&self, cid: &Cid, commit: &Commit, key: &PublicKey) -> Result<(), CommitError> {
+        let signed_here = self
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(cid);
+        match signed_here {
+            Some(signer) if signer == *key => Ok(()),
+            _ => commit.verify(key),
+        }
+    }
+}
+
+#[cfg(test)]
+mod signed_here_tests {
+    use super::*;
+    use crate::keys::KeyAlgorithm;
+
+    fn unsigned(data_seed: &[u8]) -> UnsignedCommit {
+        UnsignedCommit::new(
+            "did:plc:signedhere".parse().unwrap(),
+            cid_for_dag_cbor(data_seed),
+            "3kabcdefghij2".parse().unwrap(),
+        )
+    }
+
+    #[test]
+    fn only_the_commit_signed_here_with_that_key_skips_verification() {
+        let signed_here = SignedHere::default();
+        let key = Keypair::generate(KeyAlgorithm::P256);
+        let other = Keypair::generate(KeyAlgorithm::P256);
+        let commit = signed_here.sign(unsigned(b"a"), &key);
+        let cid = commit.to_block().0;
+        let remembered = |cid: &Cid| signed_here.0.lock().unwrap().contains_key(cid);
+        assert!(remembered(&cid));
+        assert!(signed_here.verify(&cid, &commit, &key.public_key()).is_ok());
+        assert!(!remembered(&cid), "each entry is used once");
+        let commit = signed_here.sign(unsigned(b"a"), &key);
+        let cid = commit.to_block().0;
+        // Another key: verified the long way (and refused), and the entry is used up.
+        assert!(
+            signed_here
+                .verify(&cid, &commit, &other.public_key())
+                .is_err()
+        );
+        assert!(signed_here.verify(&cid, &commit, &key.public_key()).is_ok());
+
+        // Another signature makes another block, whose CID was not signed here.
+        let forged = Commit {
+            sig: ByteBuf::from(vec![1u8; 64]),
+            ..signed_here.sign(unsigned(b"b"), &key)
+        };
+        let forged_cid = forged.to_block().0;
+        assert!(
+            signed_here
+                .verify(&forged_cid, &forged, &key.public_key())
+                .is_err()
+        );
     }
 }

@@ -91,7 +91,8 @@ impl Local {
                 max_attempts: 8,
                 blob_store: BlobStore::Local(dir.path().join("blobs")),
             },
-        );
+        )
+        .with_signed_here(projectors.signed_here());
         let queries = Queries::new(
             store.clone(),
             Some(views),

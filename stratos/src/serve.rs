@@ -101,7 +101,9 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         let changes = Changes::new();
         changes.follow_channel(projectors.subscribe());
         let queries = queries(&args.service, store.clone(), Some(views), changes);
-        let commands = commands(&args.service, store, log, outcomes).await?;
+        let commands = commands(&args.service, store, log, outcomes)
+            .await?
+            .with_signed_here(projectors.signed_here());
         let listener = bind(&args.service).await?;
         announce(&args.service, &commands, true);
         if args.service.dev_auth {

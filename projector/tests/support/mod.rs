@@ -8,7 +8,7 @@ use stratos_projector::arbiter::{ActorState, Applied, Head, Rejection, decide_co
 use stratos_schema::Cid;
 use stratos_schema::attestation::sign_attestation;
 use stratos_schema::blocks::BlockMap;
-use stratos_schema::commit::UnsignedCommit;
+use stratos_schema::commit::{SignedHere, UnsignedCommit};
 use stratos_schema::data::to_dag_cbor;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{
@@ -31,6 +31,8 @@ pub struct Writer {
     pub micros: u64,
     /// Every MST node the writer built, for [`Writer::next`].
     pub blocks: BlockMap,
+    /// Where its commits are remembered as signed in this process, if anywhere.
+    pub signed_here: Option<SignedHere>,
 }
 
 impl Writer {
@@ -43,6 +45,7 @@ impl Writer {
             head: None,
             micros: 1_732_000_000_000_000,
             blocks: BlockMap::new(),
+            signed_here: None,
         }
     }
 
@@ -131,8 +134,11 @@ impl Writer {
             .collect();
         self.micros += 1;
         let rev = Tid::from_parts(self.micros, 1);
-        let commit =
-            UnsignedCommit::new(self.did.clone(), new.root_cid(), rev.clone()).sign(&self.key);
+        let unsigned = UnsignedCommit::new(self.did.clone(), new.root_cid(), rev.clone());
+        let commit = match &self.signed_here {
+            Some(signed_here) => signed_here.sign(unsigned, &self.key),
+            None => unsigned.sign(&self.key),
+        };
         let event = CommitEvent {
             did: self.did.clone(),
             time: "2026-11-23T12:00:00.000Z".parse::<Datetime>().unwrap(),
