@@ -47,9 +47,6 @@ impl EmbeddedConfig {
 /// How long a consumer at the end of a partition waits before looking again when no in-process
 /// append woke it (appends from another process are seen this way).
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// How long a [`ReadPace::Relaxed`] consumer that has caught up waits between two reads, so
-/// that followers take appends in larger batches.
-const RELAXED_EVERY: Duration = Duration::from_millis(100);
 /// Records fetched per query by a consumer.
 const FETCH_ROWS: i64 = 512;
 /// About how many bytes of each partition's newest records the writer keeps in memory for
@@ -372,13 +369,12 @@ impl CommitLog for EmbeddedLog {
             .collect())
     }
 
-    /// Prompt readers wake on every append; relaxed ones that have caught up read again at
-    /// most every [`RELAXED_EVERY`].
+    /// Readers wake on every append, whatever their pace.
     fn consume(
         &self,
         partition: u32,
         from: u64,
-        pace: ReadPace,
+        _pace: ReadPace,
     ) -> BoxStream<'static, Result<LogRecord, LogError>> {
         if partition >= self.inner.partitions {
             let error = LogError::NoSuchPartition {
@@ -391,8 +387,6 @@ impl CommitLog for EmbeddedLog {
             pool: self.inner.readers.clone(),
             appended: self.inner.appended.clone(),
             recent: self.inner.recent.clone(),
-            pace,
-            caught_up: false,
             partition,
             next: from,
             buffer: VecDeque::new(),
@@ -411,9 +405,6 @@ struct Reader {
     pool: SqlitePool,
     appended: watch::Receiver<Vec<u64>>,
     recent: Arc<RecentRecords>,
-    pace: ReadPace,
-    /// Whether the last read found fewer records than it could take.
-    caught_up: bool,
     partition: u32,
     next: u64,
     buffer: VecDeque<LogRecord>,
@@ -442,15 +433,8 @@ impl Reader {
                 .last_read
                 .is_none_or(|last| last.elapsed() >= IDLE_POLL);
             if end > self.next || poll_due {
-                if self.pace == ReadPace::Relaxed
-                    && self.caught_up
-                    && let Some(last) = self.last_read
-                {
-                    tokio::time::sleep_until(last + RELAXED_EVERY).await;
-                }
                 self.last_read = Some(Instant::now());
                 self.fetch().await?;
-                self.caught_up = self.buffer.len() < FETCH_ROWS as usize;
             }
             if self.buffer.is_empty() {
                 let woken = tokio::time::timeout(IDLE_POLL, self.appended.changed()).await;
