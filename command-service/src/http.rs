@@ -64,7 +64,6 @@ impl Default for HttpConfig {
 }
 
 /// What every request handler shares.
-#[derive(Clone)]
 struct State {
     commands: Commands,
     config: HttpConfig,
@@ -103,12 +102,13 @@ pub fn routes(
     // Record from now on (the projectors in this process included).
     crate::metrics::handle();
     let limiter = Arc::new(WriteRateLimiter::new(config.rate_limit.clone()));
-    let state = State {
+    // One shared state: a request takes a reference count, not a copy of the configuration.
+    let state = Arc::new(State {
         commands,
         config,
         auth,
         limiter,
-    };
+    });
     let state = warp::any().map(move || state.clone());
     let xrpc = warp::path("xrpc")
         .and(warp::path::param::<String>())
@@ -123,7 +123,7 @@ pub fn routes(
              method: Method,
              query: HashMap<String, String>,
              headers: HeaderMap,
-             state: State,
+             state: Arc<State>,
              body: Body| async move {
                 let started = std::time::Instant::now();
                 let call = Call {
@@ -149,14 +149,14 @@ pub fn routes(
     let did_document = warp::path!(".well-known" / "did.json")
         .and(warp::get())
         .and(state.clone())
-        .map(|state: State| did_document(&state.commands));
+        .map(|state: Arc<State>| did_document(&state.commands));
     let health = warp::path("health")
         .or(warp::path("ready"))
         .unify()
         .and(warp::path::end())
         .and(warp::get())
         .and(state.clone())
-        .then(|state: State| async move { health(&state.commands).await });
+        .then(|state: Arc<State>| async move { health(&state.commands).await });
     let metrics = warp::path!("metrics").and(warp::get()).map(|| {
         let mut response = Response::new(crate::metrics::handle().render().into());
         response.headers_mut().insert(
@@ -175,7 +175,7 @@ pub fn routes(
             .and(warp::path::full())
             .and(warp::header::optional::<u64>("content-length"))
             .and_then(
-                |state: State, path: warp::path::FullPath, length: Option<u64>| async move {
+                |state: Arc<State>, path: warp::path::FullPath, length: Option<u64>| async move {
                     let limit = match path.as_str() {
                         IMPORT_PATH => state.config.max_import,
                         UPLOAD_PATH => state.config.blobs.max_bytes as u64,
@@ -211,9 +211,9 @@ pub fn routes(
 /// `/oauth/authorize`, `/oauth/callback` and the client metadata, when enrollment through
 /// OAuth is configured.
 fn oauth_routes(
-    state: impl Filter<Extract = (State,), Error = Infallible> + Clone + Send + Sync + 'static,
+    state: impl Filter<Extract = (Arc<State>,), Error = Infallible> + Clone + Send + Sync + 'static,
 ) -> impl Filter<Extract = (Response,), Error = Rejection> + Clone + Send + Sync + 'static {
-    let enrolling = state.and_then(|state: State| async move {
+    let enrolling = state.and_then(|state: Arc<State>| async move {
         match state.config.enrollment.clone() {
             Some(enrollment) => Ok((state, enrollment)),
             None => Err(warp::reject::not_found()),
@@ -224,7 +224,7 @@ fn oauth_routes(
         .and(enrolling.clone())
         .and(warp::query::<HashMap<String, String>>())
         .then(
-            |(state, enrollment): (State, Enrollment), query: HashMap<String, String>| async move {
+            |(state, enrollment): (Arc<State>, Enrollment), query: HashMap<String, String>| async move {
                 oauth::authorize(&state.commands, &enrollment, &query).await
             },
         );
@@ -234,7 +234,7 @@ fn oauth_routes(
         .and(warp::query::<stratos_oauth::CallbackParams>())
         .and(warp::header::optional::<String>("accept"))
         .then(
-            |(state, enrollment): (State, Enrollment),
+            |(state, enrollment): (Arc<State>, Enrollment),
              params: stratos_oauth::CallbackParams,
              accept: Option<String>| async move {
                 let wants_html = accept.is_some_and(|a| a.contains("text/html"));
@@ -247,11 +247,11 @@ fn oauth_routes(
         .and(warp::path::end())
         .and(warp::get())
         .and(enrolling.clone())
-        .map(|(_, enrollment): (State, Enrollment)| oauth::client_metadata(&enrollment));
+        .map(|(_, enrollment): (Arc<State>, Enrollment)| oauth::client_metadata(&enrollment));
     let jwks = warp::path!("oauth" / "jwks.json")
         .and(warp::get())
         .and(enrolling)
-        .and_then(|(_, enrollment): (State, Enrollment)| async move {
+        .and_then(|(_, enrollment): (Arc<State>, Enrollment)| async move {
             oauth::jwks(&enrollment).ok_or_else(warp::reject::not_found)
         });
     authorize
