@@ -45,6 +45,10 @@ pub enum CommandError {
     /// Something on our side failed (`InternalServerError`); the message is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
+    /// A node of an actor's cached tree has not been read from the projection yet (the write
+    /// path reads it and tries again; `InternalServerError` if it ever reaches a caller).
+    #[error("internal error: MST node {0} is not loaded")]
+    MissingNode(stratos_schema::Cid),
 }
 
 impl CommandError {
@@ -62,14 +66,14 @@ impl CommandError {
             Self::BlobNotFound(_) => "BlobNotFound",
             Self::NotEnrolled => "NotEnrolled",
             Self::ConcurrentModification => "ConcurrentModification",
-            Self::Internal(_) => "InternalServerError",
+            Self::Internal(_) | Self::MissingNode(_) => "InternalServerError",
         }
     }
 
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Internal(_) => 500,
+            Self::Internal(_) | Self::MissingNode(_) => 500,
             _ => 400,
         }
     }
@@ -77,7 +81,7 @@ impl CommandError {
     /// The message to send (internal details stay in the logs).
     pub fn public_message(&self) -> String {
         match self {
-            Self::Internal(_) => "Internal server error".into(),
+            Self::Internal(_) | Self::MissingNode(_) => "Internal server error".into(),
             other => other.to_string(),
         }
     }
@@ -97,6 +101,9 @@ impl From<stratos_log::LogError> for CommandError {
 
 impl From<stratos_schema::mst::MstError> for CommandError {
     fn from(error: stratos_schema::mst::MstError) -> Self {
-        Self::Internal(error.to_string())
+        match error {
+            stratos_schema::mst::MstError::MissingBlock(cid) => Self::MissingNode(cid),
+            other => Self::Internal(other.to_string()),
+        }
     }
 }

@@ -11,7 +11,7 @@ use stratos_schema::boundary::{is_qualified, qualify};
 use stratos_schema::commit::{Commit, SignedHere, UnsignedCommit};
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
-use stratos_schema::mst::Mst;
+use stratos_schema::mst::{Mst, MstError};
 use stratos_schema::syntax::Did;
 use stratos_schema::tid_clock::TidClock;
 use stratos_store::{Head, KeyKind, Store};
@@ -93,7 +93,8 @@ pub struct CommandConfig {
 }
 
 /// An actor's repository as the writer sees it: the last commit appended by this instance (or
-/// the projected head), its tree and node blocks, and the actor's keys.
+/// the projected head), its tree with the node blocks read or built so far, and the actor's
+/// keys.
 pub(crate) struct ActorRepo {
     pub(crate) head: Head,
     pub(crate) tree: Mst,
@@ -102,6 +103,10 @@ pub(crate) struct ActorRepo {
     pub(crate) data_key: DataKey,
     pub(crate) boundaries: Vec<String>,
 }
+
+/// How often loading an actor's repository starts over when the projector moves its head
+/// meanwhile.
+const MAX_LOAD_ATTEMPTS: u32 = 8;
 
 /// An actor's write slot: holding its lock orders the actor's commits in this instance.
 pub(crate) type ActorSlot = Arc<tokio::sync::Mutex<Option<ActorRepo>>>;
@@ -199,27 +204,46 @@ impl Commands {
             .ok_or(CommandError::NotEnrolled)
     }
 
-    /// Loads an actor's repository from the projection (enrolled actors only).
+    /// Loads an actor's repository from the projection (enrolled actors only): its head and
+    /// the root of its tree; the other nodes are read as writes reach them
+    /// ([`Commands::read_node`]), so memory follows the paths written, not the repository.
     pub(crate) async fn load(&self, did: &Did) -> Result<ActorRepo, CommandError> {
         let enrollment = self.active_enrollment(did).await?;
-        // The projector may move the head while we read: blocks read between two reads of the
-        // same head belong to that head (heads only move forward, with their blocks).
-        let (head, blocks) = loop {
+        let empty = Mst::new();
+        let mut attempts = 0;
+        let (head, tree, blocks) = loop {
+            attempts += 1;
             let head = self
                 .store
                 .head(did.as_str())
                 .await?
                 .ok_or(CommandError::NotEnrolled)?;
-            let blocks = self.store.blocks(did.as_str()).await?;
-            if self.store.head(did.as_str()).await?.as_ref() == Some(&head) {
-                break (head, blocks);
+            let mut blocks = BlockMap::new();
+            if head.data == empty.root_cid() {
+                break (head, empty, blocks);
             }
-        };
-        let empty = Mst::new();
-        let tree = if head.data == empty.root_cid() {
-            empty
-        } else {
-            Mst::load(&blocks, head.data)?
+            let loaded = loop {
+                match Mst::load(&blocks, head.data) {
+                    Ok(tree) => break Some(tree),
+                    Err(MstError::MissingBlock(cid)) => {
+                        if !self.read_node(did, &cid, &mut blocks).await? {
+                            break None;
+                        }
+                    }
+                    Err(error) => return Err(error.into()),
+                }
+            };
+            match loaded {
+                Some(tree) => break (head, tree, blocks),
+                // The projector moved the head (and removed the old root) meanwhile.
+                None if attempts < MAX_LOAD_ATTEMPTS => continue,
+                None => {
+                    return Err(CommandError::Internal(format!(
+                        "the tree of {did}'s head {} is not in the projection",
+                        head.commit
+                    )));
+                }
+            }
         };
         let signing = match self.store.key(did.as_str(), KeyKind::Signing).await? {
             Some(bytes) => Keypair::from_private_bytes(KeyAlgorithm::P256, &bytes)
@@ -239,6 +263,25 @@ impl Commands {
             data_key,
             boundaries: enrollment.boundaries,
         })
+    }
+
+    /// Reads MST node `cid` of `did` from the projection into `blocks`; `false` when the
+    /// projection no longer has it (its head moved past the tree that refers to it).
+    pub(crate) async fn read_node(
+        &self,
+        did: &Did,
+        cid: &Cid,
+        blocks: &mut BlockMap,
+    ) -> Result<bool, CommandError> {
+        match self.store.block(did.as_str(), cid).await? {
+            Some(bytes) => {
+                blocks.insert_verified(*cid, bytes).map_err(|error| {
+                    CommandError::Internal(format!("stored block {cid} of {did}: {error}"))
+                })?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
     }
 
     /// The boundaries of the record at `collection/rkey` as the projection has it.

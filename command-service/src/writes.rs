@@ -98,6 +98,9 @@ struct Built {
     removed: Vec<Cid>,
 }
 
+/// The most tree nodes one write reads from the projection before it gives up.
+const MAX_NODE_READS: u32 = 1_024;
+
 impl Commands {
     /// Applies `ops` as one commit of `did`'s repository, after checking `swap_commit` against
     /// the current commit, and answers once the repo projector has applied it.
@@ -156,10 +159,26 @@ impl Commands {
                 if guard.is_none() {
                     *guard = Some(self.load(did).await?);
                 }
+                // Nodes of the tree the write reaches but the cache lacks are read one by one;
+                // a node the projection no longer has means its head moved on: load again.
+                let mut reads = 0;
+                let mut built = loop {
+                    let Some(repo) = guard.as_mut() else {
+                        return Err(CommandError::NotEnrolled);
+                    };
+                    match self.build(did, repo, &ops, swap_commit).await {
+                        Err(CommandError::MissingNode(cid)) if reads < MAX_NODE_READS => {
+                            reads += 1;
+                            if !self.read_node(did, &cid, &mut repo.blocks).await? {
+                                *guard = Some(self.load(did).await?);
+                            }
+                        }
+                        result => break result?,
+                    }
+                };
                 let Some(repo) = guard.as_mut() else {
                     return Err(CommandError::NotEnrolled);
                 };
-                let mut built = self.build(did, repo, &ops, swap_commit).await?;
                 built.event.request = request_key.as_ref().map(|key| RequestRef {
                     key: key.clone(),
                     results: built

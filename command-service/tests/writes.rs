@@ -278,6 +278,81 @@ async fn concurrent_writers_make_one_linear_chain(setup: Setup) {
     setup.finish().await;
 }
 
+/// An instance that starts with only the root of a deep tree reads the nodes its writes reach,
+/// also after another instance moved the head (and the projection dropped the nodes it had).
+async fn a_fresh_instance_writes_anywhere_in_a_deep_tree(setup: Setup) {
+    let first = setup.commands().await;
+    let alice = did("alice");
+    first.enroll(&alice, &["general".into()]).await.unwrap();
+    let mut uris = Vec::new();
+    for batch in 0..3 {
+        let ops = (0..100)
+            .map(|index| create(&format!("post {batch}/{index}")))
+            .collect();
+        let written = first.write(&alice, ops, None).await.unwrap();
+        uris.extend(written.results.into_iter().map(|r| r.uri));
+    }
+    let put = |uri: &str, text: &str| WriteOp::Put {
+        collection: posts(),
+        rkey: rkey_of(uri),
+        record: post(text, GENERAL),
+        swap_record: None,
+        must_exist: true,
+    };
+    let delete = |uri: &str| WriteOp::Delete {
+        collection: posts(),
+        rkey: rkey_of(uri),
+        swap_record: None,
+        must_exist: true,
+    };
+
+    let second = setup.commands().await;
+    second
+        .write(&alice, vec![put(&uris[0], "edited early")], None)
+        .await
+        .unwrap();
+    second
+        .write(&alice, vec![delete(&uris[150]), create("late")], None)
+        .await
+        .unwrap();
+    // The first instance's tree is stale now; it writes on, and so does the second, whose
+    // cached nodes the projection dropped meanwhile.
+    for index in 0..5 {
+        first
+            .write(
+                &alice,
+                vec![put(&uris[100 + index], "edited by first")],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    let last = second
+        .write(&alice, vec![put(&uris[299], "edited last")], None)
+        .await
+        .unwrap();
+
+    let head = setup.store.head(alice.as_str()).await.unwrap().unwrap();
+    assert_eq!(head.commit, last.commit.cid);
+    let records = setup.store.records(alice.as_str()).await.unwrap();
+    assert_eq!(records.len(), 300);
+    assert!(
+        !records
+            .iter()
+            .any(|r| r.rkey == rkey_of(&uris[150]).as_str())
+    );
+    let row = |uri: &str| {
+        let rkey = rkey_of(uri);
+        records
+            .iter()
+            .find(|r| r.rkey == rkey.as_str())
+            .unwrap()
+            .cid
+    };
+    assert_eq!(Some(row(&uris[299])), last.results[0].cid);
+    setup.finish().await;
+}
+
 async fn replies_keep_within_their_parents_boundaries(setup: Setup) {
     let commands = setup.commands().await;
     let alice = did("alice");
@@ -344,6 +419,7 @@ suite!(
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
+    a_fresh_instance_writes_anywhere_in_a_deep_tree,
     replies_keep_within_their_parents_boundaries,
 );
 suite!(
@@ -352,6 +428,7 @@ suite!(
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
+    a_fresh_instance_writes_anywhere_in_a_deep_tree,
     replies_keep_within_their_parents_boundaries,
 );
 suite!(
@@ -360,5 +437,6 @@ suite!(
     writes_are_applied_before_they_are_answered,
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
+    a_fresh_instance_writes_anywhere_in_a_deep_tree,
     replies_keep_within_their_parents_boundaries,
 );
