@@ -110,11 +110,10 @@ impl Commands {
         }
         let nodes = tree.new_nodes();
         let rev = self.clock.next(Some(&repo.head.rev));
-        let commit = self.sign(
-            UnsignedCommit::new(did.clone(), tree.root_cid(), rev.clone()),
-            &repo.signing,
-        );
+        let commit =
+            UnsignedCommit::new(did.clone(), tree.root_cid(), rev.clone()).sign(&repo.signing);
         let slice = CommitSlice::new(&commit, &nodes);
+        self.signed(slice.commit, &repo.signing);
         let commit_ref = CommitRef {
             cid: slice.commit,
             rev: rev.to_string(),

@@ -8,7 +8,7 @@ use stratos_log::CommitLog;
 use stratos_schema::Cid;
 use stratos_schema::blocks::BlockMap;
 use stratos_schema::boundary::{is_qualified, qualify};
-use stratos_schema::commit::{Commit, SignedHere, UnsignedCommit};
+use stratos_schema::commit::SignedHere;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::{Mst, MstError};
@@ -163,12 +163,11 @@ impl Commands {
         self
     }
 
-    /// Signs a commit with an actor's key (remembering it when a projector here shares the
-    /// signatures).
-    pub(crate) fn sign(&self, commit: UnsignedCommit, key: &Keypair) -> Commit {
-        match &self.signed_here {
-            Some(signed_here) => signed_here.sign(commit, key),
-            None => commit.sign(key),
+    /// Notes that this side signed the commit whose block has CID `commit` with `key`, for a
+    /// repo projector in this process that shares the signatures.
+    pub(crate) fn signed(&self, commit: Cid, key: &Keypair) {
+        if let Some(signed_here) = &self.signed_here {
+            signed_here.remember(commit, key.public_key());
         }
     }
 

@@ -432,14 +432,13 @@ impl Commands {
         sealed.dedup_by_key(|record| record.cid);
 
         let rev: Tid = self.clock.next(Some(&repo.head.rev));
-        let commit = self.sign(
-            UnsignedCommit::new(did.clone(), tree.root_cid(), rev),
-            &repo.signing,
-        );
+        let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), rev).sign(&repo.signing);
+        let slice = CommitSlice::new(&commit, &changes.created_nodes);
+        self.signed(slice.commit, &repo.signing);
         let event = CommitEvent {
             did: did.clone(),
             time: Datetime::now(),
-            slice: CommitSlice::new(&commit, &changes.created_nodes),
+            slice,
             prev_commit: Some(repo.head.commit),
             since: Some(repo.head.rev.clone()),
             ops: repo_ops,

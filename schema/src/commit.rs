@@ -148,15 +148,13 @@ const SIGNED_HERE_CAPACITY: usize = 16_384;
 pub struct SignedHere(Arc<Mutex<HashMap<Cid, PublicKey>>>);
 
 impl SignedHere {
-    /// Signs `commit` with `key` and remembers it.
-    pub fn sign(&self, commit: UnsignedCommit, key: &Keypair) -> Commit {
-        let signed = commit.sign(key);
+    /// Remembers that this process signed the commit whose block has CID `commit` with `key`.
+    pub fn remember(&self, commit: Cid, key: PublicKey) {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if known.len() >= SIGNED_HERE_CAPACITY {
             known.clear();
         }
-        known.insert(signed.to_block().0, key.public_key());
-        signed
+        known.insert(commit, key);
     }
 
     /// Checks the signature of `commit` (whose block has CID `cid`) against `key`: at once when
@@ -179,6 +177,13 @@ mod signed_here_tests {
     use super::*;
     use crate::keys::KeyAlgorithm;
 
+    /// Signs a commit of `data_seed` with `key`, remembering it in `signed_here`.
+    fn sign_here(signed_here: &SignedHere, data_seed: &[u8], key: &Keypair) -> Commit {
+        let commit = unsigned(data_seed).sign(key);
+        signed_here.remember(commit.to_block().0, key.public_key());
+        commit
+    }
+
     fn unsigned(data_seed: &[u8]) -> UnsignedCommit {
         UnsignedCommit::new(
             "did:plc:signedhere".parse().unwrap(),
@@ -192,13 +197,13 @@ mod signed_here_tests {
         let signed_here = SignedHere::default();
         let key = Keypair::generate(KeyAlgorithm::P256);
         let other = Keypair::generate(KeyAlgorithm::P256);
-        let commit = signed_here.sign(unsigned(b"a"), &key);
+        let commit = sign_here(&signed_here, b"a", &key);
         let cid = commit.to_block().0;
         let remembered = |cid: &Cid| signed_here.0.lock().unwrap().contains_key(cid);
         assert!(remembered(&cid));
         assert!(signed_here.verify(&cid, &commit, &key.public_key()).is_ok());
         assert!(!remembered(&cid), "each entry is used once");
-        let commit = signed_here.sign(unsigned(b"a"), &key);
+        let commit = sign_here(&signed_here, b"a", &key);
         let cid = commit.to_block().0;
         // Another key: verified the long way (and refused), and the entry is used up.
         assert!(
@@ -211,7 +216,7 @@ mod signed_here_tests {
         // Another signature makes another block, whose CID was not signed here.
         let forged = Commit {
             sig: ByteBuf::from(vec![1u8; 64]),
-            ..signed_here.sign(unsigned(b"b"), &key)
+            ..sign_here(&signed_here, b"b", &key)
         };
         let forged_cid = forged.to_block().0;
         assert!(

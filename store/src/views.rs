@@ -116,6 +116,9 @@ pub fn default_views_url(database_url: &str) -> String {
     let Some(rest) = database_url.strip_prefix("sqlite:") else {
         return database_url.to_string();
     };
+    if rest.starts_with(":memory:") {
+        return database_url.to_string();
+    }
     let (prefix, rest) = match rest.strip_prefix("//") {
         Some(rest) => ("sqlite://", rest),
         None => ("sqlite:", rest),
@@ -125,10 +128,7 @@ pub fn default_views_url(database_url: &str) -> String {
         None => (rest, None),
     };
     let path = std::path::Path::new(path);
-    let (Some(stem), false) = (
-        path.file_stem().and_then(|stem| stem.to_str()),
-        rest.starts_with(":memory:"),
-    ) else {
+    let Some(stem) = path.file_stem().and_then(|stem| stem.to_str()) else {
         return database_url.to_string();
     };
     let name = match path.extension().and_then(|extension| extension.to_str()) {

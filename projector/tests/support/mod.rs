@@ -134,11 +134,11 @@ impl Writer {
             .collect();
         self.micros += 1;
         let rev = Tid::from_parts(self.micros, 1);
-        let unsigned = UnsignedCommit::new(self.did.clone(), new.root_cid(), rev.clone());
-        let commit = match &self.signed_here {
-            Some(signed_here) => signed_here.sign(unsigned, &self.key),
-            None => unsigned.sign(&self.key),
-        };
+        let commit =
+            UnsignedCommit::new(self.did.clone(), new.root_cid(), rev.clone()).sign(&self.key);
+        if let Some(signed_here) = &self.signed_here {
+            signed_here.remember(commit.to_block().0, self.key.public_key());
+        }
         let event = CommitEvent {
             did: self.did.clone(),
             time: "2026-11-23T12:00:00.000Z".parse::<Datetime>().unwrap(),
