@@ -27,6 +27,7 @@ use clap::{Parser, Subcommand};
 /// allocations across threads. With its `override` feature it also serves C's `malloc`, so
 /// SQLite's rows, allocated on a connection's thread and freed on a task's, do not contend for
 /// the system allocator's arena locks.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::process::ExitCode;
