@@ -108,6 +108,16 @@ pub(crate) struct ActorRepo {
 /// meanwhile.
 const MAX_LOAD_ATTEMPTS: u32 = 8;
 
+/// How many actors' write slots the command side keeps before it drops the idle ones (their
+/// repositories are loaded again from the projection on their next write).
+const KEPT_SLOTS: usize = 1_024;
+
+/// How many tree nodes an actor's repository keeps before it is loaded again from the
+/// projection, starting over from the root. Its tree holds every node it has read or built
+/// (decoded, and the built ones encoded as well), so without this it would grow with the
+/// repository.
+pub(crate) const KEPT_NODES: usize = 256;
+
 /// An actor's write slot: holding its lock orders the actor's commits in this instance.
 pub(crate) type ActorSlot = Arc<tokio::sync::Mutex<Option<ActorRepo>>>;
 
@@ -183,12 +193,20 @@ impl Commands {
 
     /// The write slot of `did`.
     pub(crate) fn slot(&self, did: &Did) -> ActorSlot {
-        self.actors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(did.to_string())
-            .or_default()
-            .clone()
+        let mut actors = self.actors.lock().unwrap_or_else(PoisonError::into_inner);
+        if actors.len() >= KEPT_SLOTS && !actors.contains_key(did.as_str()) {
+            // A slot only the map refers to is idle: no write holds it or waits for it.
+            actors.retain(|_, slot| Arc::strong_count(slot) > 1);
+        }
+        actors.entry(did.to_string()).or_default().clone()
+    }
+
+    /// How many tree nodes this instance holds for `did` (none while its slot is empty).
+    #[cfg(feature = "testing")]
+    pub async fn cached_nodes(&self, did: &Did) -> usize {
+        let slot = self.slot(did);
+        let guard = slot.lock().await;
+        guard.as_ref().map_or(0, |repo| repo.blocks.len())
     }
 
     /// The actor's active enrollment, or `NotEnrolled`.

@@ -26,7 +26,7 @@ use stratos_store::Head;
 
 use crate::error::CommandError;
 use crate::outcomes::Decision;
-use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef};
+use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef, KEPT_NODES};
 
 /// The most operations one commit may carry (as ATProto's `applyWrites`).
 pub const MAX_WRITES: usize = 200;
@@ -156,7 +156,7 @@ impl Commands {
             let (acknowledgement, results, commit) = {
                 let slot = self.slot(did);
                 let mut guard = slot.lock().await;
-                if guard.is_none() {
+                if guard.is_none() || self.outgrown(did, guard.as_ref()).await? {
                     *guard = Some(self.load(did).await?);
                 }
                 // Nodes of the tree the write reaches but the cache lacks are read one by one;
@@ -256,6 +256,16 @@ impl Commands {
         }
         tracing::warn!(%did, reason = %last_reason, "write gave up after repeated rejections");
         Err(CommandError::ConcurrentModification)
+    }
+
+    /// Whether `repo` holds more tree nodes than it keeps and can start over from the
+    /// projection: only once the projection has caught up with it, or its next write would
+    /// build on an older head.
+    async fn outgrown(&self, did: &Did, repo: Option<&ActorRepo>) -> Result<bool, CommandError> {
+        let Some(repo) = repo.filter(|repo| repo.blocks.len() > KEPT_NODES) else {
+            return Ok(false);
+        };
+        Ok(self.store.head(did.as_str()).await?.as_ref() == Some(&repo.head))
     }
 
     /// The stored answer to `did`'s request `key` (a hash), if it was applied.

@@ -280,6 +280,53 @@ async fn concurrent_writers_make_one_linear_chain(setup: Setup) {
 
 /// An instance that starts with only the root of a deep tree reads the nodes its writes reach,
 /// also after another instance moved the head (and the projection dropped the nodes it had).
+/// Writes all over a large tree keep only part of it in memory: once the projection has caught
+/// up, a write whose actor holds too many nodes starts over from the root.
+async fn an_actor_keeps_a_bounded_part_of_its_tree(setup: Setup) {
+    let commands = setup.commands().await;
+    let alice = did("alice");
+    commands.enroll(&alice, &["general".into()]).await.unwrap();
+    let mut uris = Vec::new();
+    for batch in 0..25 {
+        let ops = (0..200)
+            .map(|index| create(&format!("post {batch}/{index}")))
+            .collect();
+        let written = commands.write(&alice, ops, None).await.unwrap();
+        uris.extend(written.results.into_iter().map(|r| r.uri));
+    }
+    let tree_nodes = setup.store.blocks(alice.as_str()).await.unwrap().len() - 1;
+    let mut most = 0;
+    for chunk in uris.chunks(200) {
+        let ops = chunk
+            .iter()
+            .map(|uri| WriteOp::Put {
+                collection: posts(),
+                rkey: rkey_of(uri),
+                record: post("edited", GENERAL),
+                swap_record: None,
+                must_exist: true,
+            })
+            .collect();
+        commands.write(&alice, ops, None).await.unwrap();
+        most = most.max(commands.cached_nodes(&alice).await);
+    }
+    assert!(
+        most < tree_nodes / 2,
+        "{most} of the tree's {tree_nodes} nodes held after editing every record"
+    );
+    let last = commands
+        .write(&alice, vec![create("one more")], None)
+        .await
+        .unwrap();
+    let head = setup.store.head(alice.as_str()).await.unwrap().unwrap();
+    assert_eq!(head.commit, last.commit.cid);
+    assert_eq!(
+        setup.store.records(alice.as_str()).await.unwrap().len(),
+        5_001
+    );
+    setup.finish().await;
+}
+
 async fn a_fresh_instance_writes_anywhere_in_a_deep_tree(setup: Setup) {
     let first = setup.commands().await;
     let alice = did("alice");
@@ -420,6 +467,7 @@ suite!(
     invalid_writes_change_nothing,
     concurrent_writers_make_one_linear_chain,
     a_fresh_instance_writes_anywhere_in_a_deep_tree,
+    an_actor_keeps_a_bounded_part_of_its_tree,
     replies_keep_within_their_parents_boundaries,
 );
 suite!(

@@ -15,7 +15,7 @@ use stratos_schema::commit::SignedHere;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{CommitEvent, OpAction};
 use stratos_schema::keys::PublicKey;
-use stratos_schema::mst::{Mst, RecordOp, diff};
+use stratos_schema::mst::{Mst, MstError, RecordOp, diff};
 
 /// What the projection knows about an actor before an event.
 #[derive(Debug, Clone)]
@@ -69,6 +69,21 @@ pub enum Rejection {
     /// A created or updated record's sealed block is missing from the event.
     #[error("record {0} is missing")]
     BadRecord(String),
+    /// A node of the head's tree is not in the block source: a caller holding only part of
+    /// the tree reads the node and decides again; otherwise the commit is rejected.
+    #[error("MST node {0} is missing")]
+    MissingNode(Cid),
+}
+
+impl Rejection {
+    /// `error` of the tree as a rejection: a missing node as [`Rejection::MissingNode`], any
+    /// other as `otherwise`.
+    fn from_mst(error: MstError, otherwise: fn(String) -> Rejection) -> Rejection {
+        match error {
+            MstError::MissingBlock(cid) => Rejection::MissingNode(cid),
+            error => otherwise(error.to_string()),
+        }
+    }
 }
 
 /// One record row to write or remove.
@@ -109,8 +124,9 @@ pub struct Applied {
     pub records: Vec<RecordChange>,
 }
 
-/// Decides a `#commit` against an actor's state. `blocks` must hold the nodes of the head's MST
-/// (the projection's stored blocks for the actor).
+/// Decides a `#commit` against an actor's state. `blocks` holds the nodes of the head's MST
+/// (the projection's stored blocks for the actor); a node it lacks gives
+/// [`Rejection::MissingNode`].
 pub fn decide_commit(
     state: Option<&ActorState>,
     event: &CommitEvent,
@@ -165,9 +181,8 @@ pub fn decide_commit_signed_here(
     // The empty tree (a genesis commit's) is known without its node block.
     let empty = Mst::new();
     let old = match &state.head {
-        Some(head) if head.data != empty.root_cid() => {
-            Mst::load(&layered, head.data).map_err(|e| Rejection::Invalid(e.to_string()))?
-        }
+        Some(head) if head.data != empty.root_cid() => Mst::load(&layered, head.data)
+            .map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?,
         _ => empty,
     };
     let mut new = old.clone();
@@ -182,7 +197,7 @@ pub fn decide_commit_signed_here(
                 )));
             }
         }
-        .map_err(|e| Rejection::OpsMismatch(e.to_string()))?;
+        .map_err(|e| Rejection::from_mst(e, Rejection::OpsMismatch))?;
     }
     if new.root_cid() != commit.data {
         return Err(Rejection::OpsMismatch(format!(
@@ -191,7 +206,8 @@ pub fn decide_commit_signed_here(
             commit.data
         )));
     }
-    let changes = diff(&layered, &old, &new).map_err(|e| Rejection::Invalid(e.to_string()))?;
+    let changes =
+        diff(&layered, &old, &new).map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?;
     check_ops(event, &changes.ops)?;
 
     let sealed: BTreeMap<Cid, _> = event.records.iter().map(|r| (r.cid, r)).collect();

@@ -37,6 +37,10 @@ pub const CONSUMER: &str = "repo";
 /// How many actors the projector keeps in memory before it starts over.
 const CACHED_ACTORS: usize = 16_384;
 
+/// How many tree nodes the projector keeps in memory, over all actors, before it drops them
+/// (they are read again from the store as commits reach them).
+const CACHED_NODES: usize = 32_768;
+
 /// A Postgres notification payload stays under this size (the server's limit is 8000 bytes).
 const MAX_PAYLOAD: usize = 7_000;
 
@@ -96,7 +100,8 @@ pub enum ProjectorError {
 /// An actor as the projector knows it between events.
 struct CachedActor {
     state: ActorState,
-    /// The nodes of the head's MST (and the head commit).
+    /// The nodes of the head's MST that commits have reached so far (read from the store on
+    /// first use, or built by the commits), and the head commit.
     blocks: BlockMap,
     enrollment: Enrollment,
     last_seq: u64,
@@ -204,8 +209,14 @@ impl RepoProjector {
         offsets: &BTreeMap<u32, Range<u64>>,
         touched: &mut Vec<String>,
     ) -> Result<Vec<Progress>, ProjectorError> {
+        // Every earlier batch is committed, so whatever the cache drops is in the store.
         if self.actors.len() > CACHED_ACTORS {
             self.actors.clear();
+        }
+        if self.actors.values().map(|a| a.blocks.len()).sum::<usize>() > CACHED_NODES {
+            for actor in self.actors.values_mut() {
+                actor.blocks = BlockMap::new();
+            }
         }
         // Decide every event first (reading, verifying, building), then write the net changes
         // in one short transaction.
@@ -292,11 +303,6 @@ impl RepoProjector {
                 return Err(StoreError::Corrupt(format!("signing key of {did}")));
             };
             let head = self.store.head(did).await?;
-            let blocks = if head.is_some() {
-                self.store.blocks(did).await?
-            } else {
-                BlockMap::new()
-            };
             let actor = CachedActor {
                 state: ActorState {
                     enrolled: enrollment.active,
@@ -304,7 +310,7 @@ impl RepoProjector {
                     head,
                     data_key: self.store.data_key(did).await?,
                 },
-                blocks,
+                blocks: BlockMap::new(),
                 last_seq: self.store.last_seq(did).await?,
                 enrollment,
             };
@@ -402,16 +408,11 @@ impl RepoProjector {
         {
             return Ok(Err(format!("{DUPLICATE_REQUEST} {}", request.key)));
         }
-        let signed_here = self.signed_here.clone();
+        let (store, signed_here) = (self.store.clone(), self.signed_here.clone());
         let Some(actor) = self.actor(&did).await? else {
             return Ok(Err(Rejection::UnknownActor.to_string()));
         };
-        let applied = match decide_commit_signed_here(
-            Some(&actor.state),
-            event,
-            &actor.blocks,
-            signed_here.as_ref(),
-        ) {
+        let applied = match decide(&store, actor, event, signed_here.as_ref()).await? {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
@@ -439,7 +440,7 @@ impl RepoProjector {
         event: ImportEvent,
     ) -> Result<Decision, StoreError> {
         let did = event.did.to_string();
-        let signed_here = self.signed_here.clone();
+        let (store, signed_here) = (self.store.clone(), self.signed_here.clone());
         let Some(actor) = self.actor(&did).await? else {
             return Ok(Err(Rejection::UnknownActor.to_string()));
         };
@@ -465,12 +466,7 @@ impl RepoProjector {
         if commit.ops.iter().any(|op| op.action != OpAction::Create) {
             return Ok(Err("an import may only create records".into()));
         }
-        let applied = match decide_commit_signed_here(
-            Some(&actor.state),
-            &commit,
-            &actor.blocks,
-            signed_here.as_ref(),
-        ) {
+        let applied = match decide(&store, actor, &commit, signed_here.as_ref()).await? {
             Ok(applied) => applied,
             Err(rejection) => return Ok(Err(rejection.to_string())),
         };
@@ -524,6 +520,32 @@ impl crate::runner::Applier for RepoProjector {
 
     async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
         self.apply_batch(records).await.map(|_| ())
+    }
+}
+
+/// Decides `event` against the cached actor, reading the nodes of its tree that the cache lacks
+/// from the store one by one. The store holds every node of the projected head's tree (the
+/// cache holds those of this batch, not yet written), so a node missing from both is missing
+/// from the tree: the commit is rejected, as it would be with the whole tree in memory.
+async fn decide(
+    store: &Store,
+    actor: &mut CachedActor,
+    event: &CommitEvent,
+    signed_here: Option<&SignedHere>,
+) -> Result<Result<Applied, Rejection>, StoreError> {
+    loop {
+        match decide_commit_signed_here(Some(&actor.state), event, &actor.blocks, signed_here) {
+            Err(Rejection::MissingNode(cid)) => {
+                match store.block(event.did.as_str(), &cid).await? {
+                    // Each read adds a node the tree lacked, so the loop ends with the tree.
+                    Some(bytes) => actor.blocks.insert_verified(cid, bytes).map_err(|error| {
+                        StoreError::Corrupt(format!("stored block {cid} of {}: {error}", event.did))
+                    })?,
+                    None => return Ok(Err(Rejection::MissingNode(cid))),
+                }
+            }
+            decision => return Ok(decision),
+        }
     }
 }
 

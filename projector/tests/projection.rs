@@ -435,6 +435,64 @@ async fn a_replay_reaches_the_same_state(setup: Setup) {
     setup.finish().await;
 }
 
+/// A projector that starts on a projection holds none of the actors' trees: it reads the nodes
+/// a commit reaches from the store, anywhere in a deep tree.
+async fn a_fresh_projector_applies_commits_deep_in_a_tree(setup: Setup) {
+    let mut alice = setup.enroll("did:plc:alice").await;
+    let rkeys: Vec<String> = (0..400).map(|i| format!("3l2{i:07}aa22")).collect();
+    let texts: Vec<String> = (0..400).map(|i| format!("post {i}")).collect();
+    for chunk in rkeys.chunks(100).zip(texts.chunks(100)) {
+        let writes: Vec<(&str, Option<&str>)> = chunk
+            .0
+            .iter()
+            .zip(chunk.1)
+            .map(|(rkey, text)| (rkey.as_str(), Some(text.as_str())))
+            .collect();
+        setup.append(Event::Commit(alice.next(&writes))).await;
+    }
+    setup.project().await;
+
+    // A new projector (its cache empty) edits, deletes and creates in the middle of the tree.
+    let edit = alice.next(&[
+        (rkeys[137].as_str(), Some("edited")),
+        (rkeys[251].as_str(), None),
+        ("3l20000200ab22", Some("new")),
+    ]);
+    setup.append(Event::Commit(edit)).await;
+    setup.project().await;
+    let head = setup.store.head("did:plc:alice").await.unwrap();
+    assert_eq!(head.as_ref(), alice.head.as_ref());
+    assert_eq!(
+        setup.store.records("did:plc:alice").await.unwrap().len(),
+        400
+    );
+    let edited = setup
+        .store
+        .record("did:plc:alice", "zone.stratos.feed.post", &rkeys[137])
+        .await
+        .unwrap()
+        .unwrap();
+    let text = stratos_schema::data::decode_ipld(edited.block.as_deref().unwrap()).unwrap();
+    assert!(format!("{text:?}").contains("edited"));
+    // The store holds the head's whole tree and commit, nothing more.
+    let head = head.unwrap();
+    let blocks = setup.store.blocks("did:plc:alice").await.unwrap();
+    let tree = Mst::load(&blocks, head.data).unwrap();
+    assert_eq!(tree.entries(&blocks).unwrap().len(), 400);
+    let mut reachable = tree.node_blocks(&blocks).unwrap();
+    assert!(
+        reachable.len() > 10,
+        "a deep tree: {} nodes",
+        reachable.len()
+    );
+    reachable.insert(
+        head.commit,
+        blocks.get_block(&head.commit).unwrap().to_vec(),
+    );
+    assert_eq!(blocks, reachable);
+    setup.finish().await;
+}
+
 async fn redelivery_is_a_no_op_and_waiters_hear_outcomes(setup: Setup) {
     let mut alice = setup.enroll("did:plc:alice").await;
     let good = alice.next(&[("3l2aaaaaaaa22", Some("one"))]);
@@ -586,6 +644,7 @@ suite!(
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,
+    a_fresh_projector_applies_commits_deep_in_a_tree,
 );
 suite!(
     embedded_postgres,
@@ -597,6 +656,7 @@ suite!(
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,
+    a_fresh_projector_applies_commits_deep_in_a_tree,
 );
 suite!(
     kafka_postgres,
