@@ -452,7 +452,6 @@ impl Reader {
         if let Some(records) = self
             .recent
             .read(self.partition, self.next, FETCH_ROWS as usize)
-            .filter(|records| !records.is_empty())
         {
             self.buffer.extend(records);
             return Ok(());

@@ -24,11 +24,12 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::{Offset, TopicPartitionList};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
+use crate::recent::RecentRecords;
 use crate::{
     Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position, ReadPace,
 };
@@ -52,6 +53,13 @@ const PROMPT_FETCH_WAIT_MS: u64 = 5;
 /// `fetch.wait.max.ms` of [`ReadPace::Relaxed`] streams.
 const RELAXED_FETCH_WAIT_MS: u64 = 100;
 
+/// About how many bytes of each partition's newest acknowledged records a log that shares its
+/// appends keeps in memory.
+const RECENT_BYTES_PER_PARTITION: usize = 1024 * 1024;
+
+/// The most records a shared reader takes from memory, or holds from the cluster, at a time.
+const FETCH_AT_HAND: usize = 512;
+
 /// How the Kafka adapter connects and what topic it uses.
 #[derive(Debug, Clone)]
 pub struct KafkaConfig {
@@ -70,6 +78,12 @@ pub struct KafkaConfig {
     /// Extra librdkafka properties passed through unchanged: `security.protocol`, `ssl.*`,
     /// `sasl.*`, `client.id`, … They override the adapter's own settings.
     pub extra: BTreeMap<String, String>,
+    /// Whether readers of this log in this process take the records this process appended
+    /// from memory once the cluster acknowledged them, instead of waiting for a fetch to bring
+    /// them back. The cluster's copies then only fill in what other processes appended, read
+    /// at the [`ReadPace::Relaxed`] pace, so turn it on where the writers and the readers that
+    /// wait for them share a process (`stratos up`). It has no effect unless `acks` is `all`.
+    pub share_appends: bool,
 }
 
 impl KafkaConfig {
@@ -84,7 +98,16 @@ impl KafkaConfig {
             max_message_bytes: 8 * 1024 * 1024,
             delivery_timeout: Duration::from_secs(120),
             extra: BTreeMap::new(),
+            share_appends: false,
         }
+    }
+
+    /// Whether an acknowledged record is in every in-sync replica (the default `acks=all`),
+    /// so that readers may take it as the log's before they read it back.
+    fn acknowledges_all(&self) -> bool {
+        self.extra
+            .get("acks")
+            .is_none_or(|acks| acks == "all" || acks == "-1")
     }
 
     /// The largest frame a client sends or fetches: an event plus room for headers and batch
@@ -170,6 +193,8 @@ pub struct KafkaLog {
     /// Consumers of [`ReadPace::Relaxed`] streams.
     relaxed: Arc<ConsumerPool>,
     partitions: u32,
+    /// The acknowledged records this process appended, when shared with its readers.
+    recent: Option<Arc<RecentRecords>>,
 }
 
 impl KafkaLog {
@@ -196,8 +221,11 @@ impl KafkaLog {
                 config.topic, config.partitions
             )));
         }
+        let recent = (config.share_appends && config.acknowledges_all())
+            .then(|| Arc::new(RecentRecords::new(partitions, RECENT_BYTES_PER_PARTITION)));
         let config = Arc::new(config);
         Ok(Self {
+            recent,
             prompt: ConsumerPool::new(config.clone(), ReadPace::Prompt),
             relaxed: ConsumerPool::new(config.clone(), ReadPace::Relaxed),
             config,
@@ -319,9 +347,13 @@ impl CommitLog for KafkaLog {
                 key: VERSION_HEADER,
                 value: Some(version.as_str()),
             });
+        let created_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as i64);
         let mut message = FutureRecord::to(&self.config.topic)
             .key(record.key.as_str())
             .payload(record.payload.as_slice())
+            .timestamp(created_ms)
             .headers(headers);
         let deadline = Instant::now() + self.config.delivery_timeout;
         let delivery = loop {
@@ -336,15 +368,29 @@ impl CommitLog for KafkaLog {
                 Err((error, _)) => return Err(kafka_error(error)),
             }
         };
+        let recent = self.recent.clone();
         Ok(async move {
-            match delivery.await {
-                Ok(Ok(delivery)) => Ok(Position {
-                    partition: delivery.partition as u32,
-                    offset: delivery.offset as u64,
-                }),
-                Ok(Err((error, _))) => Err(kafka_error(error)),
-                Err(_) => Err(LogError::Closed),
+            let delivery = match delivery.await {
+                Ok(Ok(delivery)) => delivery,
+                Ok(Err((error, _))) => return Err(kafka_error(error)),
+                Err(_) => return Err(LogError::Closed),
+            };
+            let position = Position {
+                partition: delivery.partition as u32,
+                offset: delivery.offset as u64,
+            };
+            if let Some(recent) = recent {
+                recent.push([LogRecord {
+                    position,
+                    key: record.key,
+                    event_type: Some(record.event_type),
+                    schema_version: Some(record.schema_version),
+                    payload: record.payload,
+                    // The broker's append time on a topic that keeps that instead.
+                    timestamp_ms: delivery.timestamp.to_millis().unwrap_or(created_ms),
+                }]);
             }
+            Ok(position)
         }
         .boxed())
     }
@@ -377,10 +423,32 @@ impl CommitLog for KafkaLog {
             ReadPace::Prompt => &self.prompt,
             ReadPace::Relaxed => &self.relaxed,
         };
+        // With this process's appends at hand, the cluster only fills in the others'.
+        let pool = if self.recent.is_some() {
+            &self.relaxed
+        } else {
+            pool
+        };
         let lease = match pool.lease(partition, start) {
             Ok(lease) => lease,
             Err(error) => return stream::once(async move { Err(error) }).boxed(),
         };
+        if let Some(recent) = &self.recent {
+            let reader = SharedReader {
+                partition,
+                next: from,
+                lease,
+                pushed: recent.subscribe(),
+                recent: recent.clone(),
+                fetched: VecDeque::new(),
+                at_hand: VecDeque::new(),
+            };
+            return stream::unfold(reader, |mut reader| async move {
+                let item = reader.next().await;
+                Some((item, reader))
+            })
+            .boxed();
+        }
         stream::unfold((lease, from), move |(lease, next)| async move {
             let received = loop {
                 match lease.queue.recv().await {
@@ -414,6 +482,88 @@ impl CommitLog for KafkaLog {
         })
         .boxed()
     }
+}
+
+/// A partition stream that takes the records this process appended from memory and the
+/// others from the cluster, in offset order.
+struct SharedReader {
+    partition: u32,
+    /// The offset of the next record to deliver.
+    next: u64,
+    lease: Lease,
+    recent: Arc<RecentRecords>,
+    pushed: watch::Receiver<()>,
+    /// Messages the cluster delivered at or after `next`, in order.
+    fetched: VecDeque<LogRecord>,
+    /// Consecutive records from memory, the first at `next`.
+    at_hand: VecDeque<LogRecord>,
+}
+
+impl SharedReader {
+    async fn next(&mut self) -> Result<LogRecord, LogError> {
+        loop {
+            self.take_fetched()?;
+            while self
+                .fetched
+                .front()
+                .is_some_and(|record| record.position.offset < self.next)
+            {
+                self.fetched.pop_front();
+            }
+            let record = match self.at_hand.pop_front() {
+                Some(record) => Some(record),
+                None => {
+                    // Marked as seen before reading, so a push after the read still wakes us.
+                    self.pushed.borrow_and_update();
+                    match self.recent.read(self.partition, self.next, FETCH_AT_HAND) {
+                        Some(records) => {
+                            self.at_hand.extend(records);
+                            self.at_hand.pop_front()
+                        }
+                        // The cluster's next message, unless it may still be in memory soon:
+                        // the cluster delivers in order, so a message past `next` means the
+                        // log has no record at `next`.
+                        None => self.fetched.pop_front(),
+                    }
+                }
+            };
+            if let Some(record) = record {
+                self.next = record.position.offset + 1;
+                return Ok(record);
+            }
+            tokio::select! {
+                received = self.lease.queue.recv() => {
+                    if let Some(record) = delivered_from(self.next, received)? {
+                        self.fetched.push_back(record);
+                    }
+                }
+                _ = self.pushed.changed() => {}
+            }
+        }
+    }
+
+    /// Moves the messages the cluster has delivered so far into `fetched`, without waiting.
+    fn take_fetched(&mut self) -> Result<(), LogError> {
+        while self.fetched.len() < FETCH_AT_HAND {
+            let Some(received) = self.lease.queue.recv().now_or_never() else {
+                break;
+            };
+            if let Some(record) = delivered_from(self.next, received)? {
+                self.fetched.push_back(record);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The record of a delivered message, unless it comes before `next` (delivered already, from
+/// memory, or from the batch before the position).
+fn delivered_from(
+    next: u64,
+    received: Result<BorrowedMessage<'_>, KafkaError>,
+) -> Result<Option<LogRecord>, LogError> {
+    let message = received.map_err(kafka_error)?;
+    Ok((message.offset() as u64 >= next).then(|| log_record(&message)))
 }
 
 /// The log record of a consumed message.

@@ -1,22 +1,28 @@
-//! The embedded log's most recent records, kept in memory by its writer after each group
-//! commit so that readers in the same process that keep up with the appends take them from
-//! here instead of reading back from the file what was just written.
+//! The newest records this process appended, kept in memory so that readers in the same
+//! process that keep up with the appends take them from here instead of reading back from the
+//! log what was just written: the embedded log's writer adds each group commit, the Kafka
+//! adapter each record the brokers acknowledged.
 
-use std::collections::VecDeque;
+use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
+
+use tokio::sync::watch;
 
 use crate::LogRecord;
 
-/// The newest committed records of every partition, each partition's consecutive and within
-/// a byte budget.
+/// The newest appended records of every partition by offset, within a byte budget per
+/// partition. Records may arrive out of order, and a partition's offsets may have gaps (records
+/// other processes appended): a read returns only consecutive records.
 pub(crate) struct RecentRecords {
     partitions: Mutex<Vec<Partition>>,
     budget: usize,
+    /// Told after every push.
+    pushed: watch::Sender<()>,
 }
 
 #[derive(Default)]
 struct Partition {
-    records: VecDeque<LogRecord>,
+    records: BTreeMap<u64, LogRecord>,
     bytes: usize,
 }
 
@@ -31,52 +37,58 @@ impl RecentRecords {
         Self {
             partitions: Mutex::new((0..partitions).map(|_| Partition::default()).collect()),
             budget,
+            pushed: watch::Sender::new(()),
         }
     }
 
-    /// Takes in committed records; each must follow the newest one kept for its partition
-    /// (a partition that does not continue is started over).
+    /// Takes in appended records (durable ones only: readers treat them as the log's).
     pub(crate) fn push(&self, records: impl IntoIterator<Item = LogRecord>) {
-        let mut partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for record in records {
-            let Some(partition) = partitions.get_mut(record.position.partition as usize) else {
-                continue;
-            };
-            if partition
-                .records
-                .back()
-                .is_some_and(|last| last.position.offset + 1 != record.position.offset)
-            {
-                *partition = Partition::default();
-            }
-            partition.bytes += size(&record);
-            partition.records.push_back(record);
-            while partition.bytes > self.budget && partition.records.len() > 1 {
-                if let Some(oldest) = partition.records.pop_front() {
-                    partition.bytes -= size(&oldest);
+        {
+            let mut partitions = self
+                .partitions
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            for record in records {
+                let Some(partition) = partitions.get_mut(record.position.partition as usize) else {
+                    continue;
+                };
+                partition.bytes += size(&record);
+                if let Some(replaced) = partition.records.insert(record.position.offset, record) {
+                    partition.bytes -= size(&replaced);
+                }
+                while partition.bytes > self.budget && partition.records.len() > 1 {
+                    if let Some((_, oldest)) = partition.records.pop_first() {
+                        partition.bytes -= size(&oldest);
+                    }
                 }
             }
         }
+        self.pushed.send_replace(());
     }
 
-    /// Up to `limit` records of `partition` from offset `from` on, when the records kept reach
-    /// back to `from` and no further than one past the newest; `None` when the file must be
-    /// read instead.
+    /// Up to `limit` consecutive records of `partition` from offset `from` on; `None` when
+    /// the record at `from` is not kept (the log must be read instead).
     pub(crate) fn read(&self, partition: u32, from: u64, limit: usize) -> Option<Vec<LogRecord>> {
         let partitions = self
             .partitions
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let records = &partitions.get(partition as usize)?.records;
-        let first = records.front()?.position.offset;
-        let skip = usize::try_from(from.checked_sub(first)?).ok()?;
-        if skip > records.len() {
-            return None;
-        }
-        Some(records.iter().skip(skip).take(limit).cloned().collect())
+        records.get(&from)?;
+        Some(
+            records
+                .range(from..)
+                .zip(from..)
+                .take_while(|((offset, _), expected)| *offset == expected)
+                .take(limit)
+                .map(|((_, record), _)| record.clone())
+                .collect(),
+        )
+    }
+
+    /// Changes after each push (to wait for one after a read found nothing).
+    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
+        self.pushed.subscribe()
     }
 }
 
@@ -105,13 +117,13 @@ mod tests {
         let recent = RecentRecords::new(2, 1_000_000);
         recent.push((5..9).map(|offset| record(1, offset, 10)));
         assert_eq!(offsets(recent.read(1, 6, 2)), Some(vec![6, 7]));
-        assert_eq!(offsets(recent.read(1, 9, 10)), Some(vec![]));
+        assert_eq!(offsets(recent.read(1, 8, 10)), Some(vec![8]));
         assert_eq!(
             offsets(recent.read(1, 4, 10)),
             None,
             "before the first kept"
         );
-        assert_eq!(offsets(recent.read(1, 10, 10)), None, "past the end");
+        assert_eq!(offsets(recent.read(1, 9, 10)), None, "past the end");
         assert_eq!(offsets(recent.read(0, 0, 10)), None, "nothing kept");
         assert_eq!(offsets(recent.read(7, 0, 10)), None, "no such partition");
     }
@@ -131,11 +143,23 @@ mod tests {
     }
 
     #[test]
-    fn a_gap_starts_the_partition_over() {
+    fn a_read_stops_at_a_gap() {
         let recent = RecentRecords::new(1, 1_000_000);
         recent.push((0..3).map(|offset| record(0, offset, 10)));
         recent.push([record(0, 7, 10)]);
-        assert_eq!(offsets(recent.read(0, 1, 10)), None);
+        assert_eq!(offsets(recent.read(0, 1, 10)), Some(vec![1, 2]));
+        assert_eq!(offsets(recent.read(0, 3, 10)), None);
         assert_eq!(offsets(recent.read(0, 7, 10)), Some(vec![7]));
+    }
+
+    #[test]
+    fn records_may_arrive_out_of_order() {
+        let recent = RecentRecords::new(1, 1_000_000);
+        let pushed = recent.subscribe();
+        recent.push([record(0, 4, 10), record(0, 6, 10)]);
+        assert!(pushed.has_changed().unwrap());
+        assert_eq!(offsets(recent.read(0, 4, 10)), Some(vec![4]));
+        recent.push([record(0, 5, 10)]);
+        assert_eq!(offsets(recent.read(0, 4, 10)), Some(vec![4, 5, 6]));
     }
 }

@@ -65,6 +65,11 @@ impl Broker {
         self.spawn();
     }
 
+    /// Kills the broker (SIGKILL); [`Broker::restart`] starts it again.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
     /// `bootstrap.servers` for this broker.
     pub fn bootstrap(&self) -> String {
         format!("127.0.0.1:{}", self.port)

@@ -30,14 +30,23 @@ struct Fixture {
 #[derive(Clone)]
 enum Target {
     Embedded(std::path::PathBuf),
-    Kafka { bootstrap: String, topic: String },
+    Kafka {
+        bootstrap: String,
+        topic: String,
+        /// Whether readers take this handle's acknowledged appends from memory.
+        shared: bool,
+    },
 }
 
 impl Target {
     fn encode(&self) -> String {
         match self {
             Target::Embedded(path) => format!("embedded|{}", path.display()),
-            Target::Kafka { bootstrap, topic } => format!("kafka|{bootstrap}|{topic}"),
+            Target::Kafka {
+                bootstrap,
+                topic,
+                shared,
+            } => format!("kafka|{bootstrap}|{topic}|{shared}"),
         }
     }
 
@@ -45,9 +54,10 @@ impl Target {
         let parts: Vec<_> = text.split('|').collect();
         match parts.as_slice() {
             ["embedded", path] => Target::Embedded(path.into()),
-            ["kafka", bootstrap, topic] => Target::Kafka {
+            ["kafka", bootstrap, topic, shared] => Target::Kafka {
                 bootstrap: bootstrap.to_string(),
                 topic: topic.to_string(),
+                shared: *shared == "true",
             },
             _ => panic!("bad target {text}"),
         }
@@ -60,9 +70,14 @@ impl Target {
                 config.partitions = PARTITIONS;
                 Arc::new(EmbeddedLog::open(config).await?)
             }
-            Target::Kafka { bootstrap, topic } => {
+            Target::Kafka {
+                bootstrap,
+                topic,
+                shared,
+            } => {
                 let mut config = KafkaConfig::new(bootstrap.clone());
                 config.topic = topic.clone();
+                config.share_appends = *shared;
                 config.partitions = PARTITIONS;
                 config.replication_factor = 1;
                 config.delivery_timeout = Duration::from_secs(60);
@@ -76,17 +91,20 @@ impl Target {
 enum Kind {
     Embedded,
     Kafka,
+    /// Kafka, with readers taking the handle's own acknowledged appends from memory.
+    KafkaShared,
 }
 
 async fn fixture(kind: Kind) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let (target, broker) = match kind {
         Kind::Embedded => (Target::Embedded(dir.path().join("log.sqlite")), None),
-        Kind::Kafka => {
+        Kind::Kafka | Kind::KafkaShared => {
             let broker = Broker::start();
             let target = Target::Kafka {
                 bootstrap: broker.bootstrap(),
                 topic: "stratos.test.events".into(),
+                shared: matches!(kind, Kind::KafkaShared),
             };
             (target, Some(broker))
         }
@@ -260,6 +278,48 @@ async fn a_second_writers_appends_reach_a_busy_reader(kind: Kind) {
     assert_eq!(received[0].payload, b"from the other writer".to_vec());
 }
 
+/// Two handles on one log (two processes) appending to one partition at once: a reader gets
+/// every record once, in offset order, whichever handle appended it. (Kafka only: the embedded
+/// log has one writing process.)
+async fn two_writers_on_one_partition_read_in_order(kind: Kind) {
+    let fixture = fixture(kind).await;
+    let other = fixture.target.open().await.unwrap();
+    let key = "did:plc:sharedsharedsharedshared";
+    let partition = partition_for(key, PARTITIONS);
+    let reader = {
+        let log = fixture.log.clone();
+        tokio::spawn(async move { read(log.as_ref(), partition, 0, 400).await })
+    };
+    let writers: Vec<_> = [fixture.log.clone(), other]
+        .into_iter()
+        .enumerate()
+        .map(|(writer, log)| {
+            tokio::spawn(async move {
+                for i in 0..200u32 {
+                    let payload = format!("{writer}/{i}").into_bytes();
+                    log.append(record(key, payload)).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let received = tokio::time::timeout(WAIT, reader).await.unwrap().unwrap();
+    let offsets: Vec<u64> = received.iter().map(|r| r.position.offset).collect();
+    assert!(
+        offsets.windows(2).all(|pair| pair[0] < pair[1]),
+        "{offsets:?}"
+    );
+    let mut payloads: Vec<Vec<u8>> = received.into_iter().map(|r| r.payload).collect();
+    payloads.sort();
+    let mut expected: Vec<Vec<u8>> = (0..2)
+        .flat_map(|writer| (0..200).map(move |i| format!("{writer}/{i}").into_bytes()))
+        .collect();
+    expected.sort();
+    assert_eq!(payloads, expected);
+}
+
 /// Appends sent together travel as one produce batch: a consumer starting inside the batch gets
 /// exactly the records from its position, and the partition's end counts the whole batch.
 async fn resume_inside_a_batch(kind: Kind) {
@@ -385,7 +445,9 @@ async fn partition_count_mismatch_is_refused(kind: Kind) {
             config.partitions = PARTITIONS + 1;
             EmbeddedLog::open(config).await.map(|_| ())
         }
-        Target::Kafka { bootstrap, topic } => {
+        Target::Kafka {
+            bootstrap, topic, ..
+        } => {
             let mut config = KafkaConfig::new(bootstrap.clone());
             config.topic = topic.clone();
             config.partitions = PARTITIONS + 1;
@@ -514,6 +576,7 @@ async fn kafka_broker_restart_loses_no_acknowledged_event() {
     let target = Target::Kafka {
         bootstrap: broker.bootstrap(),
         topic: "stratos.test.restart".into(),
+        shared: false,
     };
     let log = target.open().await.unwrap();
     const EVENTS: usize = 300;
@@ -600,6 +663,7 @@ conformance!(
     resume_from_a_stored_position,
     prompt_and_relaxed_readers_side_by_side,
     a_second_writers_appends_reach_a_busy_reader,
+    two_writers_on_one_partition_read_in_order,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
@@ -610,6 +674,48 @@ conformance!(
     an_acknowledged_append_survives_kill_9,
 );
 
+conformance!(
+    KafkaShared,
+    per_key_order_under_64_concurrent_producers,
+    resume_from_a_stored_position,
+    prompt_and_relaxed_readers_side_by_side,
+    a_second_writers_appends_reach_a_busy_reader,
+    two_writers_on_one_partition_read_in_order,
+    resume_inside_a_batch,
+    redelivery_when_positions_were_not_stored,
+    a_one_mib_event,
+    live_and_late_readers_see_every_record,
+    creation_is_idempotent,
+    partition_count_mismatch_is_refused,
+    consuming_a_missing_partition_is_an_error,
+    an_acknowledged_append_survives_kill_9,
+);
+
+/// With shared appends, a reader in the appending process takes the acknowledged records from
+/// memory: it gets them even when the broker is gone before it could fetch them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_log_reads_its_acknowledged_appends_from_memory() {
+    let mut fixture = fixture(Kind::KafkaShared).await;
+    let key = "did:plc:memorymemorymemorymemory";
+    let mut positions = Vec::new();
+    for i in 0..5u8 {
+        positions.push(fixture.log.append(record(key, vec![i])).await.unwrap());
+    }
+    fixture._broker.as_mut().unwrap().kill();
+    let first = positions[0];
+    let received = read(fixture.log.as_ref(), first.partition, first.offset, 5).await;
+    let got: Vec<(Position, Vec<u8>)> = received
+        .into_iter()
+        .map(|record| (record.position, record.payload))
+        .collect();
+    let expected: Vec<(Position, Vec<u8>)> = positions
+        .into_iter()
+        .zip(0..5u8)
+        .map(|(position, i)| (position, vec![i]))
+        .collect();
+    assert_eq!(got, expected);
+}
+
 /// The topic Stratos creates keeps every event: the log is what replay and audit read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_topic_never_ages_events_out() {
@@ -618,7 +724,10 @@ async fn the_kafka_topic_never_ages_events_out() {
     use rdkafka::config::ClientConfig;
 
     let fixture = fixture(Kind::Kafka).await;
-    let Target::Kafka { bootstrap, topic } = &fixture.target else {
+    let Target::Kafka {
+        bootstrap, topic, ..
+    } = &fixture.target
+    else {
         unreachable!()
     };
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()

@@ -56,7 +56,7 @@ impl Local {
             partitions: options.partitions,
             kafka_properties: options.kafka_properties.clone(),
         }
-        .open(false)
+        .open_shared()
         .await?;
         let (url, scratch) = match &options.database_url {
             Some(url) => {

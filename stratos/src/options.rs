@@ -69,10 +69,21 @@ impl LogOptions {
 
     /// Opens the log; the embedded one is created if missing unless `must_exist`.
     pub async fn open(&self, must_exist: bool) -> Result<Arc<dyn CommitLog>> {
+        self.open_with(must_exist, false).await
+    }
+
+    /// Opens the log for a process whose readers wait for its own appends (`stratos up`):
+    /// they take what it appended from memory once the log acknowledged it.
+    pub async fn open_shared(&self) -> Result<Arc<dyn CommitLog>> {
+        self.open_with(false, true).await
+    }
+
+    async fn open_with(&self, must_exist: bool, share_appends: bool) -> Result<Arc<dyn CommitLog>> {
         if let Some(bootstrap) = &self.kafka_bootstrap {
             let mut config = KafkaConfig::new(bootstrap.clone());
             config.topic = self.topic.clone();
             config.partitions = self.partitions;
+            config.share_appends = share_appends;
             for property in &self.kafka_properties {
                 let (name, value) = property
                     .split_once('=')

@@ -86,7 +86,7 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
     runtime()?.block_on(async {
         stratos_command::metrics::handle();
         let master = master_key(&args.store)?;
-        let log = args.log.open(false).await?;
+        let log = args.log.open_shared().await?;
         let store = connect_store(args.store.database_url(), master).await?;
         let views = connect_views(&args.store.views_url()).await?;
         let (projectors, outcomes) = start_projectors(&log, &store, views.clone()).await?;
