@@ -265,6 +265,15 @@ impl Store {
     pub async fn connect(url: &str, master: MasterKey) -> Result<Self, StoreError> {
         let pool = open_pool(url).await?;
         crate::migrations::run(&pool, crate::Schema::Projections).await?;
+        if let Pool::Postgres(db) = &pool {
+            let autovacuum: String = sqlx::query_scalar("SHOW autovacuum").fetch_one(db).await?;
+            if autovacuum != "on" {
+                tracing::warn!(
+                    "PostgreSQL's autovacuum is off: rows the projectors replace or delete are \
+                     never reclaimed, and the tables grow until someone runs VACUUM ANALYZE"
+                );
+            }
+        }
         Ok(Self { pool, master })
     }
 
@@ -760,10 +769,16 @@ async fn ping_if_idle(
     Ok(true)
 }
 
+/// How a projection transaction starts on Postgres. Its statements all find rows by key, so it
+/// plans index scans even where the tables have no statistics yet (autovacuum lags behind a
+/// fast-growing table, or is off): without statistics the planner takes a delete by a key's
+/// prefix or by a join on a list of keys for a sequential scan, which grows with the table.
+const BEGIN_KEYED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
+
 /// Starts a transaction on a pool.
 pub(crate) async fn begin_on(pool: &Pool) -> Result<StoreTx, StoreError> {
     Ok(match pool {
-        Pool::Postgres(db) => StoreTx::Postgres(db.begin().await?),
+        Pool::Postgres(db) => StoreTx::Postgres(db.begin_with(BEGIN_KEYED).await?),
         Pool::Sqlite(db, file) => {
             let guard = file.lock.clone().lock_owned().await;
             StoreTx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await?, guard)
