@@ -11,6 +11,10 @@
 //! precedes its position (and any batch served twice), and partition ends are read from one
 //! batch before the reported one. On such a broker every producer's `batch.num.messages` must
 //! be at most the consumers'.
+//!
+//! With [`KafkaConfig::share_appends`], the records this process appends are kept in memory once
+//! acknowledged, and its partition streams take them from there in offset order; the cluster
+//! fills in what other processes appended.
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -420,14 +424,10 @@ impl CommitLog for KafkaLog {
         // One batch early: the batch holding `from` may begin before it.
         let start = from.saturating_sub(self.config.batch_records() - 1);
         let pool = match pace {
+            // With this process's appends at hand, the cluster only fills in the others'.
+            _ if self.recent.is_some() => &self.relaxed,
             ReadPace::Prompt => &self.prompt,
             ReadPace::Relaxed => &self.relaxed,
-        };
-        // With this process's appends at hand, the cluster only fills in the others'.
-        let pool = if self.recent.is_some() {
-            &self.relaxed
-        } else {
-            pool
         };
         let lease = match pool.lease(partition, start) {
             Ok(lease) => lease,
@@ -520,9 +520,8 @@ impl SharedReader {
                             self.at_hand.extend(records);
                             self.at_hand.pop_front()
                         }
-                        // The cluster's next message, unless it may still be in memory soon:
-                        // the cluster delivers in order, so a message past `next` means the
-                        // log has no record at `next`.
+                        // Otherwise the cluster's next message. It delivers in order, so one
+                        // past `next` means the log has no record at `next`.
                         None => self.fetched.pop_front(),
                     }
                 }
