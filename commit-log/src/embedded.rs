@@ -121,7 +121,9 @@ impl EmbeddedLog {
             .await
             .map_err(db_error)?;
         let partitions = Self::partition_count(&mut writer, config.partitions).await?;
-        let next = partition_ends(&mut writer, partitions).await?;
+        let next = partition_ends(&mut writer, partitions)
+            .await
+            .map_err(db_error)?;
 
         // A local file does not hang up: checking a reader before each use is only a round
         // trip to its worker thread.
@@ -196,7 +198,7 @@ impl EmbeddedLog {
 }
 
 /// One past the last offset of every partition (0 for an empty one).
-async fn partition_ends<'e, E>(executor: E, partitions: u32) -> Result<Vec<u64>, LogError>
+async fn partition_ends<'e, E>(executor: E, partitions: u32) -> Result<Vec<u64>, sqlx::Error>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
@@ -205,8 +207,7 @@ where
         "SELECT partition_id, MAX(log_offset) + 1 AS next FROM log_events GROUP BY partition_id",
     )
     .fetch_all(executor)
-    .await
-    .map_err(db_error)?;
+    .await?;
     for row in rows {
         let partition: i64 = row.get("partition_id");
         let end: i64 = row.get("next");
@@ -274,17 +275,14 @@ impl GroupCommit {
     async fn run(mut self, mut receiver: mpsc::Receiver<Pending>) {
         let mut batch = Vec::with_capacity(self.max_batch);
         while receiver.recv_many(&mut batch, self.max_batch).await > 0 {
-            let positions: Vec<Position> = batch
-                .iter()
-                .map(|pending| {
-                    let partition = partition_for(&pending.record.key, self.partitions);
-                    let offset = self.next[partition as usize];
-                    self.next[partition as usize] += 1;
-                    Position { partition, offset }
-                })
-                .collect();
-            match self.commit(&batch, &positions).await {
-                Ok(timestamp_ms) => {
+            let mut outcome = self.commit(&batch, false).await;
+            if outcome.as_ref().is_err_and(is_unique_violation) {
+                // Another process on the same file appended to a partition of this batch:
+                // read the ends again under the write lock and append after its records.
+                outcome = self.commit(&batch, true).await;
+            }
+            match outcome {
+                Ok((positions, timestamp_ms)) => {
                     let mut committed = Vec::with_capacity(batch.len());
                     for (pending, position) in batch.drain(..).zip(positions) {
                         let _ = pending.done.send(Ok(position));
@@ -304,10 +302,6 @@ impl GroupCommit {
                 }
                 Err(error) => {
                     tracing::error!(%error, "embedded log: group commit failed");
-                    // Give the offsets back: nothing of this batch was written.
-                    for position in positions.iter().rev() {
-                        self.next[position.partition as usize] = position.offset;
-                    }
                     for pending in batch.drain(..) {
                         let _ = pending
                             .done
@@ -318,15 +312,45 @@ impl GroupCommit {
         }
     }
 
-    /// Writes `batch` at `positions` in one transaction; returns the records' timestamp.
+    /// Writes `batch` in one transaction at the next offsets of its partitions (read from the
+    /// file first when `reread_ends`); returns the records' positions and timestamp. On failure
+    /// nothing was written and the offsets are given back.
     async fn commit(
         &mut self,
         batch: &[Pending],
-        positions: &[Position],
-    ) -> Result<i64, sqlx::Error> {
+        reread_ends: bool,
+    ) -> Result<(Vec<Position>, i64), sqlx::Error> {
+        let before = self.next.clone();
+        let written = self.write(batch, reread_ends).await;
+        if written.is_err() {
+            self.next = before;
+        }
+        written
+    }
+
+    async fn write(
+        &mut self,
+        batch: &[Pending],
+        reread_ends: bool,
+    ) -> Result<(Vec<Position>, i64), sqlx::Error> {
         let timestamp = now_ms();
-        let mut transaction = self.connection.begin().await?;
-        let rows: Vec<_> = batch.iter().zip(positions).collect();
+        let mut transaction = match reread_ends {
+            true => self.connection.begin_with("BEGIN IMMEDIATE").await?,
+            false => self.connection.begin().await?,
+        };
+        if reread_ends {
+            self.next = partition_ends(&mut *transaction, self.partitions).await?;
+        }
+        let positions: Vec<Position> = batch
+            .iter()
+            .map(|pending| {
+                let partition = partition_for(&pending.record.key, self.partitions);
+                let offset = self.next[partition as usize];
+                self.next[partition as usize] += 1;
+                Position { partition, offset }
+            })
+            .collect();
+        let rows: Vec<_> = batch.iter().zip(&positions).collect();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut insert = QueryBuilder::new(
                 "INSERT INTO log_events \
@@ -344,8 +368,15 @@ impl GroupCommit {
             insert.build().execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
-        Ok(timestamp)
+        Ok((positions, timestamp))
     }
+}
+
+/// Whether an append failed because another writer took one of its offsets.
+fn is_unique_violation(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|error| error.is_unique_violation())
 }
 
 #[async_trait]
@@ -362,7 +393,9 @@ impl CommitLog for EmbeddedLog {
     }
 
     async fn partitions(&self) -> Result<Vec<PartitionEnd>, LogError> {
-        let ends = partition_ends(&self.inner.readers, self.inner.partitions).await?;
+        let ends = partition_ends(&self.inner.readers, self.inner.partitions)
+            .await
+            .map_err(db_error)?;
         Ok((0..)
             .zip(ends)
             .map(|(partition, end)| PartitionEnd { partition, end })

@@ -279,8 +279,7 @@ async fn a_second_writers_appends_reach_a_busy_reader(kind: Kind) {
 }
 
 /// Two handles on one log (two processes) appending to one partition at once: a reader gets
-/// every record once, in offset order, whichever handle appended it. (Kafka only: the embedded
-/// log has one writing process.)
+/// every record once, in offset order, whichever handle appended it.
 async fn two_writers_on_one_partition_read_in_order(kind: Kind) {
     let fixture = fixture(kind).await;
     let other = fixture.target.open().await.unwrap();
@@ -647,6 +646,7 @@ conformance!(
     resume_from_a_stored_position,
     prompt_and_relaxed_readers_side_by_side,
     a_second_writers_appends_reach_a_busy_reader,
+    two_writers_on_one_partition_read_in_order,
     resume_inside_a_batch,
     redelivery_when_positions_were_not_stored,
     a_one_mib_event,
