@@ -769,10 +769,11 @@ async fn ping_if_idle(
     Ok(true)
 }
 
-/// How a projection transaction starts on Postgres. Its statements all find rows by key, so it
-/// plans index scans even where the tables have no statistics yet (autovacuum lags behind a
-/// fast-growing table, or is off): without statistics the planner takes a delete by a key's
-/// prefix or by a join on a list of keys for a sequential scan, which grows with the table.
+/// How a transaction of the store or the views starts on Postgres. Its statements find rows by
+/// key, so it plans index scans even where the tables have no statistics yet (autovacuum lags
+/// behind a fast-growing table, or is off): without statistics the planner takes a delete by a
+/// key's prefix, or by a join on a list of keys, for a sequential scan that grows with the
+/// table. (A statement that touches every row still gets its sequential scan.)
 const BEGIN_KEYED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
 
 /// Starts a transaction on a pool.
