@@ -1,6 +1,6 @@
-//! The system's promises, each checked against both deployments: `stratos up` on the embedded
-//! defaults, and separate command service, projector and query service processes on Kafka and
-//! PostgreSQL (see `support::deployment`).
+//! The system's promises, each checked against every deployment: `stratos up` on the embedded
+//! defaults, separate command service, projector and query service processes on Kafka and
+//! PostgreSQL, and `stratos up` on Kafka and PostgreSQL (see `support::deployment`).
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use support::deployment::{ADMIN_PASSWORD, Deployment, Mode};
 use support::stream::{next_seqs, subscribe};
 
-in_both_modes!(
+in_every_mode!(
     boundaries_decide_who_reads_what,
     a_subscriber_sees_backfill_then_live_writes_once_in_order,
     a_retried_write_gets_the_original_answer,

@@ -23,6 +23,9 @@ pub enum Mode {
     Embedded,
     /// Separate processes on Kafka and PostgreSQL.
     Distributed,
+    /// `stratos up` on Kafka and PostgreSQL: one process, whose readers take its own appends
+    /// from memory.
+    UpOnKafka,
 }
 
 /// A running deployment, stopped when dropped.
@@ -64,7 +67,7 @@ impl Deployment {
     pub async fn start(mode: Mode) -> Self {
         stratos_command::auth::install_tls_provider();
         let (writes_port, reads_port) = match mode {
-            Mode::Embedded => {
+            Mode::Embedded | Mode::UpOnKafka => {
                 let port = free_port();
                 (port, port)
             }
@@ -77,6 +80,11 @@ impl Deployment {
                 Some(Broker::start()),
                 Some(TestDatabase::create("postgres").await.unwrap()),
                 Some(S3Server::start(dir.path(), "stratos-blobs")),
+            ),
+            Mode::UpOnKafka => (
+                Some(Broker::start()),
+                Some(TestDatabase::create("postgres").await.unwrap()),
+                None,
             ),
         };
         let mut deployment = Self {
@@ -133,7 +141,9 @@ impl Deployment {
         let public_url = self.writes.clone();
         let listen = |port: u16| format!("127.0.0.1:{port}");
         let roles: Vec<Vec<String>> = match self.mode {
-            Mode::Embedded => vec![vec!["up".into(), "--listen".into(), listen(self.ports.0)]],
+            Mode::Embedded | Mode::UpOnKafka => {
+                vec![vec!["up".into(), "--listen".into(), listen(self.ports.0)]]
+            }
             Mode::Distributed => vec![
                 vec!["projector".into()],
                 vec![
@@ -253,7 +263,7 @@ impl Drop for Deployment {
 
 /// Expands to a test per mode for each scenario `async fn name(mode: Mode)` of the file.
 #[macro_export]
-macro_rules! in_both_modes {
+macro_rules! in_every_mode {
     ($($scenario:ident),+ $(,)?) => {
         $(
             mod $scenario {
@@ -267,6 +277,11 @@ macro_rules! in_both_modes {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn distributed() {
                     super::$scenario(Mode::Distributed).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn up_on_kafka() {
+                    super::$scenario(Mode::UpOnKafka).await;
                 }
             }
         )+
