@@ -223,7 +223,7 @@ impl Commands {
 
     /// Loads an actor's repository from the projection (enrolled actors only): its head and
     /// the root of its tree; the other nodes are read as writes reach them
-    /// ([`Commands::read_node`]), so memory follows the paths written, not the repository.
+    /// ([`Store::read_block_into`](stratos_store::Store::read_block_into)), so memory follows the paths written, not the repository.
     pub(crate) async fn load(&self, did: &Did) -> Result<ActorRepo, CommandError> {
         let enrollment = self.active_enrollment(did).await?;
         let empty = Mst::new();
@@ -243,7 +243,11 @@ impl Commands {
                 match Mst::load(&blocks, head.data) {
                     Ok(tree) => break Some(tree),
                     Err(MstError::MissingBlock(cid)) => {
-                        if !self.read_node(did, &cid, &mut blocks).await? {
+                        if !self
+                            .store
+                            .read_block_into(did.as_str(), &cid, &mut blocks)
+                            .await?
+                        {
                             break None;
                         }
                     }
@@ -280,25 +284,6 @@ impl Commands {
             data_key,
             boundaries: enrollment.boundaries,
         })
-    }
-
-    /// Reads MST node `cid` of `did` from the projection into `blocks`; `false` when the
-    /// projection no longer has it (its head moved past the tree that refers to it).
-    pub(crate) async fn read_node(
-        &self,
-        did: &Did,
-        cid: &Cid,
-        blocks: &mut BlockMap,
-    ) -> Result<bool, CommandError> {
-        match self.store.block(did.as_str(), cid).await? {
-            Some(bytes) => {
-                blocks.insert_verified(*cid, bytes).map_err(|error| {
-                    CommandError::Internal(format!("stored block {cid} of {did}: {error}"))
-                })?;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
     }
 
     /// The boundaries of the record at `collection/rkey` as the projection has it.

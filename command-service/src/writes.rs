@@ -156,7 +156,7 @@ impl Commands {
             let (acknowledgement, results, commit) = {
                 let slot = self.slot(did);
                 let mut guard = slot.lock().await;
-                if guard.is_none() || self.outgrown(did, guard.as_ref()).await? {
+                if guard.is_none() {
                     *guard = Some(self.load(did).await?);
                 }
                 // Nodes of the tree the write reaches but the cache lacks are read one by one;
@@ -169,7 +169,11 @@ impl Commands {
                     match self.build(did, repo, &ops, swap_commit).await {
                         Err(CommandError::MissingNode(cid)) if reads < MAX_NODE_READS => {
                             reads += 1;
-                            if !self.read_node(did, &cid, &mut repo.blocks).await? {
+                            let store = &self.store;
+                            if !store
+                                .read_block_into(did.as_str(), &cid, &mut repo.blocks)
+                                .await?
+                            {
                                 *guard = Some(self.load(did).await?);
                             }
                         }
@@ -235,7 +239,10 @@ impl Commands {
             let decision = self.outcomes.wait(position).await?;
             record_stage("projection", acknowledged, Instant::now());
             match decision {
-                Decision::Applied => return Ok(WriteResult { results, commit }),
+                Decision::Applied => {
+                    self.trim(did, &commit).await;
+                    return Ok(WriteResult { results, commit });
+                }
                 Decision::Rejected(reason) if reason.starts_with(DUPLICATE_REQUEST) => {
                     // An earlier attempt of this request (perhaps before a crash) was applied.
                     let key = request_key.as_deref().unwrap_or_default();
@@ -258,14 +265,18 @@ impl Commands {
         Err(CommandError::ConcurrentModification)
     }
 
-    /// Whether `repo` holds more tree nodes than it keeps and can start over from the
-    /// projection: only once the projection has caught up with it, or its next write would
-    /// build on an older head.
-    async fn outgrown(&self, did: &Did, repo: Option<&ActorRepo>) -> Result<bool, CommandError> {
-        let Some(repo) = repo.filter(|repo| repo.blocks.len() > KEPT_NODES) else {
-            return Ok(false);
-        };
-        Ok(self.store.head(did.as_str()).await?.as_ref() == Some(&repo.head))
+    /// Once the projection has applied `commit`, an actor whose newest commit here it still is
+    /// and that holds more tree nodes than it keeps starts over from the projection on its next
+    /// write (not before: a write built on an older head would be rejected).
+    async fn trim(&self, did: &Did, commit: &CommitRef) {
+        let slot = self.slot(did);
+        let mut guard = slot.lock().await;
+        if guard
+            .as_ref()
+            .is_some_and(|repo| repo.head.commit == commit.cid && repo.blocks.len() > KEPT_NODES)
+        {
+            *guard = None;
+        }
     }
 
     /// The stored answer to `did`'s request `key` (a hash), if it was applied.

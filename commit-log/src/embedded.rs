@@ -12,14 +12,14 @@ use sqlx::{ConnectOptions, Connection, QueryBuilder, Row};
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use crate::recent::RecentRecords;
 use crate::{
     Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
-    ReadPace, partition_for,
+    ReadPace, now_ms, partition_for,
 };
 
 /// How the embedded log is set up.
@@ -78,12 +78,6 @@ struct Inner {
 
 fn db_error(error: sqlx::Error) -> LogError {
     LogError::Embedded(error.to_string())
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 impl EmbeddedLog {

@@ -35,7 +35,8 @@ use tokio::sync::watch;
 
 use crate::recent::RecentRecords;
 use crate::{
-    Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position, ReadPace,
+    Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
+    ReadPace, now_ms,
 };
 use stratos_schema::events::{TYPE_HEADER, VERSION_HEADER};
 
@@ -351,9 +352,7 @@ impl CommitLog for KafkaLog {
                 key: VERSION_HEADER,
                 value: Some(version.as_str()),
             });
-        let created_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |elapsed| elapsed.as_millis() as i64);
+        let created_ms = now_ms();
         let mut message = FutureRecord::to(&self.config.topic)
             .key(record.key.as_str())
             .payload(record.payload.as_slice())

@@ -27,6 +27,13 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use stratos_schema::events::Event;
 
+/// Milliseconds since the Unix epoch, as records carry their append time.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
 /// Why a log operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {

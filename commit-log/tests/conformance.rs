@@ -627,7 +627,10 @@ async fn kafka_broker_restart_loses_no_acknowledged_event() {
 }
 
 macro_rules! conformance {
-    ($kind:ident, $($test:ident),* $(,)?) => {
+    ([$($kind:ident),+], $tests:tt) => {
+        $(conformance!(@kind $kind, $tests);)+
+    };
+    (@kind $kind:ident, [$($test:ident),* $(,)?]) => {
         #[allow(non_snake_case)]
         mod $kind {
             $(
@@ -641,54 +644,22 @@ macro_rules! conformance {
 }
 
 conformance!(
-    Embedded,
-    per_key_order_under_64_concurrent_producers,
-    resume_from_a_stored_position,
-    prompt_and_relaxed_readers_side_by_side,
-    a_second_writers_appends_reach_a_busy_reader,
-    two_writers_on_one_partition_read_in_order,
-    resume_inside_a_batch,
-    redelivery_when_positions_were_not_stored,
-    a_one_mib_event,
-    live_and_late_readers_see_every_record,
-    creation_is_idempotent,
-    partition_count_mismatch_is_refused,
-    consuming_a_missing_partition_is_an_error,
-    an_acknowledged_append_survives_kill_9,
-);
-
-conformance!(
-    Kafka,
-    per_key_order_under_64_concurrent_producers,
-    resume_from_a_stored_position,
-    prompt_and_relaxed_readers_side_by_side,
-    a_second_writers_appends_reach_a_busy_reader,
-    two_writers_on_one_partition_read_in_order,
-    resume_inside_a_batch,
-    redelivery_when_positions_were_not_stored,
-    a_one_mib_event,
-    live_and_late_readers_see_every_record,
-    creation_is_idempotent,
-    partition_count_mismatch_is_refused,
-    consuming_a_missing_partition_is_an_error,
-    an_acknowledged_append_survives_kill_9,
-);
-
-conformance!(
-    KafkaShared,
-    per_key_order_under_64_concurrent_producers,
-    resume_from_a_stored_position,
-    prompt_and_relaxed_readers_side_by_side,
-    a_second_writers_appends_reach_a_busy_reader,
-    two_writers_on_one_partition_read_in_order,
-    resume_inside_a_batch,
-    redelivery_when_positions_were_not_stored,
-    a_one_mib_event,
-    live_and_late_readers_see_every_record,
-    creation_is_idempotent,
-    partition_count_mismatch_is_refused,
-    consuming_a_missing_partition_is_an_error,
-    an_acknowledged_append_survives_kill_9,
+    [Embedded, Kafka, KafkaShared],
+    [
+        per_key_order_under_64_concurrent_producers,
+        resume_from_a_stored_position,
+        prompt_and_relaxed_readers_side_by_side,
+        a_second_writers_appends_reach_a_busy_reader,
+        two_writers_on_one_partition_read_in_order,
+        resume_inside_a_batch,
+        redelivery_when_positions_were_not_stored,
+        a_one_mib_event,
+        live_and_late_readers_see_every_record,
+        creation_is_idempotent,
+        partition_count_mismatch_is_refused,
+        consuming_a_missing_partition_is_an_error,
+        an_acknowledged_append_survives_kill_9,
+    ]
 );
 
 /// With shared appends, a reader in the appending process takes the acknowledged records from

@@ -535,13 +535,13 @@ async fn decide(
 ) -> Result<Result<Applied, Rejection>, StoreError> {
     loop {
         match decide_commit_signed_here(Some(&actor.state), event, &actor.blocks, signed_here) {
+            // Each read adds a node the tree lacked, so the loop ends with the tree.
             Err(Rejection::MissingNode(cid)) => {
-                match store.block(event.did.as_str(), &cid).await? {
-                    // Each read adds a node the tree lacked, so the loop ends with the tree.
-                    Some(bytes) => actor.blocks.insert_verified(cid, bytes).map_err(|error| {
-                        StoreError::Corrupt(format!("stored block {cid} of {}: {error}", event.did))
-                    })?,
-                    None => return Ok(Err(Rejection::MissingNode(cid))),
+                if !store
+                    .read_block_into(event.did.as_str(), &cid, &mut actor.blocks)
+                    .await?
+                {
+                    return Ok(Err(Rejection::MissingNode(cid)));
                 }
             }
             decision => return Ok(decision),

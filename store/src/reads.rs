@@ -3,6 +3,7 @@
 
 use sqlx::{QueryBuilder, Row};
 use stratos_schema::Cid;
+use stratos_schema::blocks::BlockMap;
 use tokio::sync::mpsc;
 
 use crate::store::{
@@ -279,6 +280,23 @@ impl Store {
         Ok(on!(&self.pool, db => {
             sqlx::query_scalar(query).bind(did).bind(&cid).fetch_optional(db).await?
         }))
+    }
+
+    /// Reads block `cid` of `did` into `blocks`, checking that its bytes hash to the CID;
+    /// `false` when the projection does not have it.
+    pub async fn read_block_into(
+        &self,
+        did: &str,
+        cid: &Cid,
+        blocks: &mut BlockMap,
+    ) -> Result<bool, StoreError> {
+        let Some(bytes) = self.block(did, cid).await? else {
+            return Ok(false);
+        };
+        blocks.insert_verified(*cid, bytes).map_err(|error| {
+            StoreError::Corrupt(format!("stored block {cid} of {did}: {error}"))
+        })?;
+        Ok(true)
     }
 
     /// The collections an actor has records in, sorted.
