@@ -55,7 +55,7 @@ pub(crate) async fn run(pool: &Pool, schema: Schema) -> Result<Migrated, StoreEr
 pub async fn migrate(url: &str, schema: Schema) -> Result<Migrated, StoreError> {
     let pool = open_pool(url).await?;
     let migrated = run(&pool, schema).await;
-    on!(&pool, db => db.close().await);
+    pool.close().await;
     migrated
 }
 

@@ -173,6 +173,11 @@ pub(crate) enum Pool {
 pub(crate) struct SqliteFile {
     /// The file's write lock.
     lock: WriteLock,
+    /// The one connection this pool's transactions write through. SQLite drops a
+    /// connection's page cache whenever another connection has written the file, so writes
+    /// spread over the readers' connections read their pages back from the write-ahead log on
+    /// every transaction; a single writer keeps its cache.
+    writer: SqlitePool,
     /// Ends the pool's checkpoint task (see `checkpoint_sqlite`) when the last clone is dropped.
     _checkpointing: Arc<oneshot::Sender<()>>,
 }
@@ -292,7 +297,7 @@ impl Store {
 
     /// Closes every connection (waiting for those in use to be returned).
     pub async fn close(&self) {
-        on!(&self.pool, db => db.close().await);
+        self.pool.close().await;
     }
 
     /// Stores (or replaces) a key of `did`, wrapped by the master key.
@@ -657,6 +662,17 @@ impl Pool {
             Pool::Sqlite(..) => Backend::Sqlite,
         }
     }
+
+    /// Closes every connection (waiting for those in use to be returned).
+    pub(crate) async fn close(&self) {
+        match self {
+            Pool::Postgres(db) => db.close().await,
+            Pool::Sqlite(db, file) => {
+                file.writer.close().await;
+                db.close().await;
+            }
+        }
+    }
 }
 
 /// Opens a pool on `postgres://…` or `sqlite://path` (the file is created if missing).
@@ -690,6 +706,15 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
+            .connect_with(options.clone())
+            .await?;
+        // The writer's connection lives as long as the pool, and so does its page cache.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         let lock = write_lock(url);
@@ -699,6 +724,7 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             pool,
             SqliteFile {
                 lock,
+                writer,
                 _checkpointing: Arc::new(stop),
             },
         ))
@@ -780,9 +806,9 @@ const BEGIN_KEYED: &str = "BEGIN; SET LOCAL enable_seqscan = off";
 pub(crate) async fn begin_on(pool: &Pool) -> Result<StoreTx, StoreError> {
     Ok(match pool {
         Pool::Postgres(db) => StoreTx::Postgres(db.begin_with(BEGIN_KEYED).await?),
-        Pool::Sqlite(db, file) => {
+        Pool::Sqlite(_, file) => {
             let guard = file.lock.clone().lock_owned().await;
-            StoreTx::Sqlite(db.begin_with("BEGIN IMMEDIATE").await?, guard)
+            StoreTx::Sqlite(file.writer.begin_with("BEGIN IMMEDIATE").await?, guard)
         }
     })
 }

@@ -160,7 +160,7 @@ impl Views {
 
     /// Closes every connection (waiting for those in use to be returned).
     pub async fn close(&self) {
-        on!(&self.pool, db => db.close().await);
+        self.pool.close().await;
     }
 
     fn backend(&self) -> crate::Backend {
