@@ -34,6 +34,9 @@ use crate::follower::RepoFollower;
 use crate::repo::{Progress, ProjectorError};
 use crate::runner::{Applier, DriveOptions, Positions, drive};
 
+/// How long a batch of the publisher gathers after its first record.
+const PUBLISHER_GATHERING: Duration = Duration::from_millis(100);
+
 /// The publisher's name among the log's consumers.
 pub const CONSUMER: &str = "pds-publisher";
 /// Collections whose records get stubs (the OAuth scope covers exactly these).
@@ -468,8 +471,10 @@ pub async fn start_publisher(
         let options = DriveOptions {
             batch_size: crate::service::DEFAULT_BATCH_SIZE,
             stop_at_end: false,
-            // It follows the repo projector's announcements and nobody waits for it.
+            // It follows the repo projector's announcements and nobody waits for it: its
+            // batches gather, and fewer of its transactions take the store's write lock.
             pace: ReadPace::Relaxed,
+            gather: PUBLISHER_GATHERING,
         };
         drive(
             &mut projector,

@@ -6,7 +6,7 @@
 //! actor's projected state, so a replay reaches the same state and the same per-actor sequence
 //! numbers. After each batch, waiters hear which offsets are done and which were rejected.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
@@ -95,6 +95,9 @@ pub enum ProjectorError {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] stratos_log::LogError),
+    /// A batch's write was cancelled before it finished (the runtime is shutting down).
+    #[error("a projection write was cancelled")]
+    Stopped,
 }
 
 /// An actor as the projector knows it between events.
@@ -117,6 +120,25 @@ pub struct RepoProjector {
     positions: Positions,
     /// Commits the command side of this process signed.
     signed_here: Option<SignedHere>,
+    /// What was decided since the last write was taken ([`RepoProjector::take_write`]).
+    open: OpenBatch,
+    /// The actors of the last write taken, which may still be under way: like those of the
+    /// open batch, their cached state is ahead of the store, so it stays when the cache is
+    /// trimmed.
+    writing_actors: HashSet<String>,
+    /// The requests that write answers (actor, key).
+    writing_requests: HashSet<(String, String)>,
+}
+
+/// Decided events not yet handed to a write.
+#[derive(Default)]
+struct OpenBatch {
+    changes: ProjectionBatch,
+    /// Each partition's decided offsets, from where its last write left it.
+    offsets: BTreeMap<u32, Range<u64>>,
+    rejected: BTreeMap<u32, Vec<(u64, String)>>,
+    actors: HashSet<String>,
+    events: u64,
 }
 
 /// The outcome of one event inside a batch.
@@ -131,6 +153,9 @@ impl RepoProjector {
             actors: HashMap::new(),
             positions: Positions::default(),
             signed_here: None,
+            open: OpenBatch::default(),
+            writing_actors: HashSet::new(),
+            writing_requests: HashSet::new(),
         }
     }
 
@@ -154,118 +179,109 @@ impl RepoProjector {
         &mut self,
         records: &[LogRecord],
     ) -> Result<Vec<Progress>, ProjectorError> {
-        // Each partition's offsets in this batch, from its stored position.
-        let mut offsets: BTreeMap<u32, Range<u64>> = BTreeMap::new();
-        let mut fresh = Vec::with_capacity(records.len());
-        for record in records {
-            let partition = record.position.partition;
-            let range = match offsets.get_mut(&partition) {
-                Some(range) => range,
-                None => {
-                    let start = self.position(partition).await?;
-                    offsets.entry(partition).or_insert(start..start)
-                }
-            };
-            if record.position.offset >= range.start {
-                range.end = record.position.offset + 1;
-                fresh.push(record);
-            }
+        let written = match self.decide(records).await {
+            Ok(()) => self.take_write().run().await,
+            Err(error) => Err(error),
+        };
+        if written.is_err() {
+            self.forget();
         }
-        offsets.retain(|_, range| !range.is_empty());
-        if fresh.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut touched = Vec::new();
-        match self.write_batch(&fresh, &offsets, &mut touched).await {
-            Ok(progress) => {
-                self.positions.advance(
-                    progress
-                        .iter()
-                        .map(|announced| (announced.partition, announced.next_offset)),
-                );
-                for announced in &progress {
-                    // Nobody may be listening; that is fine.
-                    let _ = self.progress.send(announced.clone());
-                }
-                Ok(progress)
-            }
-            Err(error) => {
-                // The transaction may or may not have committed: forget what the batch did to
-                // the cache and read the positions again.
-                for did in touched {
-                    self.actors.remove(&did);
-                }
-                self.positions.forget();
-                Err(error)
-            }
-        }
+        written
     }
 
-    /// Decides `records` (each partition's records in `offsets`) and writes the outcome with
-    /// the partitions' new positions.
-    async fn write_batch(
-        &mut self,
-        records: &[&LogRecord],
-        offsets: &BTreeMap<u32, Range<u64>>,
-        touched: &mut Vec<String>,
-    ) -> Result<Vec<Progress>, ProjectorError> {
-        // Every earlier batch is committed, so whatever the cache drops is in the store.
-        if self.actors.len() > CACHED_ACTORS {
-            self.actors.clear();
-        }
-        if self.actors.values().map(|a| a.blocks.len()).sum::<usize>() > CACHED_NODES {
-            for actor in self.actors.values_mut() {
-                actor.blocks = BlockMap::new();
-            }
-        }
-        // Decide every event first (reading, verifying, building), then write the net changes
-        // in one short transaction.
+    /// Decides records (each partition's consecutive and in order, following those decided
+    /// before) into the open batch, on the state the batches decided before leave, whether
+    /// written yet or not. Records below their partition's decided position are skipped.
+    pub async fn decide(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+        self.trim_cache();
         let deciding = std::time::Instant::now();
-        let mut batch = ProjectionBatch::new();
-        let mut rejected: BTreeMap<u32, Vec<(u64, String)>> = BTreeMap::new();
         for record in records {
-            touched.push(record.key.clone());
-            if let Err(reason) = self.apply_one(&mut batch, record).await? {
-                let (partition, offset) = (record.position.partition, record.position.offset);
-                batch.reject(partition, offset, &record.key, &reason);
-                rejected
+            let partition = record.position.partition;
+            let decided = self.position(partition).await?;
+            if record.position.offset < decided {
+                continue;
+            }
+            self.open
+                .offsets
+                .entry(partition)
+                .or_insert(decided..decided)
+                .end = record.position.offset + 1;
+            self.positions
+                .advance([(partition, record.position.offset + 1)]);
+            self.open.actors.insert(record.key.clone());
+            self.open.events += 1;
+            let mut changes = std::mem::take(&mut self.open.changes);
+            let decision = self.apply_one(&mut changes, record).await;
+            self.open.changes = changes;
+            if let Err(reason) = decision? {
+                let offset = record.position.offset;
+                self.open
+                    .changes
+                    .reject(partition, offset, &record.key, &reason);
+                self.open
+                    .rejected
                     .entry(partition)
                     .or_default()
                     .push((offset, reason));
             }
         }
-        let progress: Vec<Progress> = offsets
+        metrics::histogram!("stratos_projector_decide_seconds", "projector" => "repo")
+            .record(deciding.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Hands what was decided since the last call to a write: one transaction that announces
+    /// what it did once committed. Each write must finish before the next one starts; the
+    /// next batch may be decided meanwhile.
+    pub fn take_write(&mut self) -> BatchWrite {
+        let mut open = std::mem::take(&mut self.open);
+        let progress = open
+            .offsets
             .iter()
             .map(|(partition, range)| Progress {
                 partition: *partition,
                 from: range.start,
                 next_offset: range.end,
-                rejected: rejected.remove(partition).unwrap_or_default(),
+                rejected: open.rejected.remove(partition).unwrap_or_default(),
                 truncated: false,
             })
             .collect();
-        metrics::histogram!("stratos_projector_decide_seconds", "projector" => "repo")
-            .record(deciding.elapsed().as_secs_f64());
-        let started = std::time::Instant::now();
-        let mut tx = self.store.begin().await?;
-        tx.write(&batch).await?;
-        let positions: Vec<(u32, u64)> = progress
-            .iter()
-            .map(|announced| (announced.partition, announced.next_offset))
-            .collect();
-        tx.set_positions(CONSUMER, &positions).await?;
-        let payloads: Vec<String> = progress.iter().map(Progress::to_payload).collect();
-        let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
-        tx.notify_all(&payloads).await?;
-        tx.commit().await?;
-        let rejected: u64 = progress.iter().map(|p| p.rejected.len() as u64).sum();
-        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")
-            .increment(records.len() as u64 - rejected);
-        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "rejected")
-            .increment(rejected);
-        metrics::histogram!("stratos_projector_batch_seconds", "projector" => "repo")
-            .record(started.elapsed().as_secs_f64());
-        Ok(progress)
+        self.writing_requests = open.changes.requests().collect();
+        self.writing_actors = open.actors;
+        BatchWrite {
+            store: self.store.clone(),
+            announce: self.progress.clone(),
+            events: open.events,
+            batch: open.changes,
+            progress,
+        }
+    }
+
+    /// Forgets everything decided since the last batch known to be written (after a failure,
+    /// when a write may or may not have committed): the cache and the positions are read again.
+    pub fn forget(&mut self) {
+        self.actors.clear();
+        self.positions.forget();
+        self.open = OpenBatch::default();
+        self.writing_actors.clear();
+        self.writing_requests.clear();
+    }
+
+    /// Keeps the cache within its bounds. Only actors whose state is all in the store are
+    /// dropped: those of the open batch and of the write that may be under way stay.
+    fn trim_cache(&mut self) {
+        let (open, writing) = (&self.open.actors, &self.writing_actors);
+        let ahead = |did: &String| open.contains(did) || writing.contains(did);
+        if self.actors.len() > CACHED_ACTORS {
+            self.actors.retain(|did, _| ahead(did));
+        }
+        if self.actors.values().map(|a| a.blocks.len()).sum::<usize>() > CACHED_NODES {
+            for (did, actor) in self.actors.iter_mut() {
+                if !ahead(did) {
+                    actor.blocks = BlockMap::new();
+                }
+            }
+        }
     }
 
     async fn apply_one(
@@ -404,6 +420,9 @@ impl RepoProjector {
         // A retried idempotent request is answered once.
         if let Some(request) = &event.request
             && (batch.has_request(&did, &request.key)
+                || self
+                    .writing_requests
+                    .contains(&(did.clone(), request.key.clone()))
                 || self.store.request(&did, &request.key).await?.is_some())
         {
             return Ok(Err(format!("{DUPLICATE_REQUEST} {}", request.key)));
@@ -520,6 +539,63 @@ impl crate::runner::Applier for RepoProjector {
 
     async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
         self.apply_batch(records).await.map(|_| ())
+    }
+
+    async fn decide(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+        RepoProjector::decide(self, records).await
+    }
+
+    fn take_write(&mut self) -> crate::runner::PendingWrite {
+        let write = RepoProjector::take_write(self);
+        Box::pin(async move { write.run().await.map(|_| ()) })
+    }
+
+    fn forget(&mut self) {
+        RepoProjector::forget(self);
+    }
+}
+
+/// A decided batch's transaction, ready to run.
+pub struct BatchWrite {
+    store: Store,
+    announce: broadcast::Sender<Progress>,
+    events: u64,
+    batch: ProjectionBatch,
+    progress: Vec<Progress>,
+}
+
+impl BatchWrite {
+    /// Writes the batch's net changes with the partitions' new positions in one transaction,
+    /// then announces what it did to each partition.
+    pub async fn run(self) -> Result<Vec<Progress>, ProjectorError> {
+        if self.progress.is_empty() {
+            return Ok(self.progress);
+        }
+        let started = std::time::Instant::now();
+        let mut tx = self.store.begin().await?;
+        tx.write(&self.batch).await?;
+        let positions: Vec<(u32, u64)> = self
+            .progress
+            .iter()
+            .map(|announced| (announced.partition, announced.next_offset))
+            .collect();
+        tx.set_positions(CONSUMER, &positions).await?;
+        let payloads: Vec<String> = self.progress.iter().map(Progress::to_payload).collect();
+        let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
+        tx.notify_all(&payloads).await?;
+        tx.commit().await?;
+        let rejected: u64 = self.progress.iter().map(|p| p.rejected.len() as u64).sum();
+        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")
+            .increment(self.events - rejected);
+        metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "rejected")
+            .increment(rejected);
+        metrics::histogram!("stratos_projector_batch_seconds", "projector" => "repo")
+            .record(started.elapsed().as_secs_f64());
+        for announced in &self.progress {
+            // Nobody may be listening; that is fine.
+            let _ = self.announce.send(announced.clone());
+        }
+        Ok(self.progress)
     }
 }
 

@@ -30,6 +30,50 @@ pub trait Applier: Send {
         &mut self,
         records: &[LogRecord],
     ) -> impl Future<Output = Result<(), ProjectorError>> + Send;
+    /// Decides records as [`Applier::apply`] would, on the state left by those decided
+    /// before, and keeps them for the next [`Applier::take_write`]. By default they are
+    /// applied here.
+    fn decide(
+        &mut self,
+        records: &[LogRecord],
+    ) -> impl Future<Output = Result<(), ProjectorError>> + Send {
+        self.apply(records)
+    }
+    /// The write of what was decided since the last call; it runs while the next records are
+    /// decided, and each write starts once the one before has finished. By default nothing is
+    /// left to write.
+    fn take_write(&mut self) -> PendingWrite {
+        Box::pin(async { Ok(()) })
+    }
+    /// Forgets what was decided but may not be written, after a write failed: the runner
+    /// starts over from the stored positions.
+    fn forget(&mut self) {}
+}
+
+/// A decided batch's write (see [`Applier::take_write`]).
+pub type PendingWrite = futures::future::BoxFuture<'static, Result<(), ProjectorError>>;
+
+/// The write under way, started on its own task so that it goes on while the next batch is
+/// decided.
+type Writing = tokio::task::JoinHandle<Result<(), ProjectorError>>;
+
+/// Waits for the write under way, if any.
+async fn finish_writing(writing: &mut Option<Writing>) -> Result<(), ProjectorError> {
+    match writing.take() {
+        Some(write) => joined_outcome(write.await),
+        None => Ok(()),
+    }
+}
+
+/// The outcome of a finished write task.
+fn joined_outcome(
+    joined: Result<Result<(), ProjectorError>, tokio::task::JoinError>,
+) -> Result<(), ProjectorError> {
+    match joined {
+        Ok(outcome) => outcome,
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => Err(ProjectorError::Stopped),
+    }
 }
 
 /// The stored positions a projector has read, kept while it is the only one moving them.
@@ -107,6 +151,9 @@ pub struct DriveOptions {
     pub stop_at_end: bool,
     /// How promptly the projector needs new records.
     pub pace: ReadPace,
+    /// How long a batch may gather after its first record (zero: take what is ready). Fewer,
+    /// larger transactions write fewer pages, for projectors nobody reads right after a write.
+    pub gather: Duration,
 }
 
 /// Applies `partitions` until each reached its end (with `options.stop_at_end`) or `shutdown`
@@ -125,16 +172,18 @@ pub async fn drive<A: Applier>(
         if *shutdown.borrow() {
             return;
         }
-        match follow(
+        let mut writing = None;
+        let outcome = follow(
             applier,
             &log,
             partitions,
             options,
             &mut shutdown,
             &mut on_batch,
+            &mut writing,
         )
-        .await
-        {
+        .await;
+        match finish(applier, outcome, &mut writing).await {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(%error, "projector batch failed; retrying from the stored positions");
@@ -148,6 +197,28 @@ pub async fn drive<A: Applier>(
     }
 }
 
+/// Ends a run of [`follow`]: however it ended, the write under way finishes, and so does what
+/// was decided after it; after a failure the applier forgets what it decided (its positions
+/// included), so the next run starts from the stored positions.
+async fn finish<A: Applier>(
+    applier: &mut A,
+    outcome: Result<(), ProjectorError>,
+    writing: &mut Option<Writing>,
+) -> Result<(), ProjectorError> {
+    let mut finished = finish_writing(writing).await;
+    if outcome.is_ok() && finished.is_ok() {
+        // What was decided while the last write ran.
+        finished = applier.take_write().await;
+    }
+    let outcome = outcome.and(finished);
+    if outcome.is_err() {
+        applier.forget();
+    }
+    outcome
+}
+
+/// Applies the partitions from the applier's positions until done (with
+/// `options.stop_at_end`), stopped or failed, leaving the last write in `writing`.
 async fn follow<A: Applier>(
     applier: &mut A,
     log: &Arc<dyn CommitLog>,
@@ -155,6 +226,7 @@ async fn follow<A: Applier>(
     options: DriveOptions,
     shutdown: &mut watch::Receiver<bool>,
     on_batch: &mut (impl FnMut(usize) + Send),
+    writing: &mut Option<Writing>,
 ) -> Result<(), ProjectorError> {
     // With `stop_at_end`, the partitions still short of their ends, and those ends.
     let mut open: BTreeMap<u32, u64> = BTreeMap::new();
@@ -190,18 +262,44 @@ async fn follow<A: Applier>(
         });
     }
     drop(sender);
-    let mut records = futures::stream::poll_fn(move |context| receiver.poll_recv(context))
-        .ready_chunks(batch_size);
+    let mut chunk = Vec::with_capacity(batch_size);
+    // Records decided since the last write was taken. While a write is under way, what arrives
+    // is decided into the next one (up to a batch), so a write carries all that came during
+    // the last.
+    let mut decided = 0;
     loop {
-        let chunk = tokio::select! {
-            chunk = records.next() => chunk,
+        let received = tokio::select! {
+            received = receiver.recv_many(&mut chunk, batch_size - decided),
+                if decided < batch_size => received,
+            joined = async { writing.as_mut().expect("a write is under way").await },
+                if writing.is_some() =>
+            {
+                *writing = None;
+                joined_outcome(joined)?;
+                if decided > 0 {
+                    *writing = Some(tokio::spawn(applier.take_write()));
+                    decided = 0;
+                }
+                continue;
+            }
             _ = shutdown.changed() => return Ok(()),
         };
-        let Some(chunk) = chunk else {
+        if received == 0 {
             return Err(ProjectorError::Log(stratos_log::LogError::Closed));
-        };
+        }
+        if !options.gather.is_zero() && chunk.len() < batch_size {
+            tokio::select! {
+                _ = tokio::time::sleep(options.gather) => {}
+                _ = shutdown.changed() => return Ok(()),
+            }
+            while chunk.len() < batch_size
+                && let Ok(record) = receiver.try_recv()
+            {
+                chunk.push(record);
+            }
+        }
         let mut batch = Vec::with_capacity(chunk.len());
-        for record in chunk {
+        for record in chunk.drain(..) {
             let record = record?;
             let past_end = options.stop_at_end
                 && open
@@ -212,7 +310,12 @@ async fn follow<A: Applier>(
             }
         }
         if !batch.is_empty() {
-            applier.apply(&batch).await?;
+            applier.decide(&batch).await?;
+            decided += batch.len();
+            if writing.is_none() {
+                *writing = Some(tokio::spawn(applier.take_write()));
+                decided = 0;
+            }
             on_batch(batch.len());
         }
         if options.stop_at_end {

@@ -2,6 +2,7 @@
 //! (when views are configured) the AppView projector, one task each, until shutdown.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use stratos_log::{CommitLog, ReadPace};
 use stratos_schema::commit::SignedHere;
@@ -85,12 +86,15 @@ pub async fn start(
         batch_size: options.batch_size,
         stop_at_end: options.stop_at_end,
         pace: ReadPace::Prompt,
+        gather: Duration::ZERO,
     };
     if let Some(views) = &views {
         // Subscribed before the repo projector starts, so it hears every announcement.
         let mut view = ViewProjector::new(store.clone(), views.clone(), progress.subscribe());
         let (log, partitions, stop) = (log.clone(), partitions.clone(), stop.clone());
         tasks.spawn(async move {
+            // Batches are not left to gather: a post shows in the views as soon as its write
+            // is answered.
             let options = DriveOptions {
                 pace: ReadPace::Relaxed,
                 ..drive_options

@@ -12,10 +12,10 @@ use stratos_log::testing::Broker;
 use stratos_log::{
     CommitLog, EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog, LogRecord, ReadPace,
 };
-use stratos_projector::repo::{Progress, RepoProjector};
+use stratos_projector::repo::{DUPLICATE_REQUEST, Progress, RepoProjector};
 use stratos_projector::service::{ProjectorOptions, start};
 use stratos_schema::blocks::BlockSource;
-use stratos_schema::events::{BoundariesEvent, Event, SequencedCommit, UnenrollEvent};
+use stratos_schema::events::{BoundariesEvent, Event, RequestRef, SequencedCommit, UnenrollEvent};
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::mst::Mst;
 use stratos_store::testing::TestDatabase;
@@ -615,6 +615,66 @@ async fn one_batch_spans_partitions(setup: Setup) {
     setup.finish().await;
 }
 
+/// A batch is decided on the state the batch before it leaves, before that one is written: the
+/// tree, the head and the answered requests come from the unwritten batch (a retried request
+/// is refused although its answer is not stored yet). Written in order, the two reach the
+/// state one batch would.
+async fn a_batch_is_decided_before_the_one_before_is_written(setup: Setup) {
+    use futures::StreamExt;
+    let mut alice = setup.enroll("did:plc:alice").await;
+    let request = RequestRef {
+        key: "retried".into(),
+        results: Vec::new(),
+    };
+    let mut first = alice.next(&[("3l2aaaaaaaa22", Some("one"))]);
+    first.request = Some(request.clone());
+    let second = alice.next(&[("3l2bbbbbbbb22", Some("two"))]);
+    let mut retry = alice.next(&[("3l2cccccccc22", Some("three"))]);
+    retry.request = Some(request);
+    let head_rev = second.slice.rev.to_string();
+    for event in [first, second, retry] {
+        setup.append(Event::Commit(event)).await;
+    }
+    let partition = stratos_log::partition_for("did:plc:alice", PARTITIONS);
+    let records: Vec<LogRecord> = setup
+        .log
+        .consume(partition, 0, ReadPace::Prompt)
+        .take(4)
+        .map(Result::unwrap)
+        .collect()
+        .await;
+
+    let (sender, _) = broadcast::channel(16);
+    let mut projector = RepoProjector::new(setup.store.clone(), sender);
+    projector.decide(&records[..2]).await.unwrap();
+    let earlier = projector.take_write();
+    projector.decide(&records[2..]).await.unwrap();
+    let later = projector.take_write();
+    assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 0);
+    assert_eq!(setup.store.position("repo", partition).await.unwrap(), None);
+
+    let progress = single(earlier.run().await.unwrap());
+    assert_eq!((progress.from, progress.next_offset), (0, 2));
+    assert!(progress.rejected.is_empty(), "{progress:?}");
+    let progress = single(later.run().await.unwrap());
+    assert_eq!((progress.from, progress.next_offset), (2, 4));
+    let rejected: Vec<u64> = progress
+        .rejected
+        .iter()
+        .map(|(offset, _)| *offset)
+        .collect();
+    assert_eq!(rejected, [3]);
+    assert!(progress.rejected[0].1.starts_with(DUPLICATE_REQUEST));
+    assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 2);
+    let head = setup.store.head("did:plc:alice").await.unwrap().unwrap();
+    assert_eq!(head.rev.to_string(), head_rev);
+    assert_eq!(
+        setup.store.position("repo", partition).await.unwrap(),
+        Some(4)
+    );
+    setup.finish().await;
+}
+
 /// The one announcement of a batch of one partition.
 fn single(mut progress: Vec<Progress>) -> Progress {
     assert_eq!(progress.len(), 1, "{progress:?}");
@@ -645,6 +705,7 @@ suite!(
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,
     a_fresh_projector_applies_commits_deep_in_a_tree,
+    a_batch_is_decided_before_the_one_before_is_written,
 );
 suite!(
     embedded_postgres,
@@ -657,6 +718,7 @@ suite!(
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,
     a_fresh_projector_applies_commits_deep_in_a_tree,
+    a_batch_is_decided_before_the_one_before_is_written,
 );
 suite!(
     kafka_postgres,

@@ -201,6 +201,11 @@ impl ProjectionBatch {
         self.requests.push(request);
     }
 
+    /// The requests this batch answers, as `(did, key)`.
+    pub fn requests(&self) -> impl Iterator<Item = (String, String)> + '_ {
+        self.requests.iter().map(|r| (r.did.clone(), r.key.clone()))
+    }
+
     /// Whether this batch already answers `(did, key)`.
     pub fn has_request(&self, did: &str, key: &str) -> bool {
         self.requests.iter().any(|r| r.did == did && r.key == key)
