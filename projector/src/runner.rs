@@ -157,7 +157,7 @@ pub struct DriveOptions {
 }
 
 /// Applies `partitions` until each reached its end (with `options.stop_at_end`) or `shutdown`
-/// turns `true`. Calls `on_batch(records)` after each applied batch. Failures are logged and
+/// turns `true`. Calls `on_batch(records)` after each decided batch. Failures are logged and
 /// retried from the stored positions with a growing pause.
 pub async fn drive<A: Applier>(
     applier: &mut A,
@@ -268,9 +268,9 @@ async fn follow<A: Applier>(
     // the last.
     let mut decided = 0;
     loop {
+        let room = batch_size - decided;
         let received = tokio::select! {
-            received = receiver.recv_many(&mut chunk, batch_size - decided),
-                if decided < batch_size => received,
+            received = receiver.recv_many(&mut chunk, room), if room > 0 => received,
             joined = async { writing.as_mut().expect("a write is under way").await },
                 if writing.is_some() =>
             {
@@ -287,12 +287,12 @@ async fn follow<A: Applier>(
         if received == 0 {
             return Err(ProjectorError::Log(stratos_log::LogError::Closed));
         }
-        if !options.gather.is_zero() && chunk.len() < batch_size {
+        if !options.gather.is_zero() && chunk.len() < room {
             tokio::select! {
                 _ = tokio::time::sleep(options.gather) => {}
                 _ = shutdown.changed() => return Ok(()),
             }
-            while chunk.len() < batch_size
+            while chunk.len() < room
                 && let Ok(record) = receiver.try_recv()
             {
                 chunk.push(record);
