@@ -60,6 +60,23 @@ impl TestDatabase {
             .map(|dir| format!("sqlite://{}", dir.path().join(file).display()))
     }
 
+    /// Ends every other session on the Postgres database, as a server restart or a cut network
+    /// would (their transactions roll back); returns how many. Nothing to do for SQLite.
+    pub async fn cut_connections(&self) -> Result<u64, sqlx::Error> {
+        if self.name.is_none() {
+            return Ok(0);
+        }
+        let mut connection = sqlx::PgConnection::connect(&self.url).await?;
+        let ended: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
+        )
+        .fetch_one(&mut connection)
+        .await?;
+        connection.close().await?;
+        Ok(ended as u64)
+    }
+
     /// Drops the Postgres database (forcing out connections); nothing to do for SQLite.
     pub async fn drop_database(self) -> Result<(), sqlx::Error> {
         if let Some(name) = &self.name {
