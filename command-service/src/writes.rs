@@ -169,8 +169,8 @@ impl Commands {
                     match self.build(did, repo, &ops, swap_commit).await {
                         Err(CommandError::MissingNode(cid)) if reads < MAX_NODE_READS => {
                             reads += 1;
-                            let store = &self.store;
-                            if !store
+                            if !self
+                                .store
                                 .read_block_into(did.as_str(), &cid, &mut repo.blocks)
                                 .await?
                             {

@@ -278,8 +278,6 @@ async fn concurrent_writers_make_one_linear_chain(setup: Setup) {
     setup.finish().await;
 }
 
-/// An instance that starts with only the root of a deep tree reads the nodes its writes reach,
-/// also after another instance moved the head (and the projection dropped the nodes it had).
 /// Writes all over a large tree keep only part of it in memory: once the projection has caught
 /// up, a write whose actor holds too many nodes starts over from the root.
 async fn an_actor_keeps_a_bounded_part_of_its_tree(setup: Setup) {
@@ -327,6 +325,8 @@ async fn an_actor_keeps_a_bounded_part_of_its_tree(setup: Setup) {
     setup.finish().await;
 }
 
+/// An instance that starts with only the root of a deep tree reads the nodes its writes reach,
+/// also after another instance moved the head (and the projection dropped the nodes it had).
 async fn a_fresh_instance_writes_anywhere_in_a_deep_tree(setup: Setup) {
     let first = setup.commands().await;
     let alice = did("alice");

@@ -61,13 +61,8 @@ impl Broker {
 
     /// Kills the broker (SIGKILL) and starts it again on the same port and storage.
     pub fn restart(&mut self) {
-        self.stop();
+        self.kill();
         self.spawn();
-    }
-
-    /// Kills the broker (SIGKILL); [`Broker::restart`] starts it again.
-    pub fn kill(&mut self) {
-        self.stop();
     }
 
     /// `bootstrap.servers` for this broker.
@@ -114,7 +109,8 @@ impl Broker {
         }
     }
 
-    fn stop(&mut self) {
+    /// Kills the broker (SIGKILL); [`Broker::restart`] starts it again.
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -124,6 +120,6 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.stop();
+        self.kill();
     }
 }

@@ -537,10 +537,6 @@ impl crate::runner::Applier for RepoProjector {
         RepoProjector::position(self, partition).await
     }
 
-    async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
-        self.apply_batch(records).await.map(|_| ())
-    }
-
     async fn decide(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
         RepoProjector::decide(self, records).await
     }

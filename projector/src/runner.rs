@@ -24,21 +24,14 @@ pub trait Applier: Send {
         &mut self,
         partition: u32,
     ) -> impl Future<Output = Result<u64, ProjectorError>> + Send;
-    /// Applies records (of one or more partitions, each partition's consecutive and in order)
-    /// atomically with the partitions' new positions.
-    fn apply(
-        &mut self,
-        records: &[LogRecord],
-    ) -> impl Future<Output = Result<(), ProjectorError>> + Send;
-    /// Decides records as [`Applier::apply`] would, on the state left by those decided
-    /// before, and keeps them for the next [`Applier::take_write`]. By default they are
-    /// applied here.
+    /// Decides records (of one or more partitions, each partition's consecutive and in
+    /// order) on the state left by those decided before, and either keeps the outcome for the
+    /// next [`Applier::take_write`] or writes it at once, atomically with the partitions' new
+    /// positions.
     fn decide(
         &mut self,
         records: &[LogRecord],
-    ) -> impl Future<Output = Result<(), ProjectorError>> + Send {
-        self.apply(records)
-    }
+    ) -> impl Future<Output = Result<(), ProjectorError>> + Send;
     /// The write of what was decided since the last call; it runs while the next records are
     /// decided, and each write starts once the one before has finished. By default nothing is
     /// left to write.
@@ -56,14 +49,6 @@ pub type PendingWrite = futures::future::BoxFuture<'static, Result<(), Projector
 /// The write under way, started on its own task so that it goes on while the next batch is
 /// decided.
 type Writing = tokio::task::JoinHandle<Result<(), ProjectorError>>;
-
-/// Waits for the write under way, if any.
-async fn finish_writing(writing: &mut Option<Writing>) -> Result<(), ProjectorError> {
-    match writing.take() {
-        Some(write) => joined_outcome(write.await),
-        None => Ok(()),
-    }
-}
 
 /// The outcome of a finished write task.
 fn joined_outcome(
@@ -205,7 +190,10 @@ async fn finish<A: Applier>(
     outcome: Result<(), ProjectorError>,
     writing: &mut Option<Writing>,
 ) -> Result<(), ProjectorError> {
-    let mut finished = finish_writing(writing).await;
+    let mut finished = match writing.take() {
+        Some(write) => joined_outcome(write.await),
+        None => Ok(()),
+    };
     if outcome.is_ok() && finished.is_ok() {
         // What was decided while the last write ran.
         finished = applier.take_write().await;

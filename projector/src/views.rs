@@ -67,7 +67,7 @@ impl Applier for ViewProjector {
         self.positions.get(partition, stored).await
     }
 
-    async fn apply(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
+    async fn decide(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
         let outcome = self.write(records).await;
         self.positions.settle(outcome)
     }
