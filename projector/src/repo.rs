@@ -19,7 +19,9 @@ use stratos_schema::events::{
 };
 use stratos_schema::keys::PublicKey;
 use stratos_schema::mst::Mst;
-use stratos_store::{Enrollment, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest};
+use stratos_store::{
+    BatchProgress, Enrollment, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest,
+};
 use tokio::sync::broadcast;
 
 use crate::arbiter::{
@@ -568,18 +570,19 @@ impl BatchWrite {
             return Ok(self.progress);
         }
         let started = std::time::Instant::now();
-        let mut tx = self.store.begin().await?;
-        tx.write(&self.batch).await?;
         let positions: Vec<(u32, u64)> = self
             .progress
             .iter()
             .map(|announced| (announced.partition, announced.next_offset))
             .collect();
-        tx.set_positions(CONSUMER, &positions).await?;
         let payloads: Vec<String> = self.progress.iter().map(Progress::to_payload).collect();
         let payloads: Vec<&str> = payloads.iter().map(String::as_str).collect();
-        tx.notify_all(&payloads).await?;
-        tx.commit().await?;
+        let progress = BatchProgress {
+            consumer: CONSUMER,
+            positions: &positions,
+            payloads: &payloads,
+        };
+        self.store.write_batch(&self.batch, progress).await?;
         let rejected: u64 = self.progress.iter().map(|p| p.rejected.len() as u64).sum();
         metrics::counter!("stratos_projector_events_total", "projector" => "repo", "outcome" => "applied")
             .increment(self.events - rejected);

@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 
 use sqlx::query_builder::Separated;
-use sqlx::{QueryBuilder, Sqlite, Transaction};
+use sqlx::{PgConnection, QueryBuilder, Sqlite, Transaction};
 use stratos_schema::Cid;
 use stratos_schema::data::blob_refs_in_block;
 
+use crate::notify::OUTCOME_CHANNEL;
 use crate::requests::StoredRequest;
 use crate::store::{
-    Backend, Enrollment, Head, ROWS_PER_STATEMENT, RecordRow, StoreError, StoreTx, column, on_tx,
+    Backend, Enrollment, Head, Pool, ROWS_PER_STATEMENT, RecordRow, Store, StoreError, StoreTx,
+    column, on_tx,
 };
 
 /// A record's key: actor, collection, record key.
@@ -218,6 +220,222 @@ impl ProjectionBatch {
     }
 }
 
+/// Where a batch's consumer will next read, and what to announce once it is written.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchProgress<'a> {
+    /// The consumer whose positions move.
+    pub consumer: &'a str,
+    /// Its new `(partition, next_offset)` positions.
+    pub positions: &'a [(u32, u64)],
+    /// Payloads for [`crate::OUTCOME_CHANNEL`] (Postgres only; SQLite has no other process).
+    pub payloads: &'a [&'a str],
+}
+
+impl ProjectionBatch {
+    /// Whether the batch changes enrollments or purges content: changes the one-call write
+    /// (`stratos_write_repo_batch`) leaves to statements of their own.
+    fn has_actor_changes(&self) -> bool {
+        !self.enrollments.is_empty() || !self.purges.is_empty()
+    }
+
+    /// Whether the batch's blocks fit one call's arrays (Postgres refuses a message over 1
+    /// GiB; larger batches, such as big imports, go out in statements of bounded size).
+    fn fits_one_call(&self) -> bool {
+        let blocks: usize = self.blocks.values().flatten().map(Vec::len).sum();
+        let records: usize = self
+            .records
+            .values()
+            .flatten()
+            .filter_map(|row| row.block.as_ref().map(Vec::len))
+            .sum();
+        let events: usize = self.events.iter().map(|event| event.body.len()).sum();
+        blocks + records + events <= ARRAY_STATEMENT_BYTES
+    }
+}
+
+impl Store {
+    /// Writes a batch's net changes, `progress`'s positions and its announcements atomically. On
+    /// Postgres a batch without enrollment changes is one statement (one round trip); otherwise
+    /// one transaction.
+    pub async fn write_batch(
+        &self,
+        batch: &ProjectionBatch,
+        progress: BatchProgress<'_>,
+    ) -> Result<(), StoreError> {
+        if let Pool::Postgres(db) = &self.pool
+            && !batch.has_actor_changes()
+            && batch.fits_one_call()
+        {
+            let mut connection = db.acquire().await?;
+            return write_in_one_call(&mut connection, batch, Some(progress)).await;
+        }
+        let mut tx = self.begin().await?;
+        tx.write(batch).await?;
+        tx.set_positions(progress.consumer, progress.positions)
+            .await?;
+        tx.notify_all(progress.payloads).await?;
+        tx.commit().await
+    }
+}
+
+/// Calls `stratos_write_repo_batch` with the batch's changes (enrollment changes excepted) and,
+/// when given, the consumer's positions and announcements.
+async fn write_in_one_call(
+    db: &mut PgConnection,
+    batch: &ProjectionBatch,
+    progress: Option<BatchProgress<'_>>,
+) -> Result<(), StoreError> {
+    let (puts, deletes) = block_changes(batch);
+    let (records, removed) = record_changes(batch);
+    let unrefs = replaced_blob_refs(batch);
+    let refs = blob_refs(batch);
+    let heads = head_rows(batch);
+    let events = &batch.events;
+    let requests = &batch.requests;
+    let rejections = &batch.rejections;
+    let progress = progress.unwrap_or(BatchProgress {
+        consumer: "",
+        positions: &[],
+        payloads: &[],
+    });
+    sqlx::query(
+        "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+         $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)",
+    )
+    .bind(column(&deletes, |(did, _)| *did))
+    .bind(column(&deletes, |(_, cid)| cid.as_str()))
+    .bind(column(&puts, |(did, _, _)| *did))
+    .bind(column(&puts, |(_, cid, _)| cid.as_str()))
+    .bind(column(&puts, |(_, _, bytes)| *bytes))
+    .bind(column(&removed, |(did, _, _)| did.as_str()))
+    .bind(column(&removed, |(_, collection, _)| collection.as_str()))
+    .bind(column(&removed, |(_, _, rkey)| rkey.as_str()))
+    .bind(column(&records, |(did, _, _, _)| *did))
+    .bind(column(&records, |(_, row, _, _)| row.collection.as_str()))
+    .bind(column(&records, |(_, row, _, _)| row.rkey.as_str()))
+    .bind(column(&records, |(_, _, cid, _)| cid.as_str()))
+    .bind(column(&records, |(_, _, _, boundaries)| {
+        boundaries.as_str()
+    }))
+    .bind(column(&records, |(_, row, _, _)| row.block.as_deref()))
+    .bind(column(&unrefs, |(did, _, _)| did.as_str()))
+    .bind(column(&unrefs, |(_, collection, _)| collection.as_str()))
+    .bind(column(&unrefs, |(_, _, rkey)| rkey.as_str()))
+    .bind(column(&refs, |((did, _, _), _, _)| did.as_str()))
+    .bind(column(&refs, |((_, collection, _), _, _)| {
+        collection.as_str()
+    }))
+    .bind(column(&refs, |((_, _, rkey), _, _)| rkey.as_str()))
+    .bind(column(&refs, |(_, _, cid)| *cid))
+    .bind(column(&refs, |(_, rev, _)| *rev))
+    .bind(column(&heads, |(did, _, _, _)| *did))
+    .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
+    .bind(column(&heads, |(_, _, rev, _)| *rev))
+    .bind(column(&heads, |(_, _, _, data)| data.as_str()))
+    .bind(column(events, |event| event.did.as_str()))
+    .bind(column(events, |event| event.seq as i64))
+    .bind(column(events, |event| event.event_type.as_str()))
+    .bind(column(events, |event| event.rev.as_deref()))
+    .bind(column(events, |event| event.body.as_slice()))
+    .bind(column(requests, |request| request.did.as_str()))
+    .bind(column(requests, |request| request.key.as_str()))
+    .bind(column(requests, |request| request.commit_cid.as_str()))
+    .bind(column(requests, |request| request.rev.as_str()))
+    .bind(column(requests, |request| request.results.as_str()))
+    .bind(column(rejections, |(partition, _, _, _)| *partition as i32))
+    .bind(column(rejections, |(_, offset, _, _)| *offset as i64))
+    .bind(column(rejections, |(_, _, did, _)| did.as_str()))
+    .bind(column(rejections, |(_, _, _, reason)| reason.as_str()))
+    .bind(progress.consumer)
+    .bind(column(progress.positions, |(partition, _)| {
+        *partition as i32
+    }))
+    .bind(column(progress.positions, |(_, offset)| *offset as i64))
+    .bind(OUTCOME_CHANNEL)
+    .bind(progress.payloads)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// A block written by the batch: actor, CID, bytes.
+type BlockPut<'a> = (&'a str, String, &'a [u8]);
+/// A record row written by the batch: actor, row, CID and boundaries as stored.
+type RecordPut<'a> = (&'a str, &'a RecordRow, String, String);
+
+/// The blocks the batch writes and those it removes.
+fn block_changes(batch: &ProjectionBatch) -> (Vec<BlockPut<'_>>, Vec<(&str, String)>) {
+    let (puts, deletes): (Vec<_>, Vec<_>) =
+        batch.blocks.iter().partition(|(_, bytes)| bytes.is_some());
+    let puts = puts
+        .into_iter()
+        .filter_map(|((did, cid), bytes)| Some((did.as_str(), cid.to_string(), bytes.as_deref()?)))
+        .collect();
+    let deletes = deletes
+        .into_iter()
+        .map(|((did, cid), _)| (did.as_str(), cid.to_string()))
+        .collect();
+    (puts, deletes)
+}
+
+/// The record rows the batch writes and the keys of those it removes.
+fn record_changes(batch: &ProjectionBatch) -> (Vec<RecordPut<'_>>, Vec<&RecordKey>) {
+    let (puts, deletes): (Vec<_>, Vec<_>) =
+        batch.records.iter().partition(|(_, row)| row.is_some());
+    let puts = puts
+        .into_iter()
+        .filter_map(|((did, _, _), row)| {
+            let row = row.as_ref()?;
+            Some((
+                did.as_str(),
+                row,
+                row.cid.to_string(),
+                row.boundaries.join("\n"),
+            ))
+        })
+        .collect();
+    let deletes = deletes.into_iter().map(|(key, _)| key).collect();
+    (puts, deletes)
+}
+
+/// The records whose stored blob references the batch replaces (those it created have none).
+fn replaced_blob_refs(batch: &ProjectionBatch) -> Vec<&RecordKey> {
+    batch
+        .blob_refs
+        .keys()
+        .filter(|key| !batch.fresh.contains(*key))
+        .collect()
+}
+
+/// The blob references the batch writes: record, revision, blob CID.
+fn blob_refs(batch: &ProjectionBatch) -> Vec<(&RecordKey, &str, &str)> {
+    batch
+        .blob_refs
+        .iter()
+        .flat_map(|(key, (rev, cids))| {
+            cids.iter()
+                .map(move |cid| (key, rev.as_str(), cid.as_str()))
+        })
+        .collect()
+}
+
+/// The heads the batch sets: actor, commit, revision, MST root.
+fn head_rows(batch: &ProjectionBatch) -> Vec<(&str, String, &str, String)> {
+    batch
+        .heads
+        .iter()
+        .map(|(did, head)| {
+            (
+                did.as_str(),
+                head.commit.to_string(),
+                head.rev.as_str(),
+                head.data.to_string(),
+            )
+        })
+        .collect()
+}
+
 impl StoreTx {
     /// Writes a batch's net changes.
     pub async fn write(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
@@ -227,18 +445,12 @@ impl StoreTx {
         for did in &batch.purges {
             self.purge_content(did).await?;
         }
-        let (puts, deletes): (Vec<_>, Vec<_>) =
-            batch.blocks.iter().partition(|(_, bytes)| bytes.is_some());
-        let puts: Vec<(&str, String, &[u8])> = puts
-            .into_iter()
-            .filter_map(|((did, cid), bytes)| {
-                Some((did.as_str(), cid.to_string(), bytes.as_deref()?))
-            })
-            .collect();
-        let deletes: Vec<(&str, String)> = deletes
-            .into_iter()
-            .map(|((did, cid), _)| (did.as_str(), cid.to_string()))
-            .collect();
+        if let StoreTx::Postgres(tx) = self
+            && batch.fits_one_call()
+        {
+            return write_in_one_call(tx, batch, None).await;
+        }
+        let (puts, deletes) = block_changes(batch);
         self.delete_blocks(&deletes).await?;
         self.write_blocks(&puts).await?;
         self.write_records(batch).await?;
@@ -287,7 +499,7 @@ impl StoreTx {
         Ok(())
     }
 
-    async fn write_blocks(&mut self, puts: &[(&str, String, &[u8])]) -> Result<(), StoreError> {
+    async fn write_blocks(&mut self, puts: &[BlockPut<'_>]) -> Result<(), StoreError> {
         match self {
             StoreTx::Postgres(tx) => {
                 for chunk in byte_chunks(puts, |(_, _, bytes)| bytes.len()) {
@@ -358,28 +570,12 @@ impl StoreTx {
     }
 
     async fn write_records(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let (puts, deletes): (Vec<_>, Vec<_>) =
-            batch.records.iter().partition(|(_, row)| row.is_some());
-        let puts: Vec<(&str, &RecordRow, String, String)> = puts
-            .into_iter()
-            .filter_map(|((did, _, _), row)| {
-                let row = row.as_ref()?;
-                Some((
-                    did.as_str(),
-                    row,
-                    row.cid.to_string(),
-                    row.boundaries.join("\n"),
-                ))
-            })
-            .collect();
-        let deleted: Vec<&RecordKey> = deletes.into_iter().map(|(key, _)| key).collect();
+        let (puts, deleted) = record_changes(batch);
         self.delete_by_record_key(KeyedTable::Record, &deleted)
             .await?;
         match self {
             StoreTx::Postgres(tx) => {
-                let size = |(_, row, _, _): &(&str, &RecordRow, String, String)| {
-                    row.block.as_ref().map_or(0, Vec::len)
-                };
+                let size = |(_, row, _, _): &RecordPut<'_>| row.block.as_ref().map_or(0, Vec::len);
                 for chunk in byte_chunks(&puts, size) {
                     sqlx::query(
                         "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
@@ -422,21 +618,10 @@ impl StoreTx {
 
     /// Replaces the blob references of every record the batch wrote or deleted.
     async fn write_blob_refs(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let touched: Vec<&RecordKey> = batch
-            .blob_refs
-            .keys()
-            .filter(|key| !batch.fresh.contains(*key))
-            .collect();
+        let touched = replaced_blob_refs(batch);
         self.delete_by_record_key(KeyedTable::RecordBlob, &touched)
             .await?;
-        let refs: Vec<(&RecordKey, &str, &str)> = batch
-            .blob_refs
-            .iter()
-            .flat_map(|(key, (rev, cids))| {
-                cids.iter()
-                    .map(move |cid| (key, rev.as_str(), cid.as_str()))
-            })
-            .collect();
+        let refs = blob_refs(batch);
         for chunk in refs.chunks(ROWS_PER_STATEMENT) {
             on_tx!(&mut *self, tx => {
                 let mut query = QueryBuilder::new(
@@ -498,18 +683,7 @@ impl StoreTx {
     }
 
     async fn write_heads(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let heads: Vec<(&str, String, &str, String)> = batch
-            .heads
-            .iter()
-            .map(|(did, head)| {
-                (
-                    did.as_str(),
-                    head.commit.to_string(),
-                    head.rev.as_str(),
-                    head.data.to_string(),
-                )
-            })
-            .collect();
+        let heads = head_rows(batch);
         match self {
             StoreTx::Postgres(tx) => {
                 if !heads.is_empty() {

@@ -30,7 +30,7 @@ mod store;
 pub mod testing;
 mod views;
 
-pub use self::batch::ProjectionBatch;
+pub use self::batch::{BatchProgress, ProjectionBatch};
 pub use self::blobs::BlobMeta;
 pub use self::feeds::{FeedCursor, FeedItem, MAX_TIMELINE_BOUNDARIES};
 pub use self::keys::{KeyKind, MasterKey};

@@ -233,6 +233,52 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
     assert!(store.records("did:plc:bob").await.unwrap().is_empty());
 }
 
+/// A batch too large for one call's arrays (a big import, say) is written in statements of
+/// bounded size, in one transaction with its positions, like any other.
+async fn an_oversized_batch_is_written_whole(fixture: &Fixture) {
+    use stratos_schema::data::cid_for_dag_cbor;
+    use stratos_store::{BatchProgress, RecordRow};
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let did = "did:plc:alice";
+    let mut batch = ProjectionBatch::new();
+    const LETTERS: [char; 26] = [
+        'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', 'p', 'q', 'r',
+        's', 't', 'u', 'v', 'w', 'x', 'y', 'z',
+    ];
+    // 65 records of 1 MiB: over the 64 MiB a single call carries.
+    for index in 0..65usize {
+        let mut block = vec![index as u8; 1024 * 1024];
+        block[0] = 0xa0;
+        batch.create_record(
+            did,
+            RecordRow {
+                collection: "zone.stratos.feed.post".into(),
+                rkey: format!("3l2{}{}aaaaaa22", LETTERS[index / 26], LETTERS[index % 26]),
+                cid: cid_for_dag_cbor(&block),
+                boundaries: vec!["did:web:s.example/general".into()],
+                block: Some(block),
+            },
+            "3l2rev7777722",
+        );
+    }
+    let progress = BatchProgress {
+        consumer: "repo",
+        positions: &[(0, 7)],
+        payloads: &["0:7"],
+    };
+    store.write_batch(&batch, progress).await.unwrap();
+    let records = store.records(did).await.unwrap();
+    assert_eq!(records.len(), 65);
+    assert!(
+        records
+            .iter()
+            .all(|r| r.block.as_ref().unwrap().len() == 1024 * 1024)
+    );
+    assert_eq!(store.position("repo", 0).await.unwrap(), Some(7));
+}
+
 /// An export reads every record with content once, in key order, in pages sized to the
 /// records: 256 first, then about 2 MiB of blocks a page.
 async fn exports_page_through_every_record(fixture: &Fixture) {
@@ -1005,6 +1051,7 @@ suite!(
     oauth_pending_authorizations_are_used_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
     blob_references_follow_their_records,
+    an_oversized_batch_is_written_whole,
 );
 suite!(
     sqlite,
@@ -1024,4 +1071,5 @@ suite!(
     oauth_pending_authorizations_are_used_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
     blob_references_follow_their_records,
+    an_oversized_batch_is_written_whole,
 );
