@@ -113,7 +113,7 @@ impl Commands {
         let commit =
             UnsignedCommit::new(did.clone(), tree.root_cid(), rev.clone()).sign(&repo.signing);
         let slice = CommitSlice::new(&commit, &nodes);
-        self.signed(slice.commit, &repo.signing);
+        self.signed(slice.commit, &repo.signing, None);
         let commit_ref = CommitRef {
             cid: slice.commit,
             rev: rev.to_string(),

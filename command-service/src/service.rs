@@ -173,11 +173,12 @@ impl Commands {
         self
     }
 
-    /// Notes that this side signed the commit whose block has CID `commit` with `key`, for a
-    /// repo projector in this process that shares the signatures.
-    pub(crate) fn signed(&self, commit: Cid, key: &Keypair) {
+    /// Notes that this side signed the commit whose block has CID `commit` with `key` (and,
+    /// when given, which nodes of the head's tree it removed), for a repo projector in this
+    /// process that shares the signatures.
+    pub(crate) fn signed(&self, commit: Cid, key: &Keypair, removed_nodes: Option<&[Cid]>) {
         if let Some(signed_here) = &self.signed_here {
-            signed_here.remember(commit, key.public_key());
+            signed_here.remember(commit, key.public_key(), removed_nodes.map(<[Cid]>::to_vec));
         }
     }
 

@@ -455,7 +455,7 @@ impl Commands {
         let rev: Tid = self.clock.next(Some(&repo.head.rev));
         let commit = UnsignedCommit::new(did.clone(), tree.root_cid(), rev).sign(&repo.signing);
         let slice = CommitSlice::new(&commit, &changes.created_nodes);
-        self.signed(slice.commit, &repo.signing);
+        self.signed(slice.commit, &repo.signing, Some(&changes.removed_nodes));
         let event = CommitEvent {
             did: did.clone(),
             time: Datetime::now(),

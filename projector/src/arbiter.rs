@@ -11,11 +11,11 @@ use std::collections::BTreeMap;
 
 use stratos_schema::Cid;
 use stratos_schema::blocks::{BlockMap, BlockSource};
-use stratos_schema::commit::SignedHere;
+use stratos_schema::commit::{Commit, SignedHere};
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{CommitEvent, OpAction};
 use stratos_schema::keys::PublicKey;
-use stratos_schema::mst::{Mst, MstError, RecordOp, diff};
+use stratos_schema::mst::{Mst, MstDiff, MstError, RecordOp, diff};
 
 /// What the projection knows about an actor before an event.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ pub fn decide_commit(
 }
 
 /// [`decide_commit`], taking the signature of a commit this process signed (`signed_here`)
-/// as checked.
+/// as checked, and its tree change too when the command side named the nodes it removed.
 pub fn decide_commit_signed_here(
     state: Option<&ActorState>,
     event: &CommitEvent,
@@ -159,9 +159,9 @@ pub fn decide_commit_signed_here(
         .slice
         .open(&event.did)
         .map_err(|e| Rejection::Invalid(e.to_string()))?;
-    match signed_here {
+    let removed_here = match signed_here {
         Some(signed_here) => signed_here.verify(&event.slice.commit, &commit, &state.signing_key),
-        None => commit.verify(&state.signing_key),
+        None => commit.verify(&state.signing_key).map(|()| None),
     }
     .map_err(|_| Rejection::BadSignature)?;
     if let Some(head) = &state.head
@@ -173,46 +173,17 @@ pub fn decide_commit_signed_here(
         });
     }
 
-    // Rebuild the new tree from the head's tree and the ops, then compare with the commit.
-    let layered = Layered {
-        top: &slice_blocks,
-        bottom: blocks,
-    };
-    // The empty tree (a genesis commit's) is known without its node block.
-    let empty = Mst::new();
-    let old = match &state.head {
-        Some(head) if head.data != empty.root_cid() => Mst::load(&layered, head.data)
-            .map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?,
-        _ => empty,
-    };
-    let mut new = old.clone();
-    for op in &event.ops {
-        new = match (op.action, op.cid) {
-            (OpAction::Create | OpAction::Update, Some(cid)) => new.insert(&layered, &op.path, cid),
-            (OpAction::Delete, None) => new.remove(&layered, &op.path).map(|(tree, _)| tree),
-            _ => {
-                return Err(Rejection::OpsMismatch(format!(
-                    "malformed op on {}",
-                    op.path
-                )));
-            }
+    // A commit the command side of this process built from this head: its slice holds the
+    // nodes it created, and the command side named those it removed.
+    let (mut new_blocks, mut removed_blocks) = match removed_here {
+        Some(removed) => (slice_blocks, removed),
+        None => {
+            let changes = tree_change(state, event, &commit, &slice_blocks, blocks)?;
+            (changes.created_nodes, changes.removed_nodes)
         }
-        .map_err(|e| Rejection::from_mst(e, Rejection::OpsMismatch))?;
-    }
-    if new.root_cid() != commit.data {
-        return Err(Rejection::OpsMismatch(format!(
-            "ops give root {}, the commit signs {}",
-            new.root_cid(),
-            commit.data
-        )));
-    }
-    let changes =
-        diff(&layered, &old, &new).map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?;
-    check_ops(event, &changes.ops)?;
-
+    };
     let sealed: BTreeMap<Cid, _> = event.records.iter().map(|r| (r.cid, r)).collect();
     let mut records = Vec::with_capacity(event.ops.len());
-    let mut removed_blocks = changes.removed_nodes.clone();
     removed_blocks.extend(head_cid);
     for op in &event.ops {
         match (op.action, op.cid) {
@@ -247,7 +218,6 @@ pub fn decide_commit_signed_here(
     removed_blocks.sort();
     removed_blocks.dedup();
 
-    let mut new_blocks = changes.created_nodes;
     let (commit_cid, commit_bytes) = commit.to_block();
     if commit_cid != event.slice.commit {
         return Err(Rejection::Invalid("commit CID mismatch".into()));
@@ -263,6 +233,54 @@ pub fn decide_commit_signed_here(
         removed_blocks,
         records,
     })
+}
+
+/// Rebuilds the commit's tree from the head's tree (`blocks`, under the slice's new nodes) and
+/// the event's ops, and checks that it is the tree the commit signs and that the ops are exactly
+/// its record changes.
+fn tree_change(
+    state: &ActorState,
+    event: &CommitEvent,
+    commit: &Commit,
+    slice_blocks: &BlockMap,
+    blocks: &dyn BlockSource,
+) -> Result<MstDiff, Rejection> {
+    let layered = Layered {
+        top: slice_blocks,
+        bottom: blocks,
+    };
+    // The empty tree (a genesis commit's) is known without its node block.
+    let empty = Mst::new();
+    let old = match &state.head {
+        Some(head) if head.data != empty.root_cid() => Mst::load(&layered, head.data)
+            .map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?,
+        _ => empty,
+    };
+    let mut new = old.clone();
+    for op in &event.ops {
+        new = match (op.action, op.cid) {
+            (OpAction::Create | OpAction::Update, Some(cid)) => new.insert(&layered, &op.path, cid),
+            (OpAction::Delete, None) => new.remove(&layered, &op.path).map(|(tree, _)| tree),
+            _ => {
+                return Err(Rejection::OpsMismatch(format!(
+                    "malformed op on {}",
+                    op.path
+                )));
+            }
+        }
+        .map_err(|e| Rejection::from_mst(e, Rejection::OpsMismatch))?;
+    }
+    if new.root_cid() != commit.data {
+        return Err(Rejection::OpsMismatch(format!(
+            "ops give root {}, the commit signs {}",
+            new.root_cid(),
+            commit.data
+        )));
+    }
+    let changes =
+        diff(&layered, &old, &new).map_err(|e| Rejection::from_mst(e, Rejection::Invalid))?;
+    check_ops(event, &changes.ops)?;
+    Ok(changes)
 }
 
 /// The event's ops must be exactly the record changes between the two trees, with the right

@@ -139,6 +139,58 @@ fn a_commit_signed_here_is_checked_against_the_actors_key() {
     assert!(applied.is_ok());
 }
 
+/// A commit the command side of this process built is applied with the tree change it
+/// remembered (no tree is rebuilt, so the head's nodes are not even read), to the same result as
+/// the long way.
+#[test]
+fn a_commit_built_here_applies_as_built() {
+    let signed_here = SignedHere::default();
+    let mut writer = Writer::new();
+    writer.signed_here = Some(signed_here.clone());
+    let mut projection = Projection::for_writer(&writer);
+    let rkey = |i: usize| {
+        let letters = b"abcdefghijklmnopqrstuvwxyz";
+        format!(
+            "3l2{}{}aaaaaa22",
+            letters[i / 26] as char,
+            letters[i % 26] as char
+        )
+    };
+    let rounds: [Vec<(String, Option<&str>)>; 3] = [
+        (0..60).map(|i| (rkey(i), Some("first"))).collect(),
+        (0..60)
+            .step_by(7)
+            .map(|i| (rkey(i), Some("edited")))
+            .collect(),
+        (0..60).step_by(5).map(|i| (rkey(i), None)).collect(),
+    ];
+    for writes in rounds {
+        let writes: Vec<(&str, Option<&str>)> = writes
+            .iter()
+            .map(|(rkey, text)| (rkey.as_str(), *text))
+            .collect();
+        let event = writer.commit(&writes, &projection.blocks);
+        let as_built = decide_commit_signed_here(
+            Some(&projection.state),
+            &event,
+            &stratos_schema::blocks::BlockMap::new(),
+            Some(&signed_here),
+        )
+        .unwrap();
+        // The entry is used once: the same commit is now checked the long way.
+        let the_long_way = decide_commit_signed_here(
+            Some(&projection.state),
+            &event,
+            &projection.blocks,
+            Some(&signed_here),
+        )
+        .unwrap();
+        assert_eq!(as_built, the_long_way);
+        assert!(!as_built.removed_blocks.is_empty());
+        projection.apply(&event).unwrap();
+    }
+}
+
 #[test]
 fn ops_that_do_not_match_the_tree_are_rejected() {
     let mut writer = Writer::new();

@@ -141,33 +141,55 @@ const SIGNED_HERE_CAPACITY: usize = 16_384;
 
 /// The commits this process signed, by CID, with the key that signed each. A commit block with
 /// one of these CIDs holds exactly the signature this process made (the CID is the hash of the
-/// signed bytes), so it verifies with that key without the curve arithmetic. Shared by the
-/// command side and a repo projector in the same process; each entry is used once, and past
-/// a bound the set starts over (the commits it forgot are verified the long way).
+/// signed bytes), so it verifies with that key without the curve arithmetic; and when the
+/// command side also remembered the tree nodes the commit removed, the repo projector takes the
+/// commit's tree change as built (it was derived from the same head by the same code) instead of
+/// rebuilding the tree. Shared by the command side and a repo projector in the same process;
+/// each entry is used once, and past a bound the set starts over (the commits it forgot are
+/// checked the long way).
 #[derive(Clone, Default)]
-pub struct SignedHere(Arc<Mutex<HashMap<Cid, PublicKey>>>);
+pub struct SignedHere(Arc<Mutex<HashMap<Cid, BuiltHere>>>);
+
+/// What [`SignedHere`] remembers of one commit.
+struct BuiltHere {
+    signer: PublicKey,
+    removed_nodes: Option<Vec<Cid>>,
+}
 
 impl SignedHere {
-    /// Remembers that this process signed the commit whose block has CID `commit` with `key`.
-    pub fn remember(&self, commit: Cid, key: PublicKey) {
+    /// Remembers that this process signed the commit whose block has CID `commit` with `key`,
+    /// and, when given, which MST nodes of the previous head's tree it removed.
+    pub fn remember(&self, commit: Cid, key: PublicKey, removed_nodes: Option<Vec<Cid>>) {
         let mut known = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if known.len() >= SIGNED_HERE_CAPACITY {
             known.clear();
         }
-        known.insert(commit, key);
+        known.insert(
+            commit,
+            BuiltHere {
+                signer: key,
+                removed_nodes,
+            },
+        );
     }
 
     /// Checks the signature of `commit` (whose block has CID `cid`) against `key`: at once when
-    /// this process signed it with that key, by verifying otherwise.
-    pub fn verify(&self, cid: &Cid, commit: &Commit, key: &PublicKey) -> Result<(), CommitError> {
+    /// this process signed it with that key, by verifying otherwise. Returns the removed MST
+    /// nodes the command side remembered for it, if any (only for a commit signed here).
+    pub fn verify(
+        &self,
+        cid: &Cid,
+        commit: &Commit,
+        key: &PublicKey,
+    ) -> Result<Option<Vec<Cid>>, CommitError> {
         let signed_here = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(cid);
         match signed_here {
-            Some(signer) if signer == *key => Ok(()),
-            _ => commit.verify(key),
+            Some(built) if built.signer == *key => Ok(built.removed_nodes),
+            _ => commit.verify(key).map(|()| None),
         }
     }
 }
@@ -180,7 +202,7 @@ mod signed_here_tests {
     /// Signs a commit of `data_seed` with `key`, remembering it in `signed_here`.
     fn sign_here(signed_here: &SignedHere, data_seed: &[u8], key: &Keypair) -> Commit {
         let commit = unsigned(data_seed).sign(key);
-        signed_here.remember(commit.to_block().0, key.public_key());
+        signed_here.remember(commit.to_block().0, key.public_key(), None);
         commit
     }
 
@@ -212,6 +234,23 @@ mod signed_here_tests {
                 .is_err()
         );
         assert!(signed_here.verify(&cid, &commit, &key.public_key()).is_ok());
+
+        // The removed nodes remembered with a commit come back with its signature.
+        let commit = unsigned(b"c").sign(&key);
+        let cid = commit.to_block().0;
+        signed_here.remember(cid, key.public_key(), Some(vec![cid]));
+        assert_eq!(
+            signed_here
+                .verify(&cid, &commit, &key.public_key())
+                .unwrap(),
+            Some(vec![cid])
+        );
+        assert_eq!(
+            signed_here
+                .verify(&cid, &commit, &key.public_key())
+                .unwrap(),
+            None
+        );
 
         // Another signature makes another block, whose CID was not signed here.
         let forged = Commit {

@@ -137,7 +137,8 @@ impl Writer {
         let commit =
             UnsignedCommit::new(self.did.clone(), new.root_cid(), rev.clone()).sign(&self.key);
         if let Some(signed_here) = &self.signed_here {
-            signed_here.remember(commit.to_block().0, self.key.public_key());
+            let removed = changes.removed_nodes.clone();
+            signed_here.remember(commit.to_block().0, self.key.public_key(), Some(removed));
         }
         let event = CommitEvent {
             did: self.did.clone(),
