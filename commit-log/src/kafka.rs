@@ -58,6 +58,29 @@ const PROMPT_FETCH_WAIT_MS: u64 = 5;
 /// `fetch.wait.max.ms` of [`ReadPace::Relaxed`] streams.
 const RELAXED_FETCH_WAIT_MS: u64 = 100;
 
+/// `fetch.wait.max.ms` of the streams of a log that shares its appends: they take this process's
+/// records from memory, and the cluster only fills in what other processes appended, so the
+/// broker is asked at most about twice a second. (Every fetch also returns, and the broker
+/// reads, the records memory already gave; on tansu 0.6, whose in-memory storage lists a
+/// partition's batches on every fetch, fetching ten times a second cost a fifth of the write
+/// rate over a minute of load.)
+const FILL_IN_FETCH_WAIT_MS: u64 = 500;
+
+/// `fetch.min.bytes` of those streams: a broker that answers as soon as there is anything
+/// (Kafka) waits for this much, or [`FILL_IN_FETCH_WAIT_MS`].
+const FILL_IN_FETCH_MIN_BYTES: u64 = 1024 * 1024;
+
+/// How often a pool's consumers ask the broker for records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FetchPace {
+    /// [`ReadPace::Prompt`].
+    Prompt,
+    /// [`ReadPace::Relaxed`].
+    Relaxed,
+    /// Filling in the records of other processes, for a log that shares its appends.
+    FillIn,
+}
+
 /// About how many bytes of each partition's newest acknowledged records a log that shares its
 /// appends keeps in memory.
 const RECENT_BYTES_PER_PARTITION: usize = 1024 * 1024;
@@ -85,9 +108,10 @@ pub struct KafkaConfig {
     pub extra: BTreeMap<String, String>,
     /// Whether readers of this log in this process take the records this process appended
     /// from memory once the cluster acknowledged them, instead of waiting for a fetch to bring
-    /// them back. The cluster's copies then only fill in what other processes appended, read
-    /// at the [`ReadPace::Relaxed`] pace, so turn it on where the writers and the readers that
-    /// wait for them share a process (`stratos up`). It has no effect unless `acks` is `all`.
+    /// them back. The cluster's copies then only fill in what other processes appended, asked
+    /// for about twice a second (a record another process appended may reach this process's
+    /// readers that much later), so turn it on where the writers and the readers that wait for
+    /// them share a process (`stratos up`). It has no effect unless `acks` is `all`.
     pub share_appends: bool,
 }
 
@@ -167,17 +191,18 @@ impl KafkaConfig {
 
     /// A consumer's settings; `pace` sets how long the broker may hold a fetch that finds
     /// nothing new (some brokers, tansu 0.6 among them, hold every fetch that long).
-    fn consumer_config(&self, pace: ReadPace) -> ClientConfig {
-        let fetch_wait = match pace {
-            ReadPace::Prompt => PROMPT_FETCH_WAIT_MS,
-            ReadPace::Relaxed => RELAXED_FETCH_WAIT_MS,
+    fn consumer_config(&self, pace: FetchPace) -> ClientConfig {
+        let (fetch_wait, min_bytes) = match pace {
+            FetchPace::Prompt => (PROMPT_FETCH_WAIT_MS, 1),
+            FetchPace::Relaxed => (RELAXED_FETCH_WAIT_MS, 1),
+            FetchPace::FillIn => (FILL_IN_FETCH_WAIT_MS, FILL_IN_FETCH_MIN_BYTES),
         };
         self.client_config(&[
             ("group.id", "stratos-unmanaged".into()),
             ("enable.auto.commit", "false".into()),
             ("enable.auto.offset.store", "false".into()),
             ("fetch.wait.max.ms", fetch_wait.to_string()),
-            ("fetch.min.bytes", "1".into()),
+            ("fetch.min.bytes", min_bytes.to_string()),
             ("fetch.message.max.bytes", self.frame_limit()),
         ])
     }
@@ -195,7 +220,8 @@ pub struct KafkaLog {
     metadata: Arc<BaseConsumer>,
     /// Consumers of [`ReadPace::Prompt`] streams.
     prompt: Arc<ConsumerPool>,
-    /// Consumers of [`ReadPace::Relaxed`] streams.
+    /// Consumers of [`ReadPace::Relaxed`] streams, or of every stream when the log shares its
+    /// appends (at the [`FetchPace::FillIn`] pace then).
     relaxed: Arc<ConsumerPool>,
     partitions: u32,
     /// The acknowledged records this process appended, when shared with its readers.
@@ -209,7 +235,7 @@ impl KafkaLog {
         create_topic(&config).await?;
         let producer: FutureProducer = config.producer_config().create().map_err(kafka_error)?;
         let metadata: BaseConsumer = config
-            .consumer_config(ReadPace::Prompt)
+            .consumer_config(FetchPace::Prompt)
             .create()
             .map_err(kafka_error)?;
         let metadata = Arc::new(metadata);
@@ -228,11 +254,15 @@ impl KafkaLog {
         }
         let recent = (config.share_appends && config.acknowledges_all())
             .then(|| Arc::new(RecentRecords::new(partitions, RECENT_BYTES_PER_PARTITION)));
+        let fill_in = match recent {
+            Some(_) => FetchPace::FillIn,
+            None => FetchPace::Relaxed,
+        };
         let config = Arc::new(config);
         Ok(Self {
             recent,
-            prompt: ConsumerPool::new(config.clone(), ReadPace::Prompt),
-            relaxed: ConsumerPool::new(config.clone(), ReadPace::Relaxed),
+            prompt: ConsumerPool::new(config.clone(), FetchPace::Prompt),
+            relaxed: ConsumerPool::new(config.clone(), fill_in),
             config,
             producer,
             metadata,
@@ -324,7 +354,7 @@ fn partition_ends(
             .map_err(kafka_error)?;
     }
     let probe: BaseConsumer = config
-        .consumer_config(ReadPace::Prompt)
+        .consumer_config(FetchPace::Prompt)
         .create()
         .map_err(kafka_error)?;
     probe.assign(&probe_from).map_err(kafka_error)?;
@@ -592,7 +622,7 @@ fn log_record(message: &BorrowedMessage<'_>) -> LogRecord {
     }
 }
 
-/// The consumers of one [`KafkaLog`] for one [`ReadPace`], shared by the partition streams read
+/// The consumers of one [`KafkaLog`] for one [`FetchPace`], shared by the partition streams read
 /// at that pace. A stream takes the first
 /// consumer that does not read its partition yet, so the partition streams of one projector
 /// share a consumer (one fetch request per broker for all of them, instead of a consumer with
@@ -600,7 +630,7 @@ fn log_record(message: &BorrowedMessage<'_>) -> LogRecord {
 /// second consumer, since one consumer reads a partition from one position.
 struct ConsumerPool {
     config: Arc<KafkaConfig>,
-    pace: ReadPace,
+    pace: FetchPace,
     consumers: Mutex<Vec<PooledConsumer>>,
     /// Dropped with the pool: ends the tasks that serve the consumers' events.
     closed: watch::Sender<()>,
@@ -622,7 +652,7 @@ struct Lease {
 }
 
 impl ConsumerPool {
-    fn new(config: Arc<KafkaConfig>, pace: ReadPace) -> Arc<Self> {
+    fn new(config: Arc<KafkaConfig>, pace: FetchPace) -> Arc<Self> {
         Arc::new(Self {
             config,
             pace,
