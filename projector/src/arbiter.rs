@@ -5,7 +5,9 @@
 //! head, its signature verifies with the actor's key from its `#enrollment`, its revision moves
 //! forward, and its ops are exactly what turns the head's MST into the commit's MST. Anything
 //! else is rejected with a [`Rejection`] the projector records. The decision reads only its
-//! inputs, so a replay reaches the same decisions in the same order.
+//! inputs, so a replay reaches the same decisions in the same order. (A commit the command side
+//! of the same process built is taken as built once it is known to build on the head: its
+//! signature, and its tree change when remembered, come from [`SignedHere`].)
 
 use std::collections::BTreeMap;
 

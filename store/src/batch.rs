@@ -1,7 +1,8 @@
 //! Changes to the repo projection gathered over a batch of events and reduced to their net
-//! effect, then written with a few multi-row statements (on Postgres the inserts of blocks,
-//! records, heads and events bind one array per column): a block created by one commit and
-//! removed by the next is never written, an actor's head is written once per batch.
+//! effect: a block created by one commit and removed by the next is never written, an actor's
+//! head is written once per batch. On Postgres the batch goes out as one call of
+//! `stratos_write_repo_batch` (migration `0010`), one array per column; on SQLite, and for a
+//! batch too large for one call, as a few multi-row statements.
 
 use std::collections::BTreeMap;
 
