@@ -6,7 +6,7 @@
 use sqlx::{QueryBuilder, Row};
 
 use crate::digest::{Table, digest_tables};
-use crate::store::{Pool, ROWS_PER_STATEMENT, StoreError, StoreTx, on, on_tx, sql};
+use crate::store::{Pool, ROWS_PER_STATEMENT, StoreError, StoreTx, column, on, on_tx, sql};
 
 /// One `stratos_post` row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -273,7 +273,8 @@ impl ViewsTx {
     }
 
     /// Inserts or replaces posts and replaces their boundary rows, a few statements for the
-    /// whole slice; of two entries for one URI the later wins.
+    /// whole slice (on Postgres three, one array per column); of two entries for one URI the
+    /// later wins.
     pub async fn upsert_posts(
         &mut self,
         posts: &[(&PostRow, &[String])],
@@ -286,69 +287,63 @@ impl ViewsTx {
             .copied()
             .collect();
         latest.reverse();
+        let tx = match &mut self.0 {
+            StoreTx::Postgres(tx) => return upsert_posts_postgres(tx, &latest).await,
+            StoreTx::Sqlite(tx, _) => tx,
+        };
         for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut self.0, tx => {
-                let mut upsert = QueryBuilder::new(
-                    "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
-                     \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, \
-                     langs, tags, \"createdAt\", \"indexedAt\") ",
-                );
-                upsert.push_values(chunk, |mut row, (post, _)| {
-                    row.push_bind(&post.uri)
-                        .push_bind(&post.cid)
-                        .push_bind(&post.rkey)
-                        .push_bind(&post.creator)
-                        .push_bind(&post.text)
-                        .push_bind(&post.reply_root)
-                        .push_bind(&post.reply_root_cid)
-                        .push_bind(&post.reply_parent)
-                        .push_bind(&post.reply_parent_cid)
-                        .push_bind(&post.embed)
-                        .push_bind(&post.facets)
-                        .push_bind(&post.labels)
-                        .push_bind(&post.langs)
-                        .push_bind(&post.tags)
-                        .push_bind(&post.created_at)
-                        .push_bind(&post.indexed_at);
-                });
-                upsert.push(
-                    " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
-                     creator = excluded.creator, text = excluded.text, \
-                     \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
-                     \"replyParent\" = excluded.\"replyParent\", \
-                     \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
-                     facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
-                     tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
-                     \"indexedAt\" = excluded.\"indexedAt\"",
-                );
-                upsert.build().execute(&mut **tx).await?;
-                let mut clear = QueryBuilder::new("DELETE FROM stratos_post_boundary WHERE uri IN (");
-                let mut uris = clear.separated(", ");
-                for (post, _) in chunk {
-                    uris.push_bind(&post.uri);
-                }
-                clear.push(")");
-                clear.build().execute(&mut **tx).await?;
-                let rows: Vec<(&str, &str, &str)> = chunk
-                    .iter()
-                    .flat_map(|(post, boundaries)| {
-                        let sort_at = std::cmp::min(&post.created_at, &post.indexed_at);
-                        boundaries
-                            .iter()
-                            .map(move |b| (post.uri.as_str(), b.as_str(), sort_at.as_str()))
-                    })
-                    .collect();
-                for rows in rows.chunks(ROWS_PER_STATEMENT) {
-                    let mut insert = QueryBuilder::new(
-                        "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") ",
-                    );
-                    insert.push_values(rows, |mut row, (uri, boundary, sort_at)| {
-                        row.push_bind(*uri).push_bind(*boundary).push_bind(*sort_at);
-                    });
-                    insert.push(" ON CONFLICT (uri, boundary) DO NOTHING");
-                    insert.build().execute(&mut **tx).await?;
-                }
+            let mut upsert = QueryBuilder::new(
+                "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
+                 \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, \
+                 langs, tags, \"createdAt\", \"indexedAt\") ",
+            );
+            upsert.push_values(chunk, |mut row, (post, _)| {
+                row.push_bind(&post.uri)
+                    .push_bind(&post.cid)
+                    .push_bind(&post.rkey)
+                    .push_bind(&post.creator)
+                    .push_bind(&post.text)
+                    .push_bind(&post.reply_root)
+                    .push_bind(&post.reply_root_cid)
+                    .push_bind(&post.reply_parent)
+                    .push_bind(&post.reply_parent_cid)
+                    .push_bind(&post.embed)
+                    .push_bind(&post.facets)
+                    .push_bind(&post.labels)
+                    .push_bind(&post.langs)
+                    .push_bind(&post.tags)
+                    .push_bind(&post.created_at)
+                    .push_bind(&post.indexed_at);
             });
+            upsert.push(
+                " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
+                 creator = excluded.creator, text = excluded.text, \
+                 \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
+                 \"replyParent\" = excluded.\"replyParent\", \
+                 \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
+                 facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
+                 tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
+                 \"indexedAt\" = excluded.\"indexedAt\"",
+            );
+            upsert.build().execute(&mut **tx).await?;
+            let mut clear = QueryBuilder::new("DELETE FROM stratos_post_boundary WHERE uri IN (");
+            let mut uris = clear.separated(", ");
+            for (post, _) in chunk {
+                uris.push_bind(&post.uri);
+            }
+            clear.push(")");
+            clear.build().execute(&mut **tx).await?;
+            let rows = boundary_rows(chunk);
+            for rows in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut insert = QueryBuilder::new(
+                    "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") ",
+                );
+                insert.push_values(rows, |mut row, (uri, boundary, sort_at)| {
+                    row.push_bind(*uri).push_bind(*boundary).push_bind(*sort_at);
+                });
+                insert.push(" ON CONFLICT (uri, boundary) DO NOTHING");
+                insert.build().execute(&mut **tx).await?;
+            }
         }
         Ok(())
     }
@@ -449,6 +444,84 @@ impl ViewsTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         self.0.commit().await
     }
+}
+
+/// The `stratos_post_boundary` rows of `posts`: URI, boundary, the post's `sortAt`.
+fn boundary_rows<'a>(posts: &[(&'a PostRow, &'a [String])]) -> Vec<(&'a str, &'a str, &'a str)> {
+    posts
+        .iter()
+        .flat_map(|(post, boundaries)| {
+            let sort_at = std::cmp::min(&post.created_at, &post.indexed_at);
+            boundaries
+                .iter()
+                .map(move |b| (post.uri.as_str(), b.as_str(), sort_at.as_str()))
+        })
+        .collect()
+}
+
+/// [`ViewsTx::upsert_posts`] on Postgres: three statements whatever the number of posts, one
+/// array per column (so each is prepared once), for posts with distinct URIs.
+async fn upsert_posts_postgres(
+    tx: &mut sqlx::Transaction<'static, sqlx::Postgres>,
+    posts: &[(&PostRow, &[String])],
+) -> Result<(), StoreError> {
+    if posts.is_empty() {
+        return Ok(());
+    }
+    let text = |field: fn(&PostRow) -> &str| -> Vec<&str> {
+        posts.iter().map(|(post, _)| field(post)).collect()
+    };
+    let optional = |field: fn(&PostRow) -> Option<&str>| -> Vec<Option<&str>> {
+        posts.iter().map(|(post, _)| field(post)).collect()
+    };
+    let upsert = "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
+         \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
+         tags, \"createdAt\", \"indexedAt\") SELECT * FROM unnest($1::text[], $2::text[], \
+         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
+         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
+         $16::text[]) ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
+         creator = excluded.creator, text = excluded.text, \"replyRoot\" = excluded.\"replyRoot\", \
+         \"replyRootCid\" = excluded.\"replyRootCid\", \"replyParent\" = excluded.\"replyParent\", \
+         \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
+         facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
+         tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
+         \"indexedAt\" = excluded.\"indexedAt\"";
+    let uris = text(|post| &post.uri);
+    sqlx::query(upsert)
+        .bind(&uris)
+        .bind(text(|post| &post.cid))
+        .bind(text(|post| &post.rkey))
+        .bind(text(|post| &post.creator))
+        .bind(text(|post| &post.text))
+        .bind(optional(|post| post.reply_root.as_deref()))
+        .bind(optional(|post| post.reply_root_cid.as_deref()))
+        .bind(optional(|post| post.reply_parent.as_deref()))
+        .bind(optional(|post| post.reply_parent_cid.as_deref()))
+        .bind(optional(|post| post.embed.as_deref()))
+        .bind(optional(|post| post.facets.as_deref()))
+        .bind(optional(|post| post.labels.as_deref()))
+        .bind(optional(|post| post.langs.as_deref()))
+        .bind(optional(|post| post.tags.as_deref()))
+        .bind(text(|post| &post.created_at))
+        .bind(text(|post| &post.indexed_at))
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM stratos_post_boundary WHERE uri = ANY($1::text[])")
+        .bind(&uris)
+        .execute(&mut **tx)
+        .await?;
+    let rows = boundary_rows(posts);
+    sqlx::query(
+        "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
+         ON CONFLICT (uri, boundary) DO NOTHING",
+    )
+    .bind(column(&rows, |(uri, _, _)| *uri))
+    .bind(column(&rows, |(_, boundary, _)| *boundary))
+    .bind(column(&rows, |(_, _, sort_at)| *sort_at))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]
