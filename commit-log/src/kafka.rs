@@ -462,12 +462,14 @@ impl CommitLog for KafkaLog {
             Ok(lease) => lease,
             Err(error) => return stream::once(async move { Err(error) }).boxed(),
         };
-        if let Some(recent) = &self.recent {
+        if let Some(recent) = &self.recent
+            && let Some(pushed) = recent.subscribe(partition)
+        {
             let reader = SharedReader {
                 partition,
                 next: from,
                 lease,
-                pushed: recent.subscribe(),
+                pushed,
                 recent: recent.clone(),
                 fetched: VecDeque::new(),
                 at_hand: VecDeque::new(),

@@ -16,8 +16,9 @@ use crate::LogRecord;
 pub(crate) struct RecentRecords {
     partitions: Mutex<Vec<Partition>>,
     budget: usize,
-    /// Told after every push.
-    pushed: watch::Sender<()>,
+    /// Per partition, told after every push of records of that partition (readers of the
+    /// other partitions are not woken).
+    pushed: Vec<watch::Sender<()>>,
 }
 
 #[derive(Default)]
@@ -37,21 +38,26 @@ impl RecentRecords {
         Self {
             partitions: Mutex::new((0..partitions).map(|_| Partition::default()).collect()),
             budget,
-            pushed: watch::Sender::new(()),
+            pushed: (0..partitions).map(|_| watch::Sender::new(())).collect(),
         }
     }
 
     /// Takes in appended records (durable ones only: readers treat them as the log's).
     pub(crate) fn push(&self, records: impl IntoIterator<Item = LogRecord>) {
+        let mut touched: Vec<usize> = Vec::new();
         {
             let mut partitions = self
                 .partitions
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
             for record in records {
-                let Some(partition) = partitions.get_mut(record.position.partition as usize) else {
+                let index = record.position.partition as usize;
+                let Some(partition) = partitions.get_mut(index) else {
                     continue;
                 };
+                if !touched.contains(&index) {
+                    touched.push(index);
+                }
                 partition.bytes += size(&record);
                 if let Some(replaced) = partition.records.insert(record.position.offset, record) {
                     partition.bytes -= size(&replaced);
@@ -63,7 +69,12 @@ impl RecentRecords {
                 }
             }
         }
-        self.pushed.send_replace(());
+        for pushed in touched
+            .into_iter()
+            .filter_map(|index| self.pushed.get(index))
+        {
+            pushed.send_replace(());
+        }
     }
 
     /// Up to `limit` consecutive records of `partition` from offset `from` on; `None` when
@@ -86,9 +97,12 @@ impl RecentRecords {
         )
     }
 
-    /// Changes after each push (to wait for one after a read found nothing).
-    pub(crate) fn subscribe(&self) -> watch::Receiver<()> {
-        self.pushed.subscribe()
+    /// Changes after each push of records of `partition` (to wait for one after a read found
+    /// nothing); `None` for a partition it does not keep.
+    pub(crate) fn subscribe(&self, partition: u32) -> Option<watch::Receiver<()>> {
+        self.pushed
+            .get(partition as usize)
+            .map(watch::Sender::subscribe)
     }
 }
 
@@ -155,11 +169,32 @@ mod tests {
     #[test]
     fn records_may_arrive_out_of_order() {
         let recent = RecentRecords::new(1, 1_000_000);
-        let pushed = recent.subscribe();
+        let pushed = recent.subscribe(0).unwrap();
         recent.push([record(0, 4, 10), record(0, 6, 10)]);
         assert!(pushed.has_changed().unwrap());
         assert_eq!(offsets(recent.read(0, 4, 10)), Some(vec![4]));
         recent.push([record(0, 5, 10)]);
         assert_eq!(offsets(recent.read(0, 4, 10)), Some(vec![4, 5, 6]));
+    }
+
+    #[test]
+    fn a_push_tells_only_the_readers_of_its_partitions() {
+        let recent = RecentRecords::new(3, 1_000_000);
+        let mut readers: Vec<_> = (0..3).map(|p| recent.subscribe(p).unwrap()).collect();
+        assert!(recent.subscribe(3).is_none(), "no such partition");
+        recent.push([record(1, 0, 10), record(1, 1, 10)]);
+        let told = |readers: &mut Vec<watch::Receiver<()>>| -> Vec<bool> {
+            readers
+                .iter_mut()
+                .map(|reader| {
+                    let changed = reader.has_changed().unwrap();
+                    reader.borrow_and_update();
+                    changed
+                })
+                .collect()
+        };
+        assert_eq!(told(&mut readers), [false, true, false]);
+        recent.push([record(0, 0, 10), record(2, 0, 10)]);
+        assert_eq!(told(&mut readers), [true, false, true]);
     }
 }
