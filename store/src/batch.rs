@@ -1,8 +1,8 @@
 //! Changes to the repo projection gathered over a batch of events and reduced to their net
 //! effect: a block created by one commit and removed by the next is never written, an actor's
 //! head is written once per batch. On Postgres the batch goes out as one call of
-//! `stratos_write_repo_batch` (migration `0010`), one array per column; on SQLite, and for a
-//! batch too large for one call, as a few multi-row statements.
+//! `stratos_write_repo_batch` (migration `0010`), one array per column (a batch too large for
+//! one call, as a few calls in one transaction); on SQLite as a few multi-row statements.
 
 use std::collections::BTreeMap;
 
@@ -14,8 +14,7 @@ use stratos_schema::data::blob_refs_in_block;
 use crate::notify::OUTCOME_CHANNEL;
 use crate::requests::StoredRequest;
 use crate::store::{
-    Backend, Enrollment, Head, Pool, ROWS_PER_STATEMENT, RecordRow, Store, StoreError, StoreTx,
-    column, on_tx,
+    Enrollment, Head, Pool, ROWS_PER_STATEMENT, RecordRow, Store, StoreError, StoreTx, column,
 };
 
 /// A record's key: actor, collection, record key.
@@ -30,6 +29,9 @@ struct EventRow {
     rev: Option<String>,
     body: Vec<u8>,
 }
+
+/// A rejected event: partition, offset, actor, reason.
+type Rejection = (u32, u64, String, String);
 
 /// A table keyed by record (actor, collection, record key).
 #[derive(Debug, Clone, Copy)]
@@ -98,7 +100,7 @@ pub struct ProjectionBatch {
     fresh: std::collections::BTreeSet<RecordKey>,
     heads: BTreeMap<String, Head>,
     events: Vec<EventRow>,
-    rejections: Vec<(u32, u64, String, String)>,
+    rejections: Vec<Rejection>,
     requests: Vec<StoredRequest>,
 }
 
@@ -240,7 +242,7 @@ impl ProjectionBatch {
     }
 
     /// Whether the batch's blocks fit one call's arrays (Postgres refuses a message over 1
-    /// GiB; larger batches, such as big imports, go out in statements of bounded size).
+    /// GiB; larger batches, such as big imports, take several calls in one transaction).
     fn fits_one_call(&self) -> bool {
         let blocks: usize = self.blocks.values().flatten().map(Vec::len).sum();
         let records: usize = self
@@ -256,8 +258,8 @@ impl ProjectionBatch {
 
 impl Store {
     /// Writes a batch's net changes, `progress`'s positions and its announcements atomically. On
-    /// Postgres a batch without enrollment changes is one statement (one round trip); otherwise
-    /// one transaction.
+    /// Postgres a batch without enrollment changes that fits one call is one statement (one
+    /// round trip); otherwise one transaction.
     pub async fn write_batch(
         &self,
         batch: &ProjectionBatch,
@@ -268,7 +270,7 @@ impl Store {
             && batch.fits_one_call()
         {
             let mut connection = db.acquire().await?;
-            return write_in_one_call(&mut connection, batch, Some(progress)).await;
+            return write_in_calls(&mut connection, batch, Some(progress)).await;
         }
         let mut tx = self.begin().await?;
         tx.write(batch).await?;
@@ -280,8 +282,11 @@ impl Store {
 }
 
 /// Calls `stratos_write_repo_batch` with the batch's changes (enrollment changes excepted) and,
-/// when given, the consumer's positions and announcements.
-async fn write_in_one_call(
+/// when given, the consumer's positions and announcements: once, or, for a batch whose blocks,
+/// records and events exceed [`ARRAY_STATEMENT_BYTES`], once per run of them (within the
+/// caller's transaction). Deletions, small rows, and blob references (whose replacement deletes
+/// first) go with the first call, positions and announcements with the last.
+async fn write_in_calls(
     db: &mut PgConnection,
     batch: &ProjectionBatch,
     progress: Option<BatchProgress<'_>>,
@@ -291,49 +296,109 @@ async fn write_in_one_call(
     let unrefs = replaced_blob_refs(batch);
     let refs = blob_refs(batch);
     let heads = head_rows(batch);
-    let events = &batch.events;
-    let requests = &batch.requests;
-    let rejections = &batch.rejections;
     let progress = progress.unwrap_or(BatchProgress {
         consumer: "",
         positions: &[],
         payloads: &[],
     });
+    let puts = byte_chunks(&puts, |(_, _, bytes)| bytes.len());
+    let records = byte_chunks(&records, |(_, row, _, _)| {
+        row.block.as_ref().map_or(0, Vec::len)
+    });
+    let events = byte_chunks(&batch.events, |event| event.body.len());
+    let calls = puts.len().max(records.len()).max(events.len()).max(1);
+    for call in 0..calls {
+        let first = call == 0;
+        let last = call + 1 == calls;
+        let rows = CallRows {
+            deletes: if first { &deletes } else { &[] },
+            puts: puts.get(call).copied().unwrap_or_default(),
+            removed: if first { &removed } else { &[] },
+            records: records.get(call).copied().unwrap_or_default(),
+            unrefs: if first { &unrefs } else { &[] },
+            refs: if first { &refs } else { &[] },
+            heads: if first { &heads } else { &[] },
+            events: events.get(call).copied().unwrap_or_default(),
+            requests: if first { &batch.requests } else { &[] },
+            rejections: if first { &batch.rejections } else { &[] },
+            progress: if last {
+                progress
+            } else {
+                BatchProgress {
+                    consumer: "",
+                    positions: &[],
+                    payloads: &[],
+                }
+            },
+        };
+        call_write_function(&mut *db, rows).await?;
+    }
+    Ok(())
+}
+
+/// The rows of one `stratos_write_repo_batch` call.
+struct CallRows<'a> {
+    deletes: &'a [(&'a str, String)],
+    puts: &'a [BlockPut<'a>],
+    removed: &'a [&'a RecordKey],
+    records: &'a [RecordPut<'a>],
+    unrefs: &'a [&'a RecordKey],
+    refs: &'a [(&'a RecordKey, &'a str, &'a str)],
+    heads: &'a [HeadRow<'a>],
+    events: &'a [EventRow],
+    requests: &'a [StoredRequest],
+    rejections: &'a [Rejection],
+    progress: BatchProgress<'a>,
+}
+
+/// Calls `stratos_write_repo_batch` once.
+async fn call_write_function(db: &mut PgConnection, rows: CallRows<'_>) -> Result<(), StoreError> {
+    let CallRows {
+        deletes,
+        puts,
+        removed,
+        records,
+        unrefs,
+        refs,
+        heads,
+        events,
+        requests,
+        rejections,
+        progress,
+    } = rows;
     sqlx::query(
         "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
          $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
          $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)",
     )
-    .bind(column(&deletes, |(did, _)| *did))
-    .bind(column(&deletes, |(_, cid)| cid.as_str()))
-    .bind(column(&puts, |(did, _, _)| *did))
-    .bind(column(&puts, |(_, cid, _)| cid.as_str()))
-    .bind(column(&puts, |(_, _, bytes)| *bytes))
-    .bind(column(&removed, |(did, _, _)| did.as_str()))
-    .bind(column(&removed, |(_, collection, _)| collection.as_str()))
-    .bind(column(&removed, |(_, _, rkey)| rkey.as_str()))
-    .bind(column(&records, |(did, _, _, _)| *did))
-    .bind(column(&records, |(_, row, _, _)| row.collection.as_str()))
-    .bind(column(&records, |(_, row, _, _)| row.rkey.as_str()))
-    .bind(column(&records, |(_, _, cid, _)| cid.as_str()))
-    .bind(column(&records, |(_, _, _, boundaries)| {
-        boundaries.as_str()
-    }))
-    .bind(column(&records, |(_, row, _, _)| row.block.as_deref()))
-    .bind(column(&unrefs, |(did, _, _)| did.as_str()))
-    .bind(column(&unrefs, |(_, collection, _)| collection.as_str()))
-    .bind(column(&unrefs, |(_, _, rkey)| rkey.as_str()))
-    .bind(column(&refs, |((did, _, _), _, _)| did.as_str()))
-    .bind(column(&refs, |((_, collection, _), _, _)| {
+    .bind(column(deletes, |(did, _)| *did))
+    .bind(column(deletes, |(_, cid)| cid.as_str()))
+    .bind(column(puts, |(did, _, _)| *did))
+    .bind(column(puts, |(_, cid, _)| cid.as_str()))
+    .bind(column(puts, |(_, _, bytes)| *bytes))
+    .bind(column(removed, |(did, _, _)| did.as_str()))
+    .bind(column(removed, |(_, collection, _)| collection.as_str()))
+    .bind(column(removed, |(_, _, rkey)| rkey.as_str()))
+    .bind(column(records, |(did, _, _, _)| *did))
+    .bind(column(records, |(_, row, _, _)| row.collection.as_str()))
+    .bind(column(records, |(_, row, _, _)| row.rkey.as_str()))
+    .bind(column(records, |(_, _, cid, _)| cid.as_str()))
+    .bind(column(records, |(_, _, _, boundaries)| boundaries.as_str()))
+    .bind(column(records, |(_, row, _, _)| row.block.as_deref()))
+    .bind(column(unrefs, |(did, _, _)| did.as_str()))
+    .bind(column(unrefs, |(_, collection, _)| collection.as_str()))
+    .bind(column(unrefs, |(_, _, rkey)| rkey.as_str()))
+    .bind(column(refs, |((did, _, _), _, _)| did.as_str()))
+    .bind(column(refs, |((_, collection, _), _, _)| {
         collection.as_str()
     }))
-    .bind(column(&refs, |((_, _, rkey), _, _)| rkey.as_str()))
-    .bind(column(&refs, |(_, _, cid)| *cid))
-    .bind(column(&refs, |(_, rev, _)| *rev))
-    .bind(column(&heads, |(did, _, _, _)| *did))
-    .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
-    .bind(column(&heads, |(_, _, rev, _)| *rev))
-    .bind(column(&heads, |(_, _, _, data)| data.as_str()))
+    .bind(column(refs, |((_, _, rkey), _, _)| rkey.as_str()))
+    .bind(column(refs, |(_, _, cid)| *cid))
+    .bind(column(refs, |(_, rev, _)| *rev))
+    .bind(column(heads, |(did, _, _, _)| *did))
+    .bind(column(heads, |(_, commit, _, _)| commit.as_str()))
+    .bind(column(heads, |(_, _, rev, _)| *rev))
+    .bind(column(heads, |(_, _, _, data)| data.as_str()))
     .bind(column(events, |event| event.did.as_str()))
     .bind(column(events, |event| event.seq as i64))
     .bind(column(events, |event| event.event_type.as_str()))
@@ -364,6 +429,8 @@ async fn write_in_one_call(
 type BlockPut<'a> = (&'a str, String, &'a [u8]);
 /// A record row written by the batch: actor, row, CID and boundaries as stored.
 type RecordPut<'a> = (&'a str, &'a RecordRow, String, String);
+/// A head set by the batch: actor, commit, revision, MST root.
+type HeadRow<'a> = (&'a str, String, &'a str, String);
 
 /// The blocks the batch writes and those it removes.
 fn block_changes(batch: &ProjectionBatch) -> (Vec<BlockPut<'_>>, Vec<(&str, String)>) {
@@ -422,7 +489,7 @@ fn blob_refs(batch: &ProjectionBatch) -> Vec<(&RecordKey, &str, &str)> {
 }
 
 /// The heads the batch sets: actor, commit, revision, MST root.
-fn head_rows(batch: &ProjectionBatch) -> Vec<(&str, String, &str, String)> {
+fn head_rows(batch: &ProjectionBatch) -> Vec<HeadRow<'_>> {
     batch
         .heads
         .iter()
@@ -446,17 +513,10 @@ impl StoreTx {
         for did in &batch.purges {
             self.purge_content(did).await?;
         }
-        if let StoreTx::Postgres(tx) = self
-            && batch.fits_one_call()
-        {
-            return write_in_one_call(tx, batch, None).await;
+        match self {
+            StoreTx::Postgres(tx) => return write_in_calls(tx, batch, None).await,
+            StoreTx::Sqlite(tx, _) => write_statements(tx, batch).await?,
         }
-        let (puts, deletes) = block_changes(batch);
-        self.delete_blocks(&deletes).await?;
-        self.write_blocks(&puts).await?;
-        self.write_records(batch).await?;
-        self.write_heads(batch).await?;
-        self.write_events(&batch.events).await?;
         for request in &batch.requests {
             self.put_request(request).await?;
         }
@@ -466,261 +526,130 @@ impl StoreTx {
         }
         Ok(())
     }
+}
 
-    /// Deletes the repository blocks at these `(did, cid)` keys.
-    async fn delete_blocks(&mut self, deletes: &[(&str, String)]) -> Result<(), StoreError> {
-        match self {
-            StoreTx::Postgres(tx) => {
-                if !deletes.is_empty() {
-                    sqlx::query(
-                        "DELETE FROM repo_block b USING unnest($1::text[], $2::text[]) \
-                         AS k(did, cid) WHERE b.did = k.did AND b.cid = k.cid",
-                    )
-                    .bind(column(deletes, |(did, _)| *did))
-                    .bind(column(deletes, |(_, cid)| cid.as_str()))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            // SQLite scans the whole table for a row-value `IN`, so it deletes the rows an
-            // indexed join finds instead.
-            StoreTx::Sqlite(tx, _) => {
-                sqlite_values(
-                    tx,
-                    "DELETE FROM repo_block WHERE rowid IN (SELECT b.rowid FROM repo_block b JOIN (",
-                    deletes,
-                    |mut row, (did, cid)| {
-                        row.push_bind(*did).push_bind(cid);
-                    },
-                    ") AS k ON b.did = k.column1 AND b.cid = k.column2)",
-                )
-                .await?;
-            }
-        }
-        Ok(())
-    }
+/// Writes a batch's blocks, records, blob references, heads and events on SQLite, in
+/// multi-row statements.
+async fn write_statements(
+    tx: &mut Transaction<'static, Sqlite>,
+    batch: &ProjectionBatch,
+) -> Result<(), StoreError> {
+    let (puts, deletes) = block_changes(batch);
+    // SQLite scans the whole table for a row-value `IN`, so deletions delete the rows an
+    // indexed join finds instead.
+    sqlite_values(
+        tx,
+        "DELETE FROM repo_block WHERE rowid IN (SELECT b.rowid FROM repo_block b JOIN (",
+        &deletes,
+        |mut row, (did, cid)| {
+            row.push_bind(*did).push_bind(cid);
+        },
+        ") AS k ON b.did = k.column1 AND b.cid = k.column2)",
+    )
+    .await?;
+    sqlite_values(
+        tx,
+        "INSERT INTO repo_block (did, cid, bytes) ",
+        &puts,
+        |mut row, (did, cid, bytes)| {
+            row.push_bind(*did).push_bind(cid).push_bind(*bytes);
+        },
+        " ON CONFLICT (did, cid) DO NOTHING",
+    )
+    .await?;
+    let (records, removed) = record_changes(batch);
+    delete_by_record_key(tx, KeyedTable::Record, &removed).await?;
+    sqlite_values(
+        tx,
+        "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
+        &records,
+        |mut row, (did, record, cid, boundaries)| {
+            row.push_bind(*did)
+                .push_bind(&record.collection)
+                .push_bind(&record.rkey)
+                .push_bind(cid)
+                .push_bind(boundaries)
+                .push_bind(record.block.as_deref());
+        },
+        " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
+         boundaries = excluded.boundaries, block = excluded.block",
+    )
+    .await?;
+    // The blob references of every record the batch wrote or deleted are replaced.
+    delete_by_record_key(tx, KeyedTable::RecordBlob, &replaced_blob_refs(batch)).await?;
+    sqlite_values(
+        tx,
+        "INSERT INTO record_blob (did, collection, rkey, cid, rev) ",
+        &blob_refs(batch),
+        |mut row, ((did, collection, rkey), rev, cid)| {
+            row.push_bind(did)
+                .push_bind(collection)
+                .push_bind(rkey)
+                .push_bind(*cid)
+                .push_bind(*rev);
+        },
+        // A reference already there (a created record's, left by a repaired or older
+        // projection) is brought up to date rather than stopping the projector.
+        " ON CONFLICT (did, collection, rkey, cid) DO UPDATE SET rev = excluded.rev",
+    )
+    .await?;
+    sqlite_values(
+        tx,
+        "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
+        &head_rows(batch),
+        |mut row, (did, commit, rev, data)| {
+            row.push_bind(*did)
+                .push_bind(commit)
+                .push_bind(*rev)
+                .push_bind(data);
+        },
+        " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
+         rev = excluded.rev, data_cid = excluded.data_cid",
+    )
+    .await?;
+    sqlite_values(
+        tx,
+        "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
+        &batch.events,
+        |mut row, event| {
+            row.push_bind(&event.did)
+                .push_bind(event.seq as i64)
+                .push_bind(&event.event_type)
+                .push_bind(&event.rev)
+                .push_bind(&event.body);
+        },
+        "",
+    )
+    .await?;
+    Ok(())
+}
 
-    async fn write_blocks(&mut self, puts: &[BlockPut<'_>]) -> Result<(), StoreError> {
-        match self {
-            StoreTx::Postgres(tx) => {
-                for chunk in byte_chunks(puts, |(_, _, bytes)| bytes.len()) {
-                    sqlx::query(
-                        "INSERT INTO repo_block (did, cid, bytes) \
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[]) \
-                         ON CONFLICT (did, cid) DO NOTHING",
-                    )
-                    .bind(column(chunk, |(did, _, _)| *did))
-                    .bind(column(chunk, |(_, cid, _)| cid.as_str()))
-                    .bind(column(chunk, |(_, _, bytes)| *bytes))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            StoreTx::Sqlite(tx, _) => {
-                sqlite_values(
-                    tx,
-                    "INSERT INTO repo_block (did, cid, bytes) ",
-                    puts,
-                    |mut row, (did, cid, bytes)| {
-                        row.push_bind(*did).push_bind(cid).push_bind(*bytes);
-                    },
-                    " ON CONFLICT (did, cid) DO NOTHING",
-                )
-                .await?;
-            }
+/// Deletes the rows of `table` at these record keys on SQLite (by an indexed join: SQLite
+/// scans the whole table for a row-value `IN`).
+async fn delete_by_record_key(
+    tx: &mut Transaction<'static, Sqlite>,
+    table: KeyedTable,
+    keys: &[&RecordKey],
+) -> Result<(), StoreError> {
+    let start = match table {
+        KeyedTable::Record => {
+            "DELETE FROM record WHERE rowid IN (SELECT r.rowid FROM record r JOIN ("
         }
-        Ok(())
-    }
-
-    async fn write_events(&mut self, events: &[EventRow]) -> Result<(), StoreError> {
-        match self {
-            StoreTx::Postgres(tx) => {
-                for chunk in byte_chunks(events, |event| event.body.len()) {
-                    sqlx::query(
-                        "INSERT INTO actor_event (did, seq, event_type, rev, body) \
-                         SELECT * FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], \
-                         $5::bytea[])",
-                    )
-                    .bind(column(chunk, |event| event.did.as_str()))
-                    .bind(column(chunk, |event| event.seq as i64))
-                    .bind(column(chunk, |event| event.event_type.as_str()))
-                    .bind(column(chunk, |event| event.rev.as_deref()))
-                    .bind(column(chunk, |event| event.body.as_slice()))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            StoreTx::Sqlite(tx, _) => {
-                sqlite_values(
-                    tx,
-                    "INSERT INTO actor_event (did, seq, event_type, rev, body) ",
-                    events,
-                    |mut row, event| {
-                        row.push_bind(&event.did)
-                            .push_bind(event.seq as i64)
-                            .push_bind(&event.event_type)
-                            .push_bind(&event.rev)
-                            .push_bind(&event.body);
-                    },
-                    "",
-                )
-                .await?;
-            }
+        KeyedTable::RecordBlob => {
+            "DELETE FROM record_blob WHERE rowid IN (SELECT r.rowid FROM record_blob r JOIN ("
         }
-        Ok(())
-    }
-
-    async fn write_records(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let (puts, deleted) = record_changes(batch);
-        self.delete_by_record_key(KeyedTable::Record, &deleted)
-            .await?;
-        match self {
-            StoreTx::Postgres(tx) => {
-                let size = |(_, row, _, _): &RecordPut<'_>| row.block.as_ref().map_or(0, Vec::len);
-                for chunk in byte_chunks(&puts, size) {
-                    sqlx::query(
-                        "INSERT INTO record (did, collection, rkey, cid, boundaries, block) \
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], \
-                         $5::text[], $6::bytea[]) \
-                         ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
-                         boundaries = excluded.boundaries, block = excluded.block",
-                    )
-                    .bind(column(chunk, |(did, _, _, _)| *did))
-                    .bind(column(chunk, |(_, row, _, _)| row.collection.as_str()))
-                    .bind(column(chunk, |(_, row, _, _)| row.rkey.as_str()))
-                    .bind(column(chunk, |(_, _, cid, _)| cid.as_str()))
-                    .bind(column(chunk, |(_, _, _, boundaries)| boundaries.as_str()))
-                    .bind(column(chunk, |(_, row, _, _)| row.block.as_deref()))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            StoreTx::Sqlite(tx, _) => {
-                sqlite_values(
-                    tx,
-                    "INSERT INTO record (did, collection, rkey, cid, boundaries, block) ",
-                    &puts,
-                    |mut row, (did, record, cid, boundaries)| {
-                        row.push_bind(*did)
-                            .push_bind(&record.collection)
-                            .push_bind(&record.rkey)
-                            .push_bind(cid)
-                            .push_bind(boundaries)
-                            .push_bind(record.block.as_deref());
-                    },
-                    " ON CONFLICT (did, collection, rkey) DO UPDATE SET cid = excluded.cid, \
-                     boundaries = excluded.boundaries, block = excluded.block",
-                )
-                .await?;
-            }
-        }
-        self.write_blob_refs(batch).await
-    }
-
-    /// Replaces the blob references of every record the batch wrote or deleted.
-    async fn write_blob_refs(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let touched = replaced_blob_refs(batch);
-        self.delete_by_record_key(KeyedTable::RecordBlob, &touched)
-            .await?;
-        let refs = blob_refs(batch);
-        for chunk in refs.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(
-                    "INSERT INTO record_blob (did, collection, rkey, cid, rev) ",
-                );
-                query.push_values(chunk, |mut row, ((did, collection, rkey), rev, cid)| {
-                    row.push_bind(did)
-                        .push_bind(collection)
-                        .push_bind(rkey)
-                        .push_bind(*cid)
-                        .push_bind(*rev);
-                });
-                // A reference already there (a created record's, left by a repaired or older
-                // projection) is brought up to date rather than stopping the projector.
-                query.push(
-                    " ON CONFLICT (did, collection, rkey, cid) DO UPDATE SET rev = excluded.rev",
-                );
-                query.build().execute(&mut **tx).await?;
-            });
-        }
-        Ok(())
-    }
-
-    /// Deletes the rows of `table` at these record keys. (SQLite scans the whole table for a
-    /// row-value `IN`, so it deletes the rows an indexed join finds instead.)
-    async fn delete_by_record_key(
-        &mut self,
-        table: KeyedTable,
-        keys: &[&RecordKey],
-    ) -> Result<(), StoreError> {
-        let (start, end) = match (table, self.backend()) {
-            (KeyedTable::Record, Backend::Postgres) => {
-                ("DELETE FROM record WHERE (did, collection, rkey) IN (", ")")
-            }
-            (KeyedTable::Record, Backend::Sqlite) => (
-                "DELETE FROM record WHERE rowid IN (SELECT r.rowid FROM record r JOIN (",
-                SQLITE_KEY_JOIN_END,
-            ),
-            (KeyedTable::RecordBlob, Backend::Postgres) => (
-                "DELETE FROM record_blob WHERE (did, collection, rkey) IN (",
-                ")",
-            ),
-            (KeyedTable::RecordBlob, Backend::Sqlite) => (
-                "DELETE FROM record_blob WHERE rowid IN (SELECT r.rowid FROM record_blob r JOIN (",
-                SQLITE_KEY_JOIN_END,
-            ),
-        };
-        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-            on_tx!(&mut *self, tx => {
-                let mut query = QueryBuilder::new(start);
-                query.push_values(chunk, |mut row, (did, collection, rkey)| {
-                    row.push_bind(did).push_bind(collection).push_bind(rkey);
-                });
-                query.push(end);
-                query.build().execute(&mut **tx).await?;
-            });
-        }
-        Ok(())
-    }
-
-    async fn write_heads(&mut self, batch: &ProjectionBatch) -> Result<(), StoreError> {
-        let heads = head_rows(batch);
-        match self {
-            StoreTx::Postgres(tx) => {
-                if !heads.is_empty() {
-                    sqlx::query(
-                        "INSERT INTO actor_head (did, commit_cid, rev, data_cid) \
-                         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) \
-                         ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-                         rev = excluded.rev, data_cid = excluded.data_cid",
-                    )
-                    .bind(column(&heads, |(did, _, _, _)| *did))
-                    .bind(column(&heads, |(_, commit, _, _)| commit.as_str()))
-                    .bind(column(&heads, |(_, _, rev, _)| *rev))
-                    .bind(column(&heads, |(_, _, _, data)| data.as_str()))
-                    .execute(&mut **tx)
-                    .await?;
-                }
-            }
-            StoreTx::Sqlite(tx, _) => {
-                sqlite_values(
-                    tx,
-                    "INSERT INTO actor_head (did, commit_cid, rev, data_cid) ",
-                    &heads,
-                    |mut row, (did, commit, rev, data)| {
-                        row.push_bind(*did)
-                            .push_bind(commit)
-                            .push_bind(*rev)
-                            .push_bind(data);
-                    },
-                    " ON CONFLICT (did) DO UPDATE SET commit_cid = excluded.commit_cid, \
-                     rev = excluded.rev, data_cid = excluded.data_cid",
-                )
-                .await?;
-            }
-        }
-        Ok(())
-    }
+    };
+    sqlite_values(
+        tx,
+        start,
+        keys,
+        |mut row, (did, collection, rkey)| {
+            row.push_bind(did).push_bind(collection).push_bind(rkey);
+        },
+        SQLITE_KEY_JOIN_END,
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -237,7 +237,7 @@ async fn repo_projection_round_trip(fixture: &Fixture) {
 /// bounded size, in one transaction with its positions, like any other.
 async fn an_oversized_batch_is_written_whole(fixture: &Fixture) {
     use stratos_schema::data::cid_for_dag_cbor;
-    use stratos_store::{BatchProgress, RecordRow};
+    use stratos_store::{BatchProgress, Head, RecordRow};
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
         .unwrap();
@@ -263,6 +263,31 @@ async fn an_oversized_batch_is_written_whole(fixture: &Fixture) {
             "3l2rev7777722",
         );
     }
+    // Blocks and events over a call's worth too, and the small rows beside them.
+    let mut block_cids = Vec::new();
+    for index in 0..3u8 {
+        let mut block = vec![index; 30 * 1024 * 1024];
+        block[0] = 0xa0;
+        let cid = cid_for_dag_cbor(&block);
+        block_cids.push(cid);
+        batch.put_block(did, cid, block);
+    }
+    for seq in 1..=3u64 {
+        batch.add_actor_event(
+            did,
+            seq,
+            "commit",
+            Some("3l2rev7777722"),
+            vec![seq as u8; 30 << 20],
+        );
+    }
+    let head = Head {
+        commit: block_cids[0],
+        rev: "3l2rev7777722".parse().unwrap(),
+        data: block_cids[1],
+    };
+    batch.set_head(did, head.clone());
+    batch.reject(0, 5, did, "stale head");
     let progress = BatchProgress {
         consumer: "repo",
         positions: &[(0, 7)],
@@ -275,6 +300,19 @@ async fn an_oversized_batch_is_written_whole(fixture: &Fixture) {
         records
             .iter()
             .all(|r| r.block.as_ref().unwrap().len() == 1024 * 1024)
+    );
+    for cid in &block_cids {
+        assert_eq!(
+            store.block(did, cid).await.unwrap().map(|b| b.len()),
+            Some(30 << 20)
+        );
+    }
+    let events = store.actor_events(did, 0, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(store.head(did).await.unwrap(), Some(head));
+    assert_eq!(
+        store.rejections(did).await.unwrap(),
+        [(0, 5, "stale head".to_string())]
     );
     assert_eq!(store.position("repo", 0).await.unwrap(), Some(7));
 }
