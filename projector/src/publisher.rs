@@ -141,6 +141,13 @@ impl OutboxProjector {
                 ]
             }
             Event::Commit(event) => {
+                // Stubs of an actor without a session would be dropped: not worth opening.
+                if !self
+                    .deliverable(event.did.as_str(), "com.atproto.repo.putRecord")
+                    .await?
+                {
+                    return Ok(Vec::new());
+                }
                 let key = self.data_keys.get(event.did.as_str()).await?;
                 let service = format!("{}#atproto_pns", self.service_did);
                 stub_calls(&event.did, &event.ops, &event.records, &key, &service)
