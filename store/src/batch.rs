@@ -234,6 +234,15 @@ pub struct BatchProgress<'a> {
     pub payloads: &'a [&'a str],
 }
 
+impl BatchProgress<'static> {
+    /// No positions to move and nothing to announce.
+    const NONE: Self = Self {
+        consumer: "",
+        positions: &[],
+        payloads: &[],
+    };
+}
+
 impl ProjectionBatch {
     /// Whether the batch changes enrollments or purges content: changes the one-call write
     /// (`stratos_write_repo_batch`) leaves to statements of their own.
@@ -296,11 +305,7 @@ async fn write_in_calls(
     let unrefs = replaced_blob_refs(batch);
     let refs = blob_refs(batch);
     let heads = head_rows(batch);
-    let progress = progress.unwrap_or(BatchProgress {
-        consumer: "",
-        positions: &[],
-        payloads: &[],
-    });
+    let progress = progress.unwrap_or(BatchProgress::NONE);
     let puts = byte_chunks(&puts, |(_, _, bytes)| bytes.len());
     let records = byte_chunks(&records, |(_, row, _, _)| {
         row.block.as_ref().map_or(0, Vec::len)
@@ -321,15 +326,7 @@ async fn write_in_calls(
             events: events.get(call).copied().unwrap_or_default(),
             requests: if first { &batch.requests } else { &[] },
             rejections: if first { &batch.rejections } else { &[] },
-            progress: if last {
-                progress
-            } else {
-                BatchProgress {
-                    consumer: "",
-                    positions: &[],
-                    payloads: &[],
-                }
-            },
+            progress: if last { progress } else { BatchProgress::NONE },
         };
         call_write_function(&mut *db, rows).await?;
     }
