@@ -8,6 +8,42 @@ use sqlx::{QueryBuilder, Row};
 use crate::digest::{Table, digest_tables};
 use crate::store::{Pool, ROWS_PER_STATEMENT, StoreError, StoreTx, column, on, on_tx, sql};
 
+/// The head of an insert into `stratos_post` (its rows follow: a `VALUES` list or arrays).
+macro_rules! insert_posts {
+    () => {
+        "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
+         \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
+         tags, \"createdAt\", \"indexedAt\") "
+    };
+}
+
+/// The end of that insert: a post already there is replaced.
+macro_rules! posts_on_conflict {
+    () => {
+        " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
+         creator = excluded.creator, text = excluded.text, \"replyRoot\" = excluded.\"replyRoot\", \
+         \"replyRootCid\" = excluded.\"replyRootCid\", \"replyParent\" = excluded.\"replyParent\", \
+         \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
+         facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
+         tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
+         \"indexedAt\" = excluded.\"indexedAt\""
+    };
+}
+
+/// The head of an insert into `stratos_post_boundary`.
+macro_rules! insert_boundaries {
+    () => {
+        "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") "
+    };
+}
+
+/// The end of that insert: a row already there stays.
+macro_rules! boundaries_on_conflict {
+    () => {
+        " ON CONFLICT (uri, boundary) DO NOTHING"
+    };
+}
+
 /// One `stratos_post` row.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct PostRow {
@@ -292,11 +328,7 @@ impl ViewsTx {
             StoreTx::Sqlite(tx, _) => tx,
         };
         for chunk in latest.chunks(ROWS_PER_STATEMENT) {
-            let mut upsert = QueryBuilder::new(
-                "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
-                 \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, \
-                 langs, tags, \"createdAt\", \"indexedAt\") ",
-            );
+            let mut upsert = QueryBuilder::new(insert_posts!());
             upsert.push_values(chunk, |mut row, (post, _)| {
                 row.push_bind(&post.uri)
                     .push_bind(&post.cid)
@@ -315,16 +347,7 @@ impl ViewsTx {
                     .push_bind(&post.created_at)
                     .push_bind(&post.indexed_at);
             });
-            upsert.push(
-                " ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
-                 creator = excluded.creator, text = excluded.text, \
-                 \"replyRoot\" = excluded.\"replyRoot\", \"replyRootCid\" = excluded.\"replyRootCid\", \
-                 \"replyParent\" = excluded.\"replyParent\", \
-                 \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
-                 facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
-                 tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
-                 \"indexedAt\" = excluded.\"indexedAt\"",
-            );
+            upsert.push(posts_on_conflict!());
             upsert.build().execute(&mut **tx).await?;
             let mut clear = QueryBuilder::new("DELETE FROM stratos_post_boundary WHERE uri IN (");
             let mut uris = clear.separated(", ");
@@ -335,13 +358,11 @@ impl ViewsTx {
             clear.build().execute(&mut **tx).await?;
             let rows = boundary_rows(chunk);
             for rows in rows.chunks(ROWS_PER_STATEMENT) {
-                let mut insert = QueryBuilder::new(
-                    "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") ",
-                );
+                let mut insert = QueryBuilder::new(insert_boundaries!());
                 insert.push_values(rows, |mut row, (uri, boundary, sort_at)| {
                     row.push_bind(*uri).push_bind(*boundary).push_bind(*sort_at);
                 });
-                insert.push(" ON CONFLICT (uri, boundary) DO NOTHING");
+                insert.push(boundaries_on_conflict!());
                 insert.build().execute(&mut **tx).await?;
             }
         }
@@ -474,18 +495,13 @@ async fn upsert_posts_postgres(
     let optional = |field: fn(&PostRow) -> Option<&str>| -> Vec<Option<&str>> {
         posts.iter().map(|(post, _)| field(post)).collect()
     };
-    let upsert = "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
-         \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
-         tags, \"createdAt\", \"indexedAt\") SELECT * FROM unnest($1::text[], $2::text[], \
-         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], \
-         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
-         $16::text[]) ON CONFLICT (uri) DO UPDATE SET cid = excluded.cid, rkey = excluded.rkey, \
-         creator = excluded.creator, text = excluded.text, \"replyRoot\" = excluded.\"replyRoot\", \
-         \"replyRootCid\" = excluded.\"replyRootCid\", \"replyParent\" = excluded.\"replyParent\", \
-         \"replyParentCid\" = excluded.\"replyParentCid\", embed = excluded.embed, \
-         facets = excluded.facets, labels = excluded.labels, langs = excluded.langs, \
-         tags = excluded.tags, \"createdAt\" = excluded.\"createdAt\", \
-         \"indexedAt\" = excluded.\"indexedAt\"";
+    let upsert = concat!(
+        insert_posts!(),
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+         $13::text[], $14::text[], $15::text[], $16::text[])",
+        posts_on_conflict!()
+    );
     let uris = text(|post| &post.uri);
     sqlx::query(upsert)
         .bind(&uris)
@@ -511,11 +527,11 @@ async fn upsert_posts_postgres(
         .execute(&mut **tx)
         .await?;
     let rows = boundary_rows(posts);
-    sqlx::query(
-        "INSERT INTO stratos_post_boundary (uri, boundary, \"sortAt\") \
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-         ON CONFLICT (uri, boundary) DO NOTHING",
-    )
+    sqlx::query(concat!(
+        insert_boundaries!(),
+        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+        boundaries_on_conflict!()
+    ))
     .bind(column(&rows, |(uri, _, _)| *uri))
     .bind(column(&rows, |(_, boundary, _)| *boundary))
     .bind(column(&rows, |(_, _, sort_at)| *sort_at))
