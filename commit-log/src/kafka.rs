@@ -14,7 +14,7 @@
 //!
 //! With [`KafkaConfig::share_appends`], the records this process appends are kept in memory once
 //! acknowledged, and its partition streams take them from there in offset order; the cluster
-//! fills in what other processes appended.
+//! fills in what other processes appended, and is only asked while memory may lack records.
 
 use async_trait::async_trait;
 use futures::FutureExt;
@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
-use crate::recent::RecentRecords;
+use crate::recent::{RecentRecords, Tail};
 use crate::{
     Acknowledgement, AppendRecord, CommitLog, LogError, LogRecord, PartitionEnd, Position,
     ReadPace, now_ms,
@@ -65,6 +65,16 @@ const RELAXED_FETCH_WAIT_MS: u64 = 100;
 /// partition's batches on every fetch, fetching ten times a second cost a fifth of the write
 /// rate over a minute of load.)
 const FILL_IN_FETCH_WAIT_MS: u64 = 500;
+
+/// How long after this process's last acknowledged append to a partition a shared reader that
+/// has read up to it trusts memory to be the whole log, and does not fetch from the cluster. A
+/// record another process appends in that time shows as a gap once this process appends again,
+/// or is fetched when the time is up.
+const APPENDS_COVER: Duration = Duration::from_millis(FILL_IN_FETCH_WAIT_MS);
+
+/// How long a shared reader waits for a missing record to reach memory (this process's
+/// acknowledgements may be taken in out of order) before fetching it from the cluster.
+const GAP_GRACE: Duration = Duration::from_millis(20);
 
 /// `fetch.min.bytes` of those streams: a broker that answers as soon as there is anything
 /// (Kafka) waits for this much, or [`FILL_IN_FETCH_WAIT_MS`].
@@ -108,10 +118,11 @@ pub struct KafkaConfig {
     pub extra: BTreeMap<String, String>,
     /// Whether readers of this log in this process take the records this process appended
     /// from memory once the cluster acknowledged them, instead of waiting for a fetch to bring
-    /// them back. The cluster's copies then only fill in what other processes appended, asked
-    /// for about twice a second (a record another process appended may reach this process's
-    /// readers that much later), so turn it on where the writers and the readers that wait for
-    /// them share a process (`stratos up`). It has no effect unless `acks` is `all`.
+    /// them back. The cluster then only fills in what other processes appended: at a gap in
+    /// this process's offsets, or after half a second without an append of its own to the
+    /// partition (a record another process appended may reach this process's readers that much
+    /// later), so turn it on where the writers and the readers that wait for them share a
+    /// process (`stratos up`). It has no effect unless `acks` is `all`.
     pub share_appends: bool,
 }
 
@@ -450,25 +461,17 @@ impl CommitLog for KafkaLog {
             };
             return stream::once(async move { Err(error) }).boxed();
         }
-        // One batch early: the batch holding `from` may begin before it.
-        let start = from.saturating_sub(self.config.batch_records() - 1);
-        let pool = match pace {
-            // With this process's appends at hand, the cluster only fills in the others'.
-            _ if self.recent.is_some() => &self.relaxed,
-            ReadPace::Prompt => &self.prompt,
-            ReadPace::Relaxed => &self.relaxed,
-        };
-        let lease = match pool.lease(partition, start) {
-            Ok(lease) => lease,
-            Err(error) => return stream::once(async move { Err(error) }).boxed(),
-        };
         if let Some(recent) = &self.recent
             && let Some(pushed) = recent.subscribe(partition)
         {
+            // With this process's appends at hand, the cluster only fills in the others'.
             let reader = SharedReader {
                 partition,
                 next: from,
-                lease,
+                pool: self.relaxed.clone(),
+                lease: None,
+                filled_in_at: None,
+                gap_since: None,
                 pushed,
                 recent: recent.clone(),
                 fetched: VecDeque::new(),
@@ -480,6 +483,14 @@ impl CommitLog for KafkaLog {
             })
             .boxed();
         }
+        let pool = match pace {
+            ReadPace::Prompt => &self.prompt,
+            ReadPace::Relaxed => &self.relaxed,
+        };
+        let lease = match pool.lease(partition, from) {
+            Ok(lease) => lease,
+            Err(error) => return stream::once(async move { Err(error) }).boxed(),
+        };
         stream::unfold((lease, from), move |(lease, next)| async move {
             let received = loop {
                 match lease.queue.recv().await {
@@ -516,18 +527,61 @@ impl CommitLog for KafkaLog {
 }
 
 /// A partition stream that takes the records this process appended from memory and the
-/// others from the cluster, in offset order.
+/// others from the cluster, in offset order. It fetches only while memory may lack records:
+/// at first, at a gap between the offsets memory holds, and when this process has not appended
+/// to the partition for a while ([`APPENDS_COVER`]); a reader kept up by this process's own
+/// appends costs the brokers nothing.
 struct SharedReader {
     partition: u32,
     /// The offset of the next record to deliver.
     next: u64,
-    lease: Lease,
+    /// Where fetching leases come from.
+    pool: Arc<ConsumerPool>,
+    /// The partition's assignment while the cluster is read.
+    lease: Option<Lease>,
+    /// When the cluster last gave a record memory did not have (another process's).
+    filled_in_at: Option<Instant>,
+    /// Since when the record at `next` has been missing from memory while later ones are there.
+    gap_since: Option<(u64, Instant)>,
     recent: Arc<RecentRecords>,
     pushed: watch::Receiver<()>,
     /// Messages the cluster delivered at or after `next`, in order.
     fetched: VecDeque<LogRecord>,
     /// Consecutive records from memory, the first at `next`.
     at_hand: VecDeque<LogRecord>,
+}
+
+/// Where a shared reader that found nothing at its position looks for the next record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// Memory, until the given time: this process's appends reach the partition's end, or the
+    /// record may still be on its way there.
+    Memory {
+        /// When to look at the cluster instead.
+        until: Instant,
+        /// Whether memory holds everything up to the position (no gap): a lease may go.
+        caught_up: bool,
+    },
+    /// The cluster.
+    Cluster,
+}
+
+/// Where to look for the record at `next`, given what memory knows of the partition's end,
+/// since when a gap has stood at `next` (if one does), and the time.
+fn source(tail: Option<Tail>, next: u64, gap_since: Instant, now: Instant) -> Source {
+    let Some(tail) = tail else {
+        return Source::Cluster;
+    };
+    let (until, caught_up) = if tail.newest < next {
+        (tail.pushed_at + APPENDS_COVER, true)
+    } else {
+        (gap_since + GAP_GRACE, false)
+    };
+    if now < until {
+        Source::Memory { until, caught_up }
+    } else {
+        Source::Cluster
+    }
 }
 
 impl SharedReader {
@@ -553,7 +607,13 @@ impl SharedReader {
                         }
                         // Otherwise the cluster's next message. It delivers in order, so one
                         // past `next` means the log has no record at `next`.
-                        None => self.fetched.pop_front(),
+                        None => {
+                            let filled_in = self.fetched.pop_front();
+                            if filled_in.is_some() {
+                                self.filled_in_at = Some(Instant::now());
+                            }
+                            filled_in
+                        }
                     }
                 }
             };
@@ -561,21 +621,63 @@ impl SharedReader {
                 self.next = record.position.offset + 1;
                 return Ok(record);
             }
+            let now = Instant::now();
+            let tail = self.recent.tail(self.partition);
+            let gap_since = match self.gap_since {
+                Some((offset, since)) if offset == self.next => since,
+                _ => now,
+            };
+            if tail.is_some_and(|tail| tail.newest >= self.next) {
+                self.gap_since = Some((self.next, gap_since));
+            }
+            let until = match source(tail, self.next, gap_since, now) {
+                Source::Memory { until, caught_up } => {
+                    // Other processes that appended here lately are likely to go on.
+                    let others_lately =
+                        self.filled_in_at.is_some_and(|at| now < at + APPENDS_COVER);
+                    if caught_up && !others_lately {
+                        self.lease = None;
+                    }
+                    Some(until)
+                }
+                Source::Cluster => {
+                    if self.lease.is_none() {
+                        self.lease = Some(self.pool.lease(self.partition, self.next)?);
+                    }
+                    None
+                }
+            };
+            let fetched = async {
+                match &self.lease {
+                    Some(lease) => lease.queue.recv().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let look_again = async {
+                match until {
+                    Some(until) => tokio::time::sleep_until(until.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
-                received = self.lease.queue.recv() => {
+                received = fetched => {
                     if let Some(record) = delivered_from(self.next, received)? {
                         self.fetched.push_back(record);
                     }
                 }
                 _ = self.pushed.changed() => {}
+                () = look_again => {}
             }
         }
     }
 
     /// Moves the messages the cluster has delivered so far into `fetched`, without waiting.
     fn take_fetched(&mut self) -> Result<(), LogError> {
+        let Some(lease) = &self.lease else {
+            return Ok(());
+        };
         while self.fetched.len() < FETCH_AT_HAND {
-            let Some(received) = self.lease.queue.recv().now_or_never() else {
+            let Some(received) = lease.queue.recv().now_or_never() else {
                 break;
             };
             if let Some(record) = delivered_from(self.next, received)? {
@@ -663,8 +765,10 @@ impl ConsumerPool {
         })
     }
 
-    /// Assigns `partition` from offset `start` to a consumer that does not read it yet.
-    fn lease(self: &Arc<Self>, partition: u32, start: u64) -> Result<Lease, LogError> {
+    /// Assigns `partition` to a consumer that does not read it yet, to read from offset `from`
+    /// on (fetching from one batch early: the batch holding `from` may begin before it).
+    fn lease(self: &Arc<Self>, partition: u32, from: u64) -> Result<Lease, LogError> {
+        let start = from.saturating_sub(self.config.batch_records() - 1);
         let mut consumers = self.consumers.lock().expect("consumer pool lock");
         let index = match consumers
             .iter()
@@ -752,5 +856,65 @@ impl Drop for Lease {
                 tracing::warn!(partition = self.partition, %error, "unassigning a partition");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tail(newest: u64, pushed_at: Instant) -> Option<Tail> {
+        Some(Tail { newest, pushed_at })
+    }
+
+    #[test]
+    fn a_partition_this_process_never_appended_to_is_fetched() {
+        let now = Instant::now();
+        assert_eq!(source(None, 0, now, now), Source::Cluster);
+    }
+
+    #[test]
+    fn memory_covers_the_end_while_this_process_appends() {
+        let pushed_at = Instant::now();
+        let until = pushed_at + APPENDS_COVER;
+        let caught_up = Source::Memory {
+            until,
+            caught_up: true,
+        };
+        assert_eq!(
+            source(tail(9, pushed_at), 10, pushed_at, pushed_at),
+            caught_up
+        );
+        let later = pushed_at + APPENDS_COVER / 2;
+        assert_eq!(source(tail(9, pushed_at), 10, later, later), caught_up);
+        assert_eq!(
+            source(tail(9, pushed_at), 10, until, until),
+            Source::Cluster,
+            "no append for a while: others may have appended"
+        );
+    }
+
+    #[test]
+    fn a_gap_is_fetched_unless_memory_fills_it_soon() {
+        let pushed_at = Instant::now();
+        let since = pushed_at + Duration::from_millis(1);
+        let waiting = Source::Memory {
+            until: since + GAP_GRACE,
+            caught_up: false,
+        };
+        assert_eq!(source(tail(12, pushed_at), 11, since, since), waiting);
+        assert_eq!(
+            source(tail(12, pushed_at), 11, since, since + GAP_GRACE / 2),
+            waiting
+        );
+        assert_eq!(
+            source(tail(12, pushed_at), 11, since, since + GAP_GRACE),
+            Source::Cluster,
+            "another process's record, or one memory no longer keeps"
+        );
+        assert_eq!(
+            source(tail(11, pushed_at), 11, since, since + GAP_GRACE),
+            Source::Cluster
+        );
     }
 }

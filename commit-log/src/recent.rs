@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::watch;
 
@@ -25,6 +26,16 @@ pub(crate) struct RecentRecords {
 struct Partition {
     records: BTreeMap<u64, LogRecord>,
     bytes: usize,
+    tail: Option<Tail>,
+}
+
+/// What memory knows of the end of a partition's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tail {
+    /// The highest offset ever pushed (kept or not).
+    pub(crate) newest: u64,
+    /// When the last push of the partition's records came.
+    pub(crate) pushed_at: Instant,
 }
 
 /// What a record counts against the budget.
@@ -45,6 +56,7 @@ impl RecentRecords {
     /// Takes in appended records (durable ones only: readers treat them as the log's).
     pub(crate) fn push(&self, records: impl IntoIterator<Item = LogRecord>) {
         let mut touched: Vec<usize> = Vec::new();
+        let now = Instant::now();
         {
             let mut partitions = self
                 .partitions
@@ -58,6 +70,13 @@ impl RecentRecords {
                 if !touched.contains(&index) {
                     touched.push(index);
                 }
+                let newest = partition.tail.map_or(record.position.offset, |tail| {
+                    tail.newest.max(record.position.offset)
+                });
+                partition.tail = Some(Tail {
+                    newest,
+                    pushed_at: now,
+                });
                 partition.bytes += size(&record);
                 if let Some(replaced) = partition.records.insert(record.position.offset, record) {
                     partition.bytes -= size(&replaced);
@@ -95,6 +114,15 @@ impl RecentRecords {
                 .map(|((_, record), _)| record.clone())
                 .collect(),
         )
+    }
+
+    /// The newest offset pushed for `partition` and when; `None` before the first push.
+    pub(crate) fn tail(&self, partition: u32) -> Option<Tail> {
+        let partitions = self
+            .partitions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        partitions.get(partition as usize)?.tail
     }
 
     /// Changes after each push of records of `partition` (to wait for one after a read found
@@ -154,6 +182,27 @@ mod tests {
             Some(vec![10]),
             "the newest is kept over budget"
         );
+    }
+
+    #[test]
+    fn the_tail_is_the_newest_offset_pushed() {
+        let recent = RecentRecords::new(2, 3 * (100 + 9 + 64));
+        assert_eq!(recent.tail(0), None);
+        let before = Instant::now();
+        recent.push([record(0, 7, 100), record(0, 3, 100)]);
+        let tail = recent.tail(0).unwrap();
+        assert_eq!(tail.newest, 7, "the highest, whatever the order");
+        assert!(tail.pushed_at >= before);
+        recent.push((8..20).map(|offset| record(0, offset, 100)));
+        assert_eq!(recent.tail(0).unwrap().newest, 19);
+        recent.push([record(0, 5, 100)]);
+        assert_eq!(
+            recent.tail(0).unwrap().newest,
+            19,
+            "a late push of an older record"
+        );
+        assert_eq!(recent.tail(1), None, "another partition");
+        assert_eq!(recent.tail(9), None, "no such partition");
     }
 
     #[test]
