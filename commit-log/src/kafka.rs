@@ -59,12 +59,16 @@ const PROMPT_FETCH_WAIT_MS: u64 = 5;
 const RELAXED_FETCH_WAIT_MS: u64 = 100;
 
 /// `fetch.wait.max.ms` of the streams of a log that shares its appends: they take this process's
-/// records from memory, and the cluster only fills in what other processes appended, so the
-/// broker is asked at most about twice a second. (Every fetch also returns, and the broker
-/// reads, the records memory already gave; on tansu 0.6, whose in-memory storage lists a
-/// partition's batches on every fetch, fetching ten times a second cost a fifth of the write
-/// rate over a minute of load.)
+/// records from memory, and the cluster only fills in what other processes appended, so a
+/// partition they fetch is asked for at most about twice a second. (A fetch also returns, and
+/// the broker reads, records memory may already have given; on tansu 0.6, whose in-memory
+/// storage lists a partition's batches on every fetch, fetching ten times a second cost a fifth
+/// of the write rate over a minute of load.)
 const FILL_IN_FETCH_WAIT_MS: u64 = 500;
+
+/// `fetch.min.bytes` of those streams: a broker that answers as soon as there is anything
+/// (Kafka) waits for this much, or [`FILL_IN_FETCH_WAIT_MS`].
+const FILL_IN_FETCH_MIN_BYTES: u64 = 1024 * 1024;
 
 /// How long after this process's last acknowledged append to a partition a shared reader that
 /// has read up to it trusts memory to be the whole log, and does not fetch from the cluster. A
@@ -75,10 +79,6 @@ const APPENDS_COVER: Duration = Duration::from_millis(FILL_IN_FETCH_WAIT_MS);
 /// How long a shared reader waits for a missing record to reach memory (this process's
 /// acknowledgements may be taken in out of order) before fetching it from the cluster.
 const GAP_GRACE: Duration = Duration::from_millis(20);
-
-/// `fetch.min.bytes` of those streams: a broker that answers as soon as there is anything
-/// (Kafka) waits for this much, or [`FILL_IN_FETCH_WAIT_MS`].
-const FILL_IN_FETCH_MIN_BYTES: u64 = 1024 * 1024;
 
 /// How often a pool's consumers ask the broker for records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
