@@ -36,6 +36,10 @@ pub struct WriteArgs {
     /// Test actors (enrolled through development authentication before the clock starts).
     #[arg(long, default_value_t = 90)]
     actors: usize,
+    /// The number of the first test actor (`did:plc:bench<number>`): load generators driving
+    /// one deployment through several services take disjoint ranges.
+    #[arg(long, default_value_t = 0)]
+    first_actor: usize,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -82,6 +86,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
         client,
         url,
         boundary,
+        first_actor: args.first_actor,
     };
 
     // Enroll every actor (their first write) before the clock starts.
@@ -188,11 +193,12 @@ struct Driver {
     client: reqwest::Client,
     url: String,
     boundary: String,
+    first_actor: usize,
 }
 
 impl Driver {
     async fn create(&self, actor: usize) -> Result<()> {
-        let did = format!("did:plc:bench{actor:019}");
+        let did = format!("did:plc:bench{:019}", self.first_actor + actor);
         let response = self
             .client
             .post(format!("{}/xrpc/com.atproto.repo.createRecord", self.url))
