@@ -171,10 +171,6 @@ async fn measure(
     })
 }
 
-fn key(index: usize) -> String {
-    format!("did:plc:bench{index:019}")
-}
-
 /// Appends `events` payloads with `concurrency` appends in flight; durable acknowledgement each.
 async fn throughput(log: &Arc<dyn CommitLog>, args: &LogArgs) -> Result<(f64, f64)> {
     let payload = vec![0x5a; args.size];
@@ -189,7 +185,7 @@ async fn throughput(log: &Arc<dyn CommitLog>, args: &LogArgs) -> Result<(f64, f6
                 let mut index = worker;
                 while index < events {
                     let record = AppendRecord {
-                        key: key(index % keys),
+                        key: crate::workload::bench_did(index % keys),
                         event_type: "#commit".into(),
                         schema_version: 1,
                         payload: payload.clone(),
@@ -244,7 +240,7 @@ async fn latency(log: &Arc<dyn CommitLog>, args: &LogArgs) -> Result<(Duration, 
         payload[..8].copy_from_slice(&(origin.elapsed().as_nanos() as u64).to_le_bytes());
         let log = log.clone();
         let record = AppendRecord {
-            key: key(index % args.keys.max(1)),
+            key: crate::workload::bench_did(index % args.keys.max(1)),
             event_type: "#commit".into(),
             schema_version: 1,
             payload,

@@ -198,7 +198,7 @@ struct Driver {
 
 impl Driver {
     async fn create(&self, actor: usize) -> Result<()> {
-        let did = format!("did:plc:bench{:019}", self.first_actor + actor);
+        let did = crate::workload::bench_did(self.first_actor + actor);
         let response = self
             .client
             .post(format!("{}/xrpc/com.atproto.repo.createRecord", self.url))

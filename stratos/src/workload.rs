@@ -36,13 +36,16 @@ pub struct Actor {
     posts: u64,
 }
 
+/// The DID of test actor number `index`: `did:plc:` plus a fixed-width base32 number.
+pub fn bench_did(index: usize) -> String {
+    format!("did:plc:bench{index:019}")
+}
+
 impl Actor {
-    /// Actor number `index` (DIDs are `did:plc:` plus a fixed-width base32 number).
+    /// Actor number `index` (its DID is [`bench_did`]).
     pub fn new(index: usize) -> Self {
         Self {
-            did: format!("did:plc:bench{index:019}")
-                .parse()
-                .expect("a valid did:plc"),
+            did: bench_did(index).parse().expect("a valid did:plc"),
             key: Keypair::generate(KeyAlgorithm::P256),
             data_key: DataKey::generate(),
             tree: Mst::new(),
