@@ -25,7 +25,7 @@ use stratos_schema::lexicon::{
     enrollment_rkey, stub_for,
 };
 use stratos_schema::syntax::{AtUri, Datetime, Did};
-use stratos_store::{KeyKind, OutboxEntry, Store, StoreError};
+use stratos_store::{Fence, KeyKind, OutboxEntry, Store, StoreError};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinSet;
 
@@ -75,6 +75,8 @@ pub struct OutboxProjector {
     sessions: HashMap<String, bool>,
     positions: Positions,
     wake: Arc<Notify>,
+    /// The lease its batches commit under.
+    fence: Fence,
 }
 
 /// One PDS write: the user, the procedure and its input.
@@ -181,6 +183,7 @@ impl OutboxProjector {
         for (did, method, body) in &calls {
             tx.enqueue_pds(did, method, &body.to_string()).await?;
         }
+        tx.check_fence(&self.fence).await?;
         tx.set_positions(CONSUMER, &positions).await?;
         tx.commit().await?;
         if !calls.is_empty() {
@@ -199,6 +202,10 @@ impl Applier for OutboxProjector {
     async fn decide(&mut self, records: &[LogRecord]) -> Result<(), ProjectorError> {
         let outcome = self.write(records).await;
         self.positions.settle(outcome)
+    }
+
+    fn forget(&mut self) {
+        self.positions.forget();
     }
 }
 
@@ -464,6 +471,7 @@ pub async fn start_publisher(
     let wake = Arc::new(Notify::new());
     let mut tasks = JoinSet::new();
     let partitions = log.partitions().await?;
+    let lease = store.lease(CONSUMER);
     let mut projector = OutboxProjector {
         store: store.clone(),
         repo: RepoFollower::new(store.clone(), repo_progress),
@@ -472,6 +480,7 @@ pub async fn start_publisher(
         sessions: HashMap::new(),
         positions: Positions::default(),
         wake: wake.clone(),
+        fence: lease.fence(),
     };
     let stop_projector = stop.clone();
     tasks.spawn(async move {
@@ -485,6 +494,7 @@ pub async fn start_publisher(
         };
         drive(
             &mut projector,
+            lease,
             log,
             &partitions,
             options,

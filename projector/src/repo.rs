@@ -20,7 +20,7 @@ use stratos_schema::events::{
 use stratos_schema::keys::PublicKey;
 use stratos_schema::mst::Mst;
 use stratos_store::{
-    BatchProgress, Enrollment, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest,
+    BatchProgress, Enrollment, Fence, ProjectionBatch, RecordRow, Store, StoreError, StoredRequest,
 };
 use tokio::sync::broadcast;
 
@@ -122,6 +122,8 @@ pub struct RepoProjector {
     positions: Positions,
     /// Commits the command side of this process signed.
     signed_here: Option<SignedHere>,
+    /// The lease its batches commit under.
+    fence: Fence,
     /// What was decided since the last write was taken ([`RepoProjector::take_write`]).
     open: OpenBatch,
     /// The actors of the last write taken, which may still be under way: like those of the
@@ -155,10 +157,17 @@ impl RepoProjector {
             actors: HashMap::new(),
             positions: Positions::default(),
             signed_here: None,
+            fence: Fence::default(),
             open: OpenBatch::default(),
             writing_actors: HashSet::new(),
             writing_requests: HashSet::new(),
         }
+    }
+
+    /// Commits batches only while the lease behind `fence` is this process's.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     /// Takes the signatures of commits in `signed_here` (signed by this process's command
@@ -252,6 +261,7 @@ impl RepoProjector {
         self.writing_actors = open.actors;
         BatchWrite {
             store: self.store.clone(),
+            fence: self.fence.clone(),
             announce: self.progress.clone(),
             events: open.events,
             batch: open.changes,
@@ -556,6 +566,7 @@ impl crate::runner::Applier for RepoProjector {
 /// A decided batch's transaction, ready to run.
 pub struct BatchWrite {
     store: Store,
+    fence: Fence,
     announce: broadcast::Sender<Progress>,
     events: u64,
     batch: ProjectionBatch,
@@ -581,6 +592,7 @@ impl BatchWrite {
             consumer: CONSUMER,
             positions: &positions,
             payloads: &payloads,
+            fence: Some(&self.fence),
         };
         self.store.write_batch(&self.batch, progress).await?;
         let rejected: u64 = self.progress.iter().map(|p| p.rejected.len() as u64).sum();

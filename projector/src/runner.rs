@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::repo::ProjectorError;
-use stratos_store::StoreError;
+use stratos_store::{Lease, StoreError};
 
 /// A projector of one or more partitions: where it is, and how it applies a batch.
 pub trait Applier: Send {
@@ -142,10 +142,12 @@ pub struct DriveOptions {
 }
 
 /// Applies `partitions` until each reached its end (with `options.stop_at_end`) or `shutdown`
-/// turns `true`. Calls `on_batch(records)` after each decided batch. Failures are logged and
-/// retried from the stored positions with a growing pause.
+/// turns `true`, while this process holds `lease` (standing by until it can take it, and
+/// giving it back at the end). Calls `on_batch(records)` after each decided batch. Failures
+/// are logged and retried from the stored positions with a growing pause.
 pub async fn drive<A: Applier>(
     applier: &mut A,
+    mut lease: Lease,
     log: Arc<dyn CommitLog>,
     partitions: &[PartitionEnd],
     options: DriveOptions,
@@ -154,9 +156,11 @@ pub async fn drive<A: Applier>(
 ) {
     let mut pause = Duration::from_millis(100);
     loop {
-        if *shutdown.borrow() {
-            return;
+        if !lease.hold(&mut shutdown).await {
+            break;
         }
+        // Whatever the applier knew may be stale if another process held the lease meanwhile.
+        applier.forget();
         let mut writing = None;
         let outcome = follow(
             applier,
@@ -169,17 +173,21 @@ pub async fn drive<A: Applier>(
         )
         .await;
         match finish(applier, outcome, &mut writing).await {
-            Ok(()) => return,
+            Ok(()) => break,
+            Err(ProjectorError::Store(StoreError::LeaseLost(consumer))) => {
+                tracing::warn!(%consumer, "another process took over the lease; standing by");
+            }
             Err(error) => {
                 tracing::warn!(%error, "projector batch failed; retrying from the stored positions");
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.changed() => break,
                 }
                 pause = (pause * 2).min(Duration::from_secs(10));
             }
         }
     }
+    lease.release().await;
 }
 
 /// Ends a run of [`follow`]: however it ended, the write under way finishes, and so does what

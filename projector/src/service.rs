@@ -90,7 +90,9 @@ pub async fn start(
     };
     if let Some(views) = &views {
         // Subscribed before the repo projector starts, so it hears every announcement.
-        let mut view = ViewProjector::new(store.clone(), views.clone(), progress.subscribe());
+        let lease = views.lease(crate::views::CONSUMER);
+        let mut view = ViewProjector::new(store.clone(), views.clone(), progress.subscribe())
+            .with_fence(lease.fence());
         let (log, partitions, stop) = (log.clone(), partitions.clone(), stop.clone());
         tasks.spawn(async move {
             // Batches are not left to gather: a post shows in the views as soon as its write
@@ -99,14 +101,25 @@ pub async fn start(
                 pace: ReadPace::Relaxed,
                 ..drive_options
             };
-            drive(&mut view, log, &partitions, options, stop, |_| {}).await;
+            drive(&mut view, lease, log, &partitions, options, stop, |_| {}).await;
         });
     }
     let signed_here = SignedHere::default();
-    let mut repo =
-        RepoProjector::new(store.clone(), progress.clone()).with_signed_here(signed_here.clone());
+    let lease = store.lease(crate::repo::CONSUMER);
+    let mut repo = RepoProjector::new(store.clone(), progress.clone())
+        .with_signed_here(signed_here.clone())
+        .with_fence(lease.fence());
     tasks.spawn(async move {
-        drive(&mut repo, log, &partitions, drive_options, stop, on_batch).await;
+        drive(
+            &mut repo,
+            lease,
+            log,
+            &partitions,
+            drive_options,
+            stop,
+            on_batch,
+        )
+        .await;
     });
     Ok(Projectors {
         tasks,

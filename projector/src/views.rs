@@ -10,7 +10,7 @@ use stratos_log::LogRecord;
 use stratos_schema::events::seal::DataKey;
 use stratos_schema::events::{Event, OpAction, RepoOp, SealedRecord};
 use stratos_schema::syntax::Did;
-use stratos_store::{EnrollmentRow, PostRow, Store, StoreError, Views, ViewsTx};
+use stratos_store::{EnrollmentRow, Fence, PostRow, Store, StoreError, Views, ViewsTx};
 use tokio::sync::broadcast;
 
 use crate::appview::{
@@ -28,7 +28,11 @@ pub struct ViewProjector {
     repo: RepoFollower,
     data_keys: DataKeys,
     positions: Positions,
+    fence: Fence,
 }
+
+/// The AppView projector's lease name.
+pub const CONSUMER: &str = "appview";
 
 impl ViewProjector {
     /// A projector; `repo_progress` announces the repo projector's batches.
@@ -38,7 +42,14 @@ impl ViewProjector {
             repo: RepoFollower::new(store, repo_progress),
             views,
             positions: Positions::default(),
+            fence: Fence::default(),
         }
+    }
+
+    /// Commits batches only while the lease behind `fence` is this process's.
+    pub fn with_fence(mut self, fence: Fence) -> Self {
+        self.fence = fence;
+        self
     }
 
     async fn changes(&mut self, event: Event) -> Result<Vec<ViewChange>, StoreError> {
@@ -71,6 +82,10 @@ impl Applier for ViewProjector {
         let outcome = self.write(records).await;
         self.positions.settle(outcome)
     }
+
+    fn forget(&mut self) {
+        self.positions.forget();
+    }
 }
 
 impl ViewProjector {
@@ -95,6 +110,7 @@ impl ViewProjector {
             }
         }
         upsert_posts(&mut tx, &mut posts).await?;
+        tx.check_fence(&self.fence).await?;
         tx.set_positions(&positions).await?;
         tx.commit().await?;
         Ok(positions)

@@ -92,6 +92,17 @@ impl Setup {
         self.log.append_event(&event).await.unwrap();
     }
 
+    /// The first `count` records of `partition`.
+    async fn records(&self, partition: u32, count: usize) -> Vec<LogRecord> {
+        use futures::StreamExt;
+        self.log
+            .consume(partition, 0, ReadPace::Prompt)
+            .take(count)
+            .map(Result::unwrap)
+            .collect()
+            .await
+    }
+
     /// Runs both projectors to the current end of the log.
     async fn project(&self) {
         project(&self.log, &self.store, &self.views).await;
@@ -601,7 +612,6 @@ async fn one_batch_spans_partitions(setup: Setup) {
 /// is refused although its answer is not stored yet). Written in order, the two reach the
 /// state one batch would.
 async fn a_batch_is_decided_before_the_one_before_is_written(setup: Setup) {
-    use futures::StreamExt;
     let mut alice = setup.enroll("did:plc:alice").await;
     let request = RequestRef {
         key: "retried".into(),
@@ -617,13 +627,7 @@ async fn a_batch_is_decided_before_the_one_before_is_written(setup: Setup) {
         setup.append(Event::Commit(event)).await;
     }
     let partition = stratos_log::partition_for("did:plc:alice", PARTITIONS);
-    let records: Vec<LogRecord> = setup
-        .log
-        .consume(partition, 0, ReadPace::Prompt)
-        .take(4)
-        .map(Result::unwrap)
-        .collect()
-        .await;
+    let records = setup.records(partition, 4).await;
 
     let (sender, _) = broadcast::channel(16);
     let mut projector = RepoProjector::new(setup.store.clone(), sender);
@@ -710,6 +714,135 @@ async fn projectors_whose_connections_are_cut_lose_nothing(setup: Setup) {
     setup.finish().await;
 }
 
+/// Waits until every writer's last event sequence number is `seq`.
+async fn wait_for_seq(setup: &Setup, writers: &[Writer], seq: u64) {
+    let applied = async {
+        loop {
+            let mut seqs = Vec::new();
+            for writer in writers {
+                seqs.push(setup.store.last_seq(writer.did.as_str()).await.unwrap());
+            }
+            if seqs.iter().all(|applied| *applied == seq) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), applied)
+        .await
+        .unwrap_or_else(|_| panic!("every writer reached event {seq}"));
+}
+
+/// Appends a commit of one post for each writer.
+async fn append_round(setup: &Setup, writers: &mut [Writer], round: usize) {
+    for writer in writers {
+        let rkey = format!("3l2aaaaaaa{round}22");
+        let text = format!("{} {round}", writer.did);
+        let event = writer.next(&[(rkey.as_str(), Some(text.as_str()))]);
+        setup.append(Event::Commit(event)).await;
+    }
+}
+
+/// A second set of projectors on the same projections (another process's: each takes its
+/// leases on connections or lock files of its own) stands by while the first runs, applying
+/// nothing, and takes over from the stored positions once the first stops.
+async fn a_second_projector_stands_by_and_takes_over(setup: Setup) {
+    let mut writers = setup.enroll_actors(3).await;
+    let running = || {
+        start(
+            setup.log.clone(),
+            setup.store.clone(),
+            Some(setup.views.clone()),
+            ProjectorOptions::default(),
+            |_| {},
+        )
+    };
+    let first = running().await.unwrap();
+    wait_for_seq(&setup, &writers, 0).await;
+    let standby = running().await.unwrap();
+    let mut standby_progress = standby.subscribe();
+    for round in 0..3 {
+        append_round(&setup, &mut writers, round).await;
+    }
+    wait_for_seq(&setup, &writers, 3).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        matches!(
+            standby_progress.try_recv(),
+            Err(broadcast::error::TryRecvError::Empty)
+        ),
+        "the standby applied nothing while the first ran"
+    );
+
+    first.stop().await;
+    for round in 3..6 {
+        append_round(&setup, &mut writers, round).await;
+    }
+    wait_for_seq(&setup, &writers, 6).await;
+    assert!(standby_progress.try_recv().is_ok(), "the standby took over");
+    assert_eq!(setup.store.rejection_count().await.unwrap(), 0);
+    standby.stop().await;
+    setup.project().await;
+    assert_a_replay_matches(&setup, &writers).await;
+    setup.finish().await;
+}
+
+/// A projector whose lease went with its connection, and was then taken by another process,
+/// commits nothing more: its batch fails with `LeaseLost` and moves no position. The process
+/// holding the lease commits the same batch.
+async fn a_projector_that_lost_its_lease_commits_nothing(setup: Setup) {
+    let mut alice = setup.enroll("did:plc:alice").await;
+    setup
+        .append(Event::Commit(alice.next(&[("3l2aaaaaaaa22", Some("one"))])))
+        .await;
+    let partition = stratos_log::partition_for("did:plc:alice", PARTITIONS);
+    let records = setup.records(partition, 2).await;
+    let (_stop, mut shutdown) = tokio::sync::watch::channel(false);
+    let mut lease = setup.store.lease(stratos_projector::repo::CONSUMER);
+    assert!(lease.hold(&mut shutdown).await);
+    let (sender, _) = broadcast::channel(16);
+    let mut projector =
+        RepoProjector::new(setup.store.clone(), sender.clone()).with_fence(lease.fence());
+    projector.decide(&records[..1]).await.unwrap();
+    projector.take_write().run().await.unwrap();
+    projector.decide(&records[1..]).await.unwrap();
+    let write = projector.take_write();
+
+    // The lease's session ends (as with a cut connection) and another process takes the lease.
+    let ended = setup.database.end_lease_sessions().await.unwrap();
+    assert_eq!(ended, 1, "the lease had its own session");
+    let mut other = setup.store.lease(stratos_projector::repo::CONSUMER);
+    let taken = tokio::time::timeout(Duration::from_secs(10), other.hold(&mut shutdown));
+    assert!(taken.await.unwrap());
+
+    let error = write.run().await.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            stratos_projector::repo::ProjectorError::Store(stratos_store::StoreError::LeaseLost(_))
+        ),
+        "{error}"
+    );
+    assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 0);
+    assert_eq!(
+        setup.store.position("repo", partition).await.unwrap(),
+        Some(1)
+    );
+    // The stale holder finds out and stands by; the new holder applies the commit.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1_200), lease.hold(&mut shutdown))
+            .await
+            .is_err(),
+        "the lease stays with the other process"
+    );
+    let mut projector = RepoProjector::new(setup.store.clone(), sender).with_fence(other.fence());
+    projector.decide(&records).await.unwrap();
+    projector.take_write().run().await.unwrap();
+    assert_eq!(setup.store.last_seq("did:plc:alice").await.unwrap(), 1);
+    other.release().await;
+    setup.finish().await;
+}
+
 /// Replays the whole log into a fresh database and checks it reaches the setup's projections.
 async fn assert_a_replay_matches(setup: &Setup, writers: &[Writer]) {
     let live = (
@@ -770,6 +903,7 @@ suite!(
     one_batch_spans_partitions,
     a_fresh_projector_applies_commits_deep_in_a_tree,
     a_batch_is_decided_before_the_one_before_is_written,
+    a_second_projector_stands_by_and_takes_over,
 );
 suite!(
     embedded_postgres,
@@ -784,6 +918,8 @@ suite!(
     a_fresh_projector_applies_commits_deep_in_a_tree,
     a_batch_is_decided_before_the_one_before_is_written,
     projectors_whose_connections_are_cut_lose_nothing,
+    a_second_projector_stands_by_and_takes_over,
+    a_projector_that_lost_its_lease_commits_nothing,
 );
 suite!(
     kafka_postgres,

@@ -11,6 +11,7 @@ use sqlx::{PgConnection, QueryBuilder, Sqlite, Transaction};
 use stratos_schema::Cid;
 use stratos_schema::data::blob_refs_in_block;
 
+use crate::lease::Fence;
 use crate::notify::OUTCOME_CHANNEL;
 use crate::requests::StoredRequest;
 use crate::store::{
@@ -232,6 +233,8 @@ pub struct BatchProgress<'a> {
     pub positions: &'a [(u32, u64)],
     /// Payloads for [`crate::OUTCOME_CHANNEL`] (Postgres only; SQLite has no other process).
     pub payloads: &'a [&'a str],
+    /// The consumer's lease: the batch commits only while this process holds it.
+    pub fence: Option<&'a Fence>,
 }
 
 impl BatchProgress<'static> {
@@ -240,6 +243,7 @@ impl BatchProgress<'static> {
         consumer: "",
         positions: &[],
         payloads: &[],
+        fence: None,
     };
 }
 
@@ -282,6 +286,9 @@ impl Store {
             return write_in_calls(&mut connection, batch, Some(progress)).await;
         }
         let mut tx = self.begin().await?;
+        if let Some(fence) = progress.fence {
+            tx.check_fence(fence).await?;
+        }
         tx.write(batch).await?;
         tx.set_positions(progress.consumer, progress.positions)
             .await?;
@@ -306,6 +313,10 @@ async fn write_in_calls(
     let refs = blob_refs(batch);
     let heads = head_rows(batch);
     let progress = progress.unwrap_or(BatchProgress::NONE);
+    let fence = match progress.fence {
+        Some(fence) => fence.epoch()?,
+        None => None,
+    };
     let puts = byte_chunks(&puts, |(_, _, bytes)| bytes.len());
     let records = byte_chunks(&records, |(_, row, _, _)| {
         row.block.as_ref().map_or(0, Vec::len)
@@ -327,6 +338,7 @@ async fn write_in_calls(
             requests: if first { &batch.requests } else { &[] },
             rejections: if first { &batch.rejections } else { &[] },
             progress: if last { progress } else { BatchProgress::NONE },
+            fence: if first { fence } else { None },
         };
         call_write_function(&mut *db, rows).await?;
     }
@@ -346,7 +358,24 @@ struct CallRows<'a> {
     requests: &'a [StoredRequest],
     rejections: &'a [Rejection],
     progress: BatchProgress<'a>,
+    /// The consumer and epoch of the lease the call commits under (see [`Fence`]).
+    fence: Option<(&'a str, i64)>,
 }
+
+/// The call of `stratos_write_repo_batch` with every column of a batch.
+const WRITE_FUNCTION_CALL: &str = "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, \
+    $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
+    $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, \
+    $44, $45)";
+
+/// The same call under a lease: it runs only if the lease's row still has this process's
+/// epoch, and holds the row `FOR SHARE` until the batch commits, so a process taking the
+/// lease over waits for it (the CTE is materialized: the row is locked before the call runs).
+const FENCED_WRITE_FUNCTION_CALL: &str = "WITH lease AS MATERIALIZED (SELECT 1 FROM \
+    consumer_lease WHERE consumer = $46 AND epoch = $47 FOR SHARE) \
+    SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
+    $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45) FROM lease";
 
 /// Calls `stratos_write_repo_batch` once.
 async fn call_write_function(db: &mut PgConnection, rows: CallRows<'_>) -> Result<(), StoreError> {
@@ -362,63 +391,70 @@ async fn call_write_function(db: &mut PgConnection, rows: CallRows<'_>) -> Resul
         requests,
         rejections,
         progress,
+        fence,
     } = rows;
-    sqlx::query(
-        "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
-         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
-         $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)",
-    )
-    .bind(column(deletes, |(did, _)| *did))
-    .bind(column(deletes, |(_, cid)| cid.as_str()))
-    .bind(column(puts, |(did, _, _)| *did))
-    .bind(column(puts, |(_, cid, _)| cid.as_str()))
-    .bind(column(puts, |(_, _, bytes)| *bytes))
-    .bind(column(removed, |(did, _, _)| did.as_str()))
-    .bind(column(removed, |(_, collection, _)| collection.as_str()))
-    .bind(column(removed, |(_, _, rkey)| rkey.as_str()))
-    .bind(column(records, |(did, _, _, _)| *did))
-    .bind(column(records, |(_, row, _, _)| row.collection.as_str()))
-    .bind(column(records, |(_, row, _, _)| row.rkey.as_str()))
-    .bind(column(records, |(_, _, cid, _)| cid.as_str()))
-    .bind(column(records, |(_, _, _, boundaries)| boundaries.as_str()))
-    .bind(column(records, |(_, row, _, _)| row.block.as_deref()))
-    .bind(column(unrefs, |(did, _, _)| did.as_str()))
-    .bind(column(unrefs, |(_, collection, _)| collection.as_str()))
-    .bind(column(unrefs, |(_, _, rkey)| rkey.as_str()))
-    .bind(column(refs, |((did, _, _), _, _)| did.as_str()))
-    .bind(column(refs, |((_, collection, _), _, _)| {
-        collection.as_str()
-    }))
-    .bind(column(refs, |((_, _, rkey), _, _)| rkey.as_str()))
-    .bind(column(refs, |(_, _, cid)| *cid))
-    .bind(column(refs, |(_, rev, _)| *rev))
-    .bind(column(heads, |(did, _, _, _)| *did))
-    .bind(column(heads, |(_, commit, _, _)| commit.as_str()))
-    .bind(column(heads, |(_, _, rev, _)| *rev))
-    .bind(column(heads, |(_, _, _, data)| data.as_str()))
-    .bind(column(events, |event| event.did.as_str()))
-    .bind(column(events, |event| event.seq as i64))
-    .bind(column(events, |event| event.event_type.as_str()))
-    .bind(column(events, |event| event.rev.as_deref()))
-    .bind(column(events, |event| event.body.as_slice()))
-    .bind(column(requests, |request| request.did.as_str()))
-    .bind(column(requests, |request| request.key.as_str()))
-    .bind(column(requests, |request| request.commit_cid.as_str()))
-    .bind(column(requests, |request| request.rev.as_str()))
-    .bind(column(requests, |request| request.results.as_str()))
-    .bind(column(rejections, |(partition, _, _, _)| *partition as i32))
-    .bind(column(rejections, |(_, offset, _, _)| *offset as i64))
-    .bind(column(rejections, |(_, _, did, _)| did.as_str()))
-    .bind(column(rejections, |(_, _, _, reason)| reason.as_str()))
-    .bind(progress.consumer)
-    .bind(column(progress.positions, |(partition, _)| {
-        *partition as i32
-    }))
-    .bind(column(progress.positions, |(_, offset)| *offset as i64))
-    .bind(OUTCOME_CHANNEL)
-    .bind(progress.payloads)
-    .execute(db)
-    .await?;
+    let call = match fence {
+        Some(_) => FENCED_WRITE_FUNCTION_CALL,
+        None => WRITE_FUNCTION_CALL,
+    };
+    let query = sqlx::query(call)
+        .bind(column(deletes, |(did, _)| *did))
+        .bind(column(deletes, |(_, cid)| cid.as_str()))
+        .bind(column(puts, |(did, _, _)| *did))
+        .bind(column(puts, |(_, cid, _)| cid.as_str()))
+        .bind(column(puts, |(_, _, bytes)| *bytes))
+        .bind(column(removed, |(did, _, _)| did.as_str()))
+        .bind(column(removed, |(_, collection, _)| collection.as_str()))
+        .bind(column(removed, |(_, _, rkey)| rkey.as_str()))
+        .bind(column(records, |(did, _, _, _)| *did))
+        .bind(column(records, |(_, row, _, _)| row.collection.as_str()))
+        .bind(column(records, |(_, row, _, _)| row.rkey.as_str()))
+        .bind(column(records, |(_, _, cid, _)| cid.as_str()))
+        .bind(column(records, |(_, _, _, boundaries)| boundaries.as_str()))
+        .bind(column(records, |(_, row, _, _)| row.block.as_deref()))
+        .bind(column(unrefs, |(did, _, _)| did.as_str()))
+        .bind(column(unrefs, |(_, collection, _)| collection.as_str()))
+        .bind(column(unrefs, |(_, _, rkey)| rkey.as_str()))
+        .bind(column(refs, |((did, _, _), _, _)| did.as_str()))
+        .bind(column(refs, |((_, collection, _), _, _)| {
+            collection.as_str()
+        }))
+        .bind(column(refs, |((_, _, rkey), _, _)| rkey.as_str()))
+        .bind(column(refs, |(_, _, cid)| *cid))
+        .bind(column(refs, |(_, rev, _)| *rev))
+        .bind(column(heads, |(did, _, _, _)| *did))
+        .bind(column(heads, |(_, commit, _, _)| commit.as_str()))
+        .bind(column(heads, |(_, _, rev, _)| *rev))
+        .bind(column(heads, |(_, _, _, data)| data.as_str()))
+        .bind(column(events, |event| event.did.as_str()))
+        .bind(column(events, |event| event.seq as i64))
+        .bind(column(events, |event| event.event_type.as_str()))
+        .bind(column(events, |event| event.rev.as_deref()))
+        .bind(column(events, |event| event.body.as_slice()))
+        .bind(column(requests, |request| request.did.as_str()))
+        .bind(column(requests, |request| request.key.as_str()))
+        .bind(column(requests, |request| request.commit_cid.as_str()))
+        .bind(column(requests, |request| request.rev.as_str()))
+        .bind(column(requests, |request| request.results.as_str()))
+        .bind(column(rejections, |(partition, _, _, _)| *partition as i32))
+        .bind(column(rejections, |(_, offset, _, _)| *offset as i64))
+        .bind(column(rejections, |(_, _, did, _)| did.as_str()))
+        .bind(column(rejections, |(_, _, _, reason)| reason.as_str()))
+        .bind(progress.consumer)
+        .bind(column(progress.positions, |(partition, _)| {
+            *partition as i32
+        }))
+        .bind(column(progress.positions, |(_, offset)| *offset as i64))
+        .bind(OUTCOME_CHANNEL)
+        .bind(progress.payloads);
+    let Some((consumer, epoch)) = fence else {
+        query.execute(db).await?;
+        return Ok(());
+    };
+    let called = query.bind(consumer).bind(epoch).fetch_optional(db).await?;
+    if called.is_none() {
+        return Err(StoreError::LeaseLost(consumer.to_string()));
+    }
     Ok(())
 }
 

@@ -151,6 +151,13 @@ pub enum StoreError {
     /// The URL names no supported database.
     #[error("unsupported database URL {0:?} (expected postgres://… or sqlite://…)")]
     UnsupportedUrl(String),
+    /// A lease could not be kept (its lock file, for one).
+    #[error("lease: {0}")]
+    Lease(String),
+    /// Another process took over this consumer's lease: this process may not move its
+    /// positions any more.
+    #[error("the {0} lease is held by another process now")]
+    LeaseLost(String),
 }
 
 /// Which database a store runs on.
@@ -171,6 +178,8 @@ pub(crate) enum Pool {
 /// What a SQLite pool's clones share besides the pool.
 #[derive(Clone)]
 pub(crate) struct SqliteFile {
+    /// The file (`None` for an in-memory database).
+    pub(crate) path: Option<std::path::PathBuf>,
     /// The file's write lock.
     lock: WriteLock,
     /// The one connection this pool's transactions write through. SQLite drops a
@@ -702,6 +711,7 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             // A page of an export or a backfill crosses from SQLite's thread without the
             // thread waiting for the reader every 50 rows.
             .row_buffer_size(SQLITE_ROW_BUFFER);
+        let path = sqlite_path(&options);
         // A local file does not hang up: a pooled connection needs no check.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
@@ -723,6 +733,7 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
         Ok(Pool::Sqlite(
             pool,
             SqliteFile {
+                path,
                 lock,
                 writer,
                 _checkpointing: Arc::new(stop),
@@ -731,6 +742,15 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_string()))
     }
+}
+
+/// The file behind SQLite `options`, unless the database is in memory.
+fn sqlite_path(options: &SqliteConnectOptions) -> Option<std::path::PathBuf> {
+    let path = options.get_filename();
+    let name = path.to_string_lossy();
+    let in_memory =
+        name.is_empty() || name.starts_with(":memory:") || name.starts_with("file:sqlx-in-memory");
+    (!in_memory).then(|| path.to_path_buf())
 }
 
 /// How often a SQLite store's write-ahead log is copied back into the database file.

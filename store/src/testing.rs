@@ -63,14 +63,33 @@ impl TestDatabase {
     /// Ends every other session on the Postgres database, as a server restart or a cut network
     /// would (their transactions roll back); returns how many. Nothing to do for SQLite.
     pub async fn cut_connections(&self) -> Result<u64, sqlx::Error> {
+        self.end_sessions(
+            "SELECT pid FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .await
+    }
+
+    /// Ends the Postgres sessions holding advisory locks on this database (the projectors'
+    /// leases, as a cut connection would); returns how many. Nothing to do for SQLite.
+    pub async fn end_lease_sessions(&self) -> Result<u64, sqlx::Error> {
+        self.end_sessions(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND database = \
+             (SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
+        .await
+    }
+
+    /// Ends the Postgres sessions whose `pid`s `sessions` selects; returns how many.
+    async fn end_sessions(&self, sessions: &'static str) -> Result<u64, sqlx::Error> {
         if self.name.is_none() {
             return Ok(0);
         }
         let mut connection = sqlx::PgConnection::connect(&self.url).await?;
-        let ended: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid()) AS ended",
-        )
+        let ended: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM ({sessions}) AS s) \
+             AS ended"
+        )))
         .fetch_one(&mut connection)
         .await?;
         connection.close().await?;

@@ -183,7 +183,7 @@ pub struct Views {
 }
 
 /// A transaction on the views: rows and the projector's position become visible together.
-pub struct ViewsTx(StoreTx);
+pub struct ViewsTx(pub(crate) StoreTx);
 
 impl Views {
     /// Connects to `postgres://…` or `sqlite://path` and runs the views' migrations (they share

@@ -292,6 +292,7 @@ async fn an_oversized_batch_is_written_whole(fixture: &Fixture) {
         consumer: "repo",
         positions: &[(0, 7)],
         payloads: &["0:7"],
+        fence: None,
     };
     store.write_batch(&batch, progress).await.unwrap();
     let records = store.records(did).await.unwrap();

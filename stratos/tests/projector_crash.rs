@@ -1,7 +1,8 @@
-//! `kill -9` of the projector process in the middle of its work, then a restart: the projections
-//! equal a rebuild from the log (`stratos verify-projections`), every actor's events are
-//! numbered 1..n with no gap and no repeat, and every record is there. On SQLite and on a real
-//! PostgreSQL server, with the embedded log.
+//! `kill -9` of the projector process in the middle of its work, then a restart, or a second
+//! projector standing by that takes over: the projections equal a rebuild from the log
+//! (`stratos verify-projections`), every actor's events are numbered 1..n with no gap and no
+//! repeat, and every record is there. On SQLite and on a real PostgreSQL server, with the
+//! embedded log.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -37,11 +38,17 @@ impl Setup {
     }
 
     fn start_projector(&self) -> Projector {
+        self.start_projector_logging_to(Stdio::null())
+    }
+
+    /// A projector process whose log goes to `stderr`.
+    fn start_projector_logging_to(&self, stderr: impl Into<Stdio>) -> Projector {
         Projector(
             self.command(&["projector", "--batch-size", "10"])
+                .env("RUST_LOG", "info")
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(stderr)
                 .spawn()
                 .unwrap(),
         )
@@ -88,7 +95,20 @@ async fn progress(store: &Store, views: &Views) -> (u64, u64) {
     (repo, view)
 }
 
+/// What takes the projections to the end once the first projector was killed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Recovery {
+    /// A projector started after the kill.
+    Restart,
+    /// A second projector, started beside the first before the kill, standing by.
+    Standby,
+}
+
 async fn kill_9_then_restart(kind: &'static str) {
+    kill_9_then_recover(kind, Recovery::Restart).await;
+}
+
+async fn kill_9_then_recover(kind: &'static str, recovery: Recovery) {
     let dir = tempfile::tempdir().unwrap();
     let database = TestDatabase::create(kind).await.unwrap();
     let setup = Setup {
@@ -122,6 +142,21 @@ async fn kill_9_then_restart(kind: &'static str) {
 
     // Kill the projector with SIGKILL as soon as it is part-way through.
     let projector = setup.start_projector();
+    let standby_log = dir.path().join("standby.log");
+    let standby = (recovery == Recovery::Standby).then(|| {
+        let log = std::fs::File::create(&standby_log).unwrap();
+        setup.start_projector_logging_to(log)
+    });
+    if standby.is_some() {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !std::fs::read_to_string(&standby_log)
+            .unwrap()
+            .contains("standing by")
+        {
+            assert!(Instant::now() < deadline, "the second projector stands by");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(120);
     let killed_at = loop {
         let (repo, _) = progress(&store, &views).await;
@@ -137,14 +172,18 @@ async fn kill_9_then_restart(kind: &'static str) {
         "the projector finished before it could be killed"
     );
 
-    // Restart; it resumes from its stored positions and catches up.
-    let projector = setup.start_projector();
+    // A restart (or the standby) resumes from the stored positions and catches up.
+    let projector = standby.unwrap_or_else(|| setup.start_projector());
     let deadline = Instant::now() + Duration::from_secs(300);
     while progress(&store, &views).await != (EVENTS, EVENTS) {
         assert!(Instant::now() < deadline, "the projector did not catch up");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     projector.kill_9();
+    if recovery == Recovery::Standby {
+        let log = std::fs::read_to_string(&standby_log).unwrap();
+        assert!(log.contains("took over the lease"), "{log}");
+    }
 
     // Nothing applied twice, nothing missing.
     for index in 0..ACTORS {
@@ -185,6 +224,16 @@ async fn kill_9_then_restart_on_sqlite() {
 #[tokio::test]
 async fn kill_9_then_restart_on_postgres() {
     kill_9_then_restart("postgres").await;
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_after_kill_9_on_sqlite() {
+    kill_9_then_recover("sqlite", Recovery::Standby).await;
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_after_kill_9_on_postgres() {
+    kill_9_then_recover("postgres", Recovery::Standby).await;
 }
 
 /// `stratos replay` rebuilds into fresh tables, switches over, and keeps the key store.
