@@ -174,11 +174,15 @@ pub async fn drive<A: Applier>(
         .await;
         match finish(applier, outcome, &mut writing).await {
             Ok(()) => break,
-            Err(ProjectorError::Store(StoreError::LeaseLost(consumer))) => {
-                tracing::warn!(%consumer, "another process took over the lease; standing by");
-            }
             Err(error) => {
-                tracing::warn!(%error, "projector batch failed; retrying from the stored positions");
+                if let ProjectorError::Store(StoreError::LeaseLost(consumer)) = &error {
+                    // Taken again after the pause, at a new epoch, unless another process has
+                    // it: then this one stands by.
+                    tracing::warn!(%consumer, "the lease was lost; taking it again or standing by");
+                    lease.release().await;
+                } else {
+                    tracing::warn!(%error, "projector batch failed; retrying from the stored positions");
+                }
                 tokio::select! {
                     _ = tokio::time::sleep(pause) => {}
                     _ = shutdown.changed() => break,

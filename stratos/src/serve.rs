@@ -100,6 +100,11 @@ pub fn run_up(args: UpArgs) -> Result<ExitCode> {
         .await?;
         let changes = Changes::new();
         changes.follow_channel(projectors.subscribe());
+        // On Postgres another process's projectors may hold the leases (this one stands by):
+        // their batches are heard as they commit too.
+        if let Some(notifications) = store.listen().await? {
+            changes.follow_notifications(notifications);
+        }
         let queries = queries(&args.service, store.clone(), Some(views), changes);
         let commands = commands(&args.service, store, log, outcomes)
             .await?
@@ -254,6 +259,10 @@ pub async fn start_projectors(
     .await?;
     let outcomes = Outcomes::new(store.clone());
     outcomes.follow_channel(projectors.subscribe());
+    // The repo projector may stand by while another process's holds the lease.
+    if let Some(notifications) = store.listen().await? {
+        outcomes.follow_notifications(notifications);
+    }
     Ok((projectors, outcomes))
 }
 

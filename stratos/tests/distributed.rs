@@ -2,7 +2,9 @@
 //! `stratos projector`, two `stratos command-service` processes writing the same actor and one
 //! `stratos query-service` reading. Every acknowledged write is there, in one chain; each answer
 //! came back through Postgres `LISTEN/NOTIFY` from the projector process; a subscriber of the
-//! query service sees every event once, in order, and reads see the records.
+//! query service sees every event once, in order, and reads see the records. And two `stratos
+//! up` processes on one deployment: one projects, the other stands by and serves writes, and
+//! takes over when the first is killed.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -51,15 +53,43 @@ fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> 
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn command_services_a_projector_and_a_query_service() {
+/// `stratos <subcommand>` (`command-service` or `up`) serving HTTP on `listen` in development
+/// mode.
+fn serving(
+    subcommand: &str,
+    listen: &str,
+    broker: &Broker,
+    database: &str,
+    master_key: &str,
+) -> Process {
+    let args = [
+        subcommand,
+        "--dev-auth",
+        "--listen",
+        listen,
+        "--public-url",
+        "https://stratos.test",
+        "--service-did",
+        SERVICE,
+    ];
+    stratos(&args, broker, database, master_key)
+}
+
+/// A broker, a fresh database with the schema in place (before several processes race to
+/// migrate it), a master key and a store on the database.
+async fn deployment() -> (Broker, TestDatabase, String, Store) {
     let broker = Broker::start();
     let database = TestDatabase::create("postgres").await.unwrap();
     let master_key = MasterKey::generate().to_hex().to_string();
-    // The schema exists before three processes race to migrate it.
     let store = Store::connect(&database.url, MasterKey::from_hex(&master_key).unwrap())
         .await
         .unwrap();
+    (broker, database, master_key, store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn command_services_a_projector_and_a_query_service() {
+    let (broker, database, master_key, store) = deployment().await;
 
     let _projector = stratos(&["projector"], &broker, &database.url, &master_key);
     let ports = [free_port(), free_port()];
@@ -72,17 +102,9 @@ async fn command_services_a_projector_and_a_query_service() {
     let mut services = Vec::new();
     for port in ports {
         let listen = format!("127.0.0.1:{port}");
-        services.push(stratos(
-            &[
-                "command-service",
-                "--dev-auth",
-                "--listen",
-                &listen,
-                "--public-url",
-                "https://stratos.test",
-                "--service-did",
-                SERVICE,
-            ],
+        services.push(serving(
+            "command-service",
+            &listen,
             &broker,
             &database.url,
             &master_key,
@@ -90,28 +112,8 @@ async fn command_services_a_projector_and_a_query_service() {
         wait_ready(&client, &format!("http://{listen}")).await;
     }
 
-    let write = |base: String, index: usize| {
-        let request = client
-            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-            .bearer_auth("did:plc:alice")
-            .json(&json!({
-                "repo": "did:plc:alice",
-                "collection": "zone.stratos.feed.post",
-                "record": {
-                    "$type": "zone.stratos.feed.post",
-                    "text": format!("post {index}"),
-                    "boundary": {"values": [{"value": format!("{SERVICE}/general")}]},
-                    "createdAt": "2026-11-28T12:00:00.000Z",
-                },
-            }));
-        async move {
-            let response = request.send().await.unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
     // The first write enrolls the actor.
-    let (status, body) = write(bases[0].clone(), 0).await;
+    let (status, body) = create_post(&client, &bases[0], 0).await;
     assert_eq!(status, 200, "{body}");
 
     // A query service in its own process, and a subscriber of alice's stream on it.
@@ -133,9 +135,10 @@ async fn command_services_a_projector_and_a_query_service() {
     wait_ready(&client, &query_base).await;
     let mut subscriber = subscribe(&query_base, "did:plc:alice", None).await;
 
-    let answers =
-        futures::future::join_all((1..=WRITES).map(|index| write(bases[index % 2].clone(), index)))
-            .await;
+    let answers = futures::future::join_all(
+        (1..=WRITES).map(|index| create_post(&client, &bases[index % 2], index)),
+    )
+    .await;
     let mut uris = vec![body["uri"].as_str().unwrap().to_string()];
     for (status, body) in &answers {
         assert_eq!(*status, 200, "{body}");
@@ -177,6 +180,81 @@ async fn command_services_a_projector_and_a_query_service() {
     assert_eq!(body["uri"], json!(uris[7]));
 
     drop(services);
+    store.close().await;
+    database.drop_database().await.unwrap();
+}
+
+/// Creates a post for alice through the command service at `base`; the status and the answer.
+async fn create_post(client: &reqwest::Client, base: &str, index: usize) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth("did:plc:alice")
+        .json(&json!({
+            "repo": "did:plc:alice",
+            "collection": "zone.stratos.feed.post",
+            "record": {
+                "$type": "zone.stratos.feed.post",
+                "text": format!("post {index}"),
+                "boundary": {"values": [{"value": format!("{SERVICE}/general")}]},
+                "createdAt": "2026-11-28T12:00:00.000Z",
+            },
+        }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_up_processes_one_projecting_the_other_standing_by() {
+    let (broker, database, master_key, store) = deployment().await;
+    stratos_command::auth::install_tls_provider();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let mut processes = Vec::new();
+    let mut bases = Vec::new();
+    // The first to start holds the leases; the second stands by.
+    for _ in 0..2 {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let base = format!("http://{listen}");
+        processes.push(serving("up", &listen, &broker, &database.url, &master_key));
+        wait_ready(&client, &base).await;
+        bases.push(base);
+    }
+    let (status, body) = create_post(&client, &bases[0], 0).await;
+    assert_eq!(status, 200, "{body}");
+    let answers = futures::future::join_all(
+        (1..=WRITES).map(|index| create_post(&client, &bases[index % 2], index)),
+    )
+    .await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200, "{body}");
+    }
+
+    // The first process dies; the second takes over its leases and goes on answering.
+    drop(processes.remove(0));
+    let more = futures::future::join_all(
+        (WRITES + 1..=WRITES + 10).map(|index| create_post(&client, &bases[1], index)),
+    )
+    .await;
+    for (status, body) in &more {
+        assert_eq!(*status, 200, "{body}");
+    }
+
+    let total = WRITES as u64 + 11;
+    let events = store.actor_events("did:plc:alice", 0, 1_000).await.unwrap();
+    assert_eq!(
+        events.iter().map(|e| e.seq).collect::<Vec<_>>(),
+        (1..=total).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        store.records("did:plc:alice").await.unwrap().len() as u64,
+        total
+    );
+    drop(processes);
     store.close().await;
     database.drop_database().await.unwrap();
 }
