@@ -141,19 +141,30 @@ async fn kill_9_then_recover(kind: &'static str, recovery: Recovery) {
         .unwrap();
 
     // Kill the projector with SIGKILL as soon as it is part-way through.
-    let projector = setup.start_projector();
+    let first_log = dir.path().join("first.log");
+    let projector = setup.start_projector_logging_to(std::fs::File::create(&first_log).unwrap());
     let standby_log = dir.path().join("standby.log");
-    let standby = (recovery == Recovery::Standby).then(|| {
+    let mut standby = None;
+    if recovery == Recovery::Standby {
+        // The first projector has taken its leases once it has applied something.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while progress(&store, &views).await.0 == 0 {
+            assert!(Instant::now() < deadline, "the projector made no progress");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
         let log = std::fs::File::create(&standby_log).unwrap();
-        setup.start_projector_logging_to(log)
-    });
-    if standby.is_some() {
-        let deadline = Instant::now() + Duration::from_secs(30);
+        standby = Some(setup.start_projector_logging_to(log));
+        let deadline = Instant::now() + Duration::from_secs(60);
         while !std::fs::read_to_string(&standby_log)
             .unwrap()
             .contains("standing by")
         {
-            assert!(Instant::now() < deadline, "the second projector stands by");
+            assert!(
+                Instant::now() < deadline,
+                "the second projector stands by; first: {}; second: {}",
+                std::fs::read_to_string(&first_log).unwrap(),
+                std::fs::read_to_string(&standby_log).unwrap()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
