@@ -758,7 +758,25 @@ async fn a_second_projector_stands_by_and_takes_over(setup: Setup) {
         )
     };
     let first = running().await.unwrap();
-    wait_for_seq(&setup, &writers, 0).await;
+    // Once both its projectors applied the enrollments, the first holds their leases.
+    let enrolled = async {
+        loop {
+            let mut applied = (0, 0);
+            for partition in 0..PARTITIONS {
+                let repo = setup.store.position("repo", partition).await.unwrap();
+                let views = setup.views.position(partition).await.unwrap();
+                applied.0 += repo.unwrap_or(0);
+                applied.1 += views.unwrap_or(0);
+            }
+            if applied == (3, 3) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), enrolled)
+        .await
+        .expect("the first projectors applied the enrollments");
     let standby = running().await.unwrap();
     let mut standby_progress = standby.subscribe();
     for round in 0..3 {

@@ -71,6 +71,40 @@ impl Store {
     }
 }
 
+impl Store {
+    /// Who took `consumer`'s lease last (host and process) and when (RFC 3339), on Postgres;
+    /// `None` on SQLite, or before anyone took it.
+    pub async fn lease_holder(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        lease_holder(&self.pool, consumer).await
+    }
+}
+
+impl Views {
+    /// [`Store::lease_holder`] on the views' database.
+    pub async fn lease_holder(
+        &self,
+        consumer: &str,
+    ) -> Result<Option<(String, String)>, StoreError> {
+        lease_holder(&self.pool, consumer).await
+    }
+}
+
+async fn lease_holder(pool: &Pool, consumer: &str) -> Result<Option<(String, String)>, StoreError> {
+    let Pool::Postgres(db) = pool else {
+        return Ok(None);
+    };
+    Ok(sqlx::query_as(
+        "SELECT holder, to_char(taken_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') \
+         FROM consumer_lease WHERE consumer = $1",
+    )
+    .bind(consumer)
+    .fetch_optional(db)
+    .await?)
+}
+
 impl Views {
     /// The lease of `consumer` on the views' database (not yet taken).
     pub fn lease(&self, consumer: &str) -> Lease {

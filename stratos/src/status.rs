@@ -67,11 +67,29 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
                 .collect()),
         ),
     ];
+    // Who took each lease last (Postgres keeps the record).
+    let holders = [
+        store
+            .lease_holder(stratos_projector::repo::CONSUMER)
+            .await?,
+        views
+            .lease_holder(stratos_projector::views::CONSUMER)
+            .await?,
+        store
+            .lease_holder(stratos_projector::publisher::CONSUMER)
+            .await?,
+    ];
     let counts = store.counts().await?;
     if args.json {
         let lags: serde_json::Map<String, serde_json::Value> = consumers
             .iter()
-            .map(|(name, lag)| (name.to_string(), json!({"lag": lag})))
+            .zip(&holders)
+            .map(|((name, lag), holder)| {
+                let lease = holder
+                    .as_ref()
+                    .map(|(holder, since)| json!({"holder": holder, "since": since}));
+                (name.to_string(), json!({"lag": lag, "lease": lease}))
+            })
             .collect();
         println!(
             "{}",
@@ -89,8 +107,13 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
         "log              {events} events in {} partitions",
         ends.len()
     );
-    for (name, lag) in consumers {
-        println!("{name:<16} {lag} events behind");
+    for ((name, lag), holder) in consumers.iter().zip(&holders) {
+        match holder {
+            Some((holder, since)) => {
+                println!("{name:<16} {lag} events behind, lease taken by {holder} at {since}")
+            }
+            None => println!("{name:<16} {lag} events behind"),
+        }
     }
     println!(
         "actors           {} enrolled, {} unenrolled",

@@ -216,13 +216,16 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
         .unwrap();
     let mut processes = Vec::new();
     let mut bases = Vec::new();
-    // The first to start holds the leases; the second stands by.
+    // The first holds the repo projector's lease before the second starts, which stands by.
     for _ in 0..2 {
         let listen = format!("127.0.0.1:{}", free_port());
         let base = format!("http://{listen}");
         processes.push(serving("up", &listen, &broker, &database.url, &master_key));
         wait_ready(&client, &base).await;
         bases.push(base);
+        if processes.len() == 1 {
+            repo_lease_taken_by(&store, &processes[0]).await;
+        }
     }
     let (status, body) = create_post(&client, &bases[0], 0).await;
     assert_eq!(status, 200, "{body}");
@@ -243,6 +246,7 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
     for (status, body) in &more {
         assert_eq!(*status, 200, "{body}");
     }
+    repo_lease_taken_by(&store, &processes[0]).await;
 
     let total = WRITES as u64 + 11;
     let events = store.actor_events("did:plc:alice", 0, 1_000).await.unwrap();
@@ -257,4 +261,17 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
     drop(processes);
     store.close().await;
     database.drop_database().await.unwrap();
+}
+
+/// Waits until `process` has taken the repo projector's lease.
+async fn repo_lease_taken_by(store: &Store, process: &Process) {
+    let pid = format!("pid {}", process.0.id());
+    for _ in 0..600 {
+        let holder = store.lease_holder("repo").await.unwrap();
+        if holder.is_some_and(|(holder, _)| holder.ends_with(&pid)) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("{pid} took the repo lease");
 }
