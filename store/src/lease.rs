@@ -69,9 +69,7 @@ impl Store {
     pub fn lease(&self, consumer: &str) -> Lease {
         Lease::new(place_of(&self.pool), consumer)
     }
-}
 
-impl Store {
     /// Who took `consumer`'s lease last (host and process) and when (RFC 3339), on Postgres;
     /// `None` on SQLite, or before anyone took it.
     pub async fn lease_holder(
@@ -83,6 +81,11 @@ impl Store {
 }
 
 impl Views {
+    /// The lease of `consumer` on the views' database (not yet taken).
+    pub fn lease(&self, consumer: &str) -> Lease {
+        Lease::new(place_of(&self.pool), consumer)
+    }
+
     /// [`Store::lease_holder`] on the views' database.
     pub async fn lease_holder(
         &self,
@@ -103,13 +106,6 @@ async fn lease_holder(pool: &Pool, consumer: &str) -> Result<Option<(String, Str
     .bind(consumer)
     .fetch_optional(db)
     .await?)
-}
-
-impl Views {
-    /// The lease of `consumer` on the views' database (not yet taken).
-    pub fn lease(&self, consumer: &str) -> Lease {
-        Lease::new(place_of(&self.pool), consumer)
-    }
 }
 
 fn place_of(pool: &Pool) -> Place {
@@ -150,7 +146,12 @@ impl Lease {
             if self.still_held().await {
                 return true;
             }
-            match self.try_take().await {
+            // Taking waits for batches in flight under the previous holder's epoch.
+            let taken = tokio::select! {
+                taken = self.try_take() => taken,
+                _ = shutdown.changed() => return false,
+            };
+            match taken {
                 Ok(true) => {
                     if standing_by {
                         tracing::info!(consumer = %self.consumer, "took over the lease");
