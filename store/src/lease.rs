@@ -277,7 +277,12 @@ fn take_on_sqlite(
 
 /// Who holds a lease, as `consumer_lease.holder` shows it: host and process.
 fn holder() -> String {
-    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "localhost".to_string());
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|host| host.trim().to_string())
+        .filter(|host| !host.is_empty())
+        .unwrap_or_else(|| "unknown host".to_string());
     format!("{host} pid {}", std::process::id())
 }
 
