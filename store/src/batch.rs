@@ -363,19 +363,23 @@ struct CallRows<'a> {
 }
 
 /// The call of `stratos_write_repo_batch` with every column of a batch.
-const WRITE_FUNCTION_CALL: &str = "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, \
-    $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, \
-    $26, $27, $28, $29, $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, \
-    $44, $45)";
+macro_rules! write_function_call {
+    () => {
+        "SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, \
+         $30, $31, $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45)"
+    };
+}
 
 /// The same call under a lease: it runs only if the lease's row still has this process's
 /// epoch, and holds the row `FOR SHARE` until the batch commits, so a process taking the
 /// lease over waits for it (the CTE is materialized: the row is locked before the call runs).
-const FENCED_WRITE_FUNCTION_CALL: &str = "WITH lease AS MATERIALIZED (SELECT 1 FROM \
-    consumer_lease WHERE consumer = $46 AND epoch = $47 FOR SHARE) \
-    SELECT stratos_write_repo_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-    $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26, $27, $28, $29, $30, $31, \
-    $32, $33, $34, $35, $36, $37, $38, $39, $40, $41, $42, $43, $44, $45) FROM lease";
+const FENCED_WRITE_FUNCTION_CALL: &str = concat!(
+    "WITH lease AS MATERIALIZED (SELECT 1 FROM consumer_lease WHERE consumer = $46 \
+     AND epoch = $47 FOR SHARE) ",
+    write_function_call!(),
+    " FROM lease"
+);
 
 /// Calls `stratos_write_repo_batch` once.
 async fn call_write_function(db: &mut PgConnection, rows: CallRows<'_>) -> Result<(), StoreError> {
@@ -395,7 +399,7 @@ async fn call_write_function(db: &mut PgConnection, rows: CallRows<'_>) -> Resul
     } = rows;
     let call = match fence {
         Some(_) => FENCED_WRITE_FUNCTION_CALL,
-        None => WRITE_FUNCTION_CALL,
+        None => write_function_call!(),
     };
     let query = sqlx::query(call)
         .bind(column(deletes, |(did, _)| *did))

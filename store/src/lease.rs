@@ -47,9 +47,9 @@ enum Held {
 /// The lease of one consumer on one database, taken with [`Lease::hold`].
 pub struct Lease {
     place: Place,
-    consumer: String,
     held: Option<Held>,
-    fence: Fence,
+    /// The consumer and the epoch this process holds it at.
+    state: Arc<FenceState>,
 }
 
 /// What a consumer's transactions check to commit only while their process holds the lease.
@@ -117,21 +117,19 @@ fn place_of(pool: &Pool) -> Place {
 
 impl Lease {
     fn new(place: Place, consumer: &str) -> Self {
-        let fence = Fence(Some(Arc::new(FenceState {
-            consumer: consumer.to_string(),
-            epoch: AtomicI64::new(0),
-        })));
         Self {
             place,
-            consumer: consumer.to_string(),
             held: None,
-            fence,
+            state: Arc::new(FenceState {
+                consumer: consumer.to_string(),
+                epoch: AtomicI64::new(0),
+            }),
         }
     }
 
     /// The fence of this lease, for the consumer's transactions.
     pub fn fence(&self) -> Fence {
-        self.fence.clone()
+        Fence(Some(self.state.clone()))
     }
 
     /// Returns once this process holds the lease: at once if it still does, otherwise after
@@ -154,20 +152,20 @@ impl Lease {
             match taken {
                 Ok(true) => {
                     if standing_by {
-                        tracing::info!(consumer = %self.consumer, "took over the lease");
+                        tracing::info!(consumer = %self.state.consumer, "took over the lease");
                     }
                     return true;
                 }
                 Ok(false) if !standing_by => {
                     tracing::info!(
-                        consumer = %self.consumer,
+                        consumer = %self.state.consumer,
                         "another process holds the lease; standing by to take over"
                     );
                     standing_by = true;
                 }
                 Ok(false) => {}
                 Err(error) => {
-                    tracing::warn!(consumer = %self.consumer, %error, "taking the lease failed");
+                    tracing::warn!(consumer = %self.state.consumer, %error, "taking the lease failed");
                 }
             }
             tokio::select! {
@@ -179,7 +177,7 @@ impl Lease {
 
     /// Gives the lease up (another process may take it at once).
     pub async fn release(&mut self) {
-        self.fence.set_epoch(0);
+        self.state.epoch.store(0, Ordering::SeqCst);
         if let Some(Held::Postgres(connection)) = self.held.take() {
             let _ = connection.close().await;
         }
@@ -195,7 +193,7 @@ impl Lease {
         };
         if !alive {
             self.held = None;
-            self.fence.set_epoch(0);
+            self.state.epoch.store(0, Ordering::SeqCst);
         }
         alive
     }
@@ -203,14 +201,14 @@ impl Lease {
     /// Takes the lease if no other process holds it.
     async fn try_take(&mut self) -> Result<bool, StoreError> {
         let held = match &self.place {
-            Place::Postgres(pool) => take_on_postgres(pool, &self.consumer).await?,
-            Place::Sqlite(path) => take_on_sqlite(path.as_ref(), &self.consumer)?,
+            Place::Postgres(pool) => take_on_postgres(pool, &self.state.consumer).await?,
+            Place::Sqlite(path) => take_on_sqlite(path.as_ref(), &self.state.consumer)?,
         };
         let Some((held, epoch)) = held else {
             return Ok(false);
         };
         self.held = Some(held);
-        self.fence.set_epoch(epoch);
+        self.state.epoch.store(epoch, Ordering::SeqCst);
         Ok(true)
     }
 }
@@ -287,12 +285,6 @@ fn holder() -> String {
 }
 
 impl Fence {
-    fn set_epoch(&self, epoch: i64) {
-        if let Some(state) = &self.0 {
-            state.epoch.store(epoch, Ordering::SeqCst);
-        }
-    }
-
     /// Checks, inside `tx`, that this process still holds the lease (on Postgres; a SQLite
     /// lease is held until the process exits). Fails with [`StoreError::LeaseLost`] if not.
     pub(crate) async fn check(&self, tx: &mut StoreTx) -> Result<(), StoreError> {

@@ -16,7 +16,7 @@ use stratos_log::testing::Broker;
 use stratos_store::testing::TestDatabase;
 use stratos_store::{MasterKey, Store};
 use support::stream::{next_seqs, subscribe};
-use support::{free_port, wait_ready};
+use support::{create_post, free_port, wait_ready};
 
 const SERVICE: &str = "did:web:stratos.test";
 const WRITES: usize = 40;
@@ -75,6 +75,12 @@ fn serving(
     stratos(&args, broker, database, master_key)
 }
 
+/// Creates post number `index` for alice through the command service at `base`.
+async fn post(client: &reqwest::Client, base: &str, index: usize) -> (u16, Value) {
+    let boundary = format!("{SERVICE}/general");
+    create_post(client, base, &boundary, &format!("post {index}")).await
+}
+
 /// A broker, a fresh database with the schema in place (before several processes race to
 /// migrate it), a master key and a store on the database.
 async fn deployment() -> (Broker, TestDatabase, String, Store) {
@@ -113,7 +119,7 @@ async fn command_services_a_projector_and_a_query_service() {
     }
 
     // The first write enrolls the actor.
-    let (status, body) = create_post(&client, &bases[0], 0).await;
+    let (status, body) = post(&client, &bases[0], 0).await;
     assert_eq!(status, 200, "{body}");
 
     // A query service in its own process, and a subscriber of alice's stream on it.
@@ -136,7 +142,7 @@ async fn command_services_a_projector_and_a_query_service() {
     let mut subscriber = subscribe(&query_base, "did:plc:alice", None).await;
 
     let answers = futures::future::join_all(
-        (1..=WRITES).map(|index| create_post(&client, &bases[index % 2], index)),
+        (1..=WRITES).map(|index| post(&client, &bases[index % 2], index)),
     )
     .await;
     let mut uris = vec![body["uri"].as_str().unwrap().to_string()];
@@ -184,28 +190,6 @@ async fn command_services_a_projector_and_a_query_service() {
     database.drop_database().await.unwrap();
 }
 
-/// Creates a post for alice through the command service at `base`; the status and the answer.
-async fn create_post(client: &reqwest::Client, base: &str, index: usize) -> (u16, Value) {
-    let response = client
-        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-        .bearer_auth("did:plc:alice")
-        .json(&json!({
-            "repo": "did:plc:alice",
-            "collection": "zone.stratos.feed.post",
-            "record": {
-                "$type": "zone.stratos.feed.post",
-                "text": format!("post {index}"),
-                "boundary": {"values": [{"value": format!("{SERVICE}/general")}]},
-                "createdAt": "2026-11-28T12:00:00.000Z",
-            },
-        }))
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json::<Value>().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_up_processes_one_projecting_the_other_standing_by() {
     let (broker, database, master_key, store) = deployment().await;
@@ -227,10 +211,10 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
             repo_lease_taken_by(&store, &processes[0]).await;
         }
     }
-    let (status, body) = create_post(&client, &bases[0], 0).await;
+    let (status, body) = post(&client, &bases[0], 0).await;
     assert_eq!(status, 200, "{body}");
     let answers = futures::future::join_all(
-        (1..=WRITES).map(|index| create_post(&client, &bases[index % 2], index)),
+        (1..=WRITES).map(|index| post(&client, &bases[index % 2], index)),
     )
     .await;
     for (status, body) in &answers {
@@ -240,7 +224,7 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
     // The first process dies; the second takes over its leases and goes on answering.
     drop(processes.remove(0));
     let more = futures::future::join_all(
-        (WRITES + 1..=WRITES + 10).map(|index| create_post(&client, &bases[1], index)),
+        (WRITES + 1..=WRITES + 10).map(|index| post(&client, &bases[1], index)),
     )
     .await;
     for (status, body) in &more {

@@ -12,7 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::{Value, json};
 use support::atproto::{Account, AtprotoStack, spawn_up};
-use support::{free_port, stop, stratos, wait_ready};
+use support::{free_port, post_input, stop, stratos, wait_ready};
 
 const CREATE: &str = "com.atproto.repo.createRecord";
 
@@ -24,16 +24,7 @@ fn now() -> i64 {
 }
 
 fn post(account: &Account, boundary: &str, text: &str) -> Value {
-    json!({
-        "repo": account.did,
-        "collection": "zone.stratos.feed.post",
-        "record": {
-            "$type": "zone.stratos.feed.post",
-            "text": text,
-            "boundary": {"values": [{"value": boundary}]},
-            "createdAt": "2026-11-28T12:00:00.000Z",
-        },
-    })
+    post_input(account.did.as_str(), boundary, text)
 }
 
 /// The token with its payload changed by `edit` and the original signature kept.

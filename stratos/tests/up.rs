@@ -9,7 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{free_port, stratos, wait_ready};
+use support::{create_post, free_port, post_request, stratos, wait_ready};
 
 /// `stratos up --dev-auth` on `port` in `dir`; with `crash_key`, it aborts right after
 /// appending the write of the request with that idempotency key (a test-build fault point).
@@ -39,24 +39,8 @@ async fn up_serves_writes_and_stops_cleanly() {
     let boundary = format!("did:web:127.0.0.1%3A{port}/general");
     let mut uris = Vec::new();
     for text in ["first", "second"] {
-        let response = client
-            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-            .bearer_auth("did:plc:alice")
-            .json(&json!({
-                "repo": "did:plc:alice",
-                "collection": "zone.stratos.feed.post",
-                "record": {
-                    "$type": "zone.stratos.feed.post",
-                    "text": text,
-                    "boundary": {"values": [{"value": boundary}]},
-                    "createdAt": "2026-11-28T12:00:00.000Z",
-                },
-            }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        let body: Value = response.json().await.unwrap();
+        let (status, body) = create_post(&client, &base, &boundary, text).await;
+        assert_eq!(status, 200);
         uris.push(body["uri"].as_str().unwrap().to_string());
     }
 
@@ -120,19 +104,7 @@ async fn a_retry_after_a_crash_gets_the_original_answer() {
     let client = reqwest::Client::new();
     let boundary = format!("did:web:127.0.0.1%3A{port}/general");
     let write = |key: Option<&'static str>| {
-        let mut request = client
-            .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
-            .bearer_auth("did:plc:alice")
-            .json(&json!({
-                "repo": "did:plc:alice",
-                "collection": "zone.stratos.feed.post",
-                "record": {
-                    "$type": "zone.stratos.feed.post",
-                    "text": "exactly once",
-                    "boundary": {"values": [{"value": boundary}]},
-                    "createdAt": "2026-11-28T12:00:00.000Z",
-                },
-            }));
+        let mut request = post_request(&client, &base, &boundary, "exactly once");
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }

@@ -64,3 +64,45 @@ pub fn stratos(dir: &Path) -> std::process::Command {
     }
     command
 }
+
+/// A `createRecord` of a post by alice (development authentication) in `boundary`, at `base`.
+pub fn post_request(
+    client: &reqwest::Client,
+    base: &str,
+    boundary: &str,
+    text: &str,
+) -> reqwest::RequestBuilder {
+    client
+        .post(format!("{base}/xrpc/com.atproto.repo.createRecord"))
+        .bearer_auth("did:plc:alice")
+        .json(&post_input("did:plc:alice", boundary, text))
+}
+
+/// The `createRecord` input of a post by `repo` in `boundary`.
+pub fn post_input(repo: &str, boundary: &str, text: &str) -> serde_json::Value {
+    serde_json::json!({
+        "repo": repo,
+        "collection": "zone.stratos.feed.post",
+        "record": {
+            "$type": "zone.stratos.feed.post",
+            "text": text,
+            "boundary": {"values": [{"value": boundary}]},
+            "createdAt": "2026-11-28T12:00:00.000Z",
+        },
+    })
+}
+
+/// Sends [`post_request`]; the status and the answer.
+pub async fn create_post(
+    client: &reqwest::Client,
+    base: &str,
+    boundary: &str,
+    text: &str,
+) -> (u16, serde_json::Value) {
+    let response = post_request(client, base, boundary, text)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
