@@ -706,6 +706,9 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             // keep more of them cached per connection than SQLite's 2 MiB default.
             .pragma("mmap_size", SQLITE_MMAP_BYTES.to_string())
             .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"))
+            // Statement journals of large multi-row statements, and sorts, stay in memory
+            // instead of spilling into temporary files.
+            .pragma("temp_store", "MEMORY")
             // Checkpoints run beside the writers (see `checkpoint_sqlite`), not in a commit.
             .pragma("wal_autocheckpoint", "0")
             // A page of an export or a backfill crosses from SQLite's thread without the

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use stratos_command::auth::install_tls_provider;
 
-use crate::bench_service::{Local, LocalOptions, rss_kib, service_did};
+use crate::bench_service::{Local, LocalOptions, cpu_seconds, rss_kib, service_did};
 
 /// Arguments of `stratos bench write`.
 #[derive(Debug, Args)]
@@ -103,6 +103,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
     warmup.finish_and_clear();
 
     let rss_before = rss_kib();
+    let cpu_before = cpu_seconds();
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
     let bar = crate::progress::bar(args.seconds, "writing (s)")?;
     let errors = Arc::new(AtomicU64::new(0));
@@ -147,6 +148,7 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
     let _ = ticker.await;
     bar.finish_and_clear();
     let rss_after = rss_kib();
+    let cpu_used = cpu_seconds() - cpu_before;
 
     latencies.sort();
     let quantile = |q: f64| crate::bench_service::quantile(&latencies, q);
@@ -175,10 +177,12 @@ pub async fn bench_write(args: WriteArgs) -> Result<()> {
     );
     if local.is_some() {
         println!(
-            "({} records in {elapsed:.1} s; process RSS {} MiB before, {} MiB after)",
+            "({} records in {elapsed:.1} s; process RSS {} MiB before, {} MiB after; \
+             process CPU {:.0} µs per record)",
             latencies.len(),
             rss_before / 1024,
-            rss_after / 1024
+            rss_after / 1024,
+            cpu_used * 1e6 / latencies.len().max(1) as f64
         );
     }
     if let Some(local) = local {
