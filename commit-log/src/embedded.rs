@@ -91,7 +91,10 @@ impl EmbeddedLog {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(30));
+            .busy_timeout(Duration::from_secs(30))
+            // A multi-row append's statement journal stays in memory instead of spilling into
+            // a temporary file.
+            .pragma("temp_store", "MEMORY");
         let mut writer = options.clone().connect().await.map_err(db_error)?;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS log_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
