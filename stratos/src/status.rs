@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;
 use std::process::ExitCode;
+use stratos_projector::{publisher, repo, views as appview};
 
 use crate::options::{LogOptions, StoreOptions};
 
@@ -48,43 +49,34 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
             views.position(end.partition).await?.unwrap_or(0),
         );
     }
+    // Each consumer: how far behind it is, and who took its lease last (Postgres keeps the
+    // record).
     let consumers = [
         (
-            "repo",
-            lag(&store
-                .positions(stratos_projector::repo::CONSUMER)
-                .await?
-                .into_iter()
-                .collect()),
+            repo::CONSUMER,
+            lag(&store.positions(repo::CONSUMER).await?.into_iter().collect()),
+            store.lease_holder(repo::CONSUMER).await?,
         ),
-        ("appview", lag(&views_positions)),
         (
-            "pds-publisher",
+            appview::CONSUMER,
+            lag(&views_positions),
+            views.lease_holder(appview::CONSUMER).await?,
+        ),
+        (
+            publisher::CONSUMER,
             lag(&store
-                .positions(stratos_projector::publisher::CONSUMER)
+                .positions(publisher::CONSUMER)
                 .await?
                 .into_iter()
                 .collect()),
+            store.lease_holder(publisher::CONSUMER).await?,
         ),
-    ];
-    // Who took each lease last (Postgres keeps the record).
-    let holders = [
-        store
-            .lease_holder(stratos_projector::repo::CONSUMER)
-            .await?,
-        views
-            .lease_holder(stratos_projector::views::CONSUMER)
-            .await?,
-        store
-            .lease_holder(stratos_projector::publisher::CONSUMER)
-            .await?,
     ];
     let counts = store.counts().await?;
     if args.json {
         let lags: serde_json::Map<String, serde_json::Value> = consumers
             .iter()
-            .zip(&holders)
-            .map(|((name, lag), holder)| {
+            .map(|(name, lag, holder)| {
                 let lease = holder
                     .as_ref()
                     .map(|(holder, since)| json!({"holder": holder, "since": since}));
@@ -107,7 +99,7 @@ async fn status(args: StatusArgs) -> Result<ExitCode> {
         "log              {events} events in {} partitions",
         ends.len()
     );
-    for ((name, lag), holder) in consumers.iter().zip(&holders) {
+    for (name, lag, holder) in &consumers {
         match holder {
             Some((holder, since)) => {
                 println!("{name:<16} {lag} events behind, lease taken by {holder} at {since}")
