@@ -31,7 +31,8 @@ impl Drop for Process {
     }
 }
 
-fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Process {
+/// `stratos <args>` on the deployment.
+fn command(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_stratos"));
     command.args(args);
     // The query service reads projections only; the others use the log.
@@ -40,12 +41,17 @@ fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> 
             .args(["--kafka-bootstrap", &broker.bootstrap()])
             .args(["--partitions", "4"]);
     }
+    command
+        .env("DATABASE_URL", database)
+        .env("STRATOS_MASTER_KEY", master_key)
+        .env_remove("STRATOS_VIEWS_URL")
+        .stdin(Stdio::null());
+    command
+}
+
+fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Process {
     Process(
-        command
-            .env("DATABASE_URL", database)
-            .env("STRATOS_MASTER_KEY", master_key)
-            .env_remove("STRATOS_VIEWS_URL")
-            .stdin(Stdio::null())
+        command(args, broker, database, master_key)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -231,6 +237,57 @@ async fn two_up_processes_one_projecting_the_other_standing_by() {
         assert_eq!(*status, 200, "{body}");
     }
     repo_lease_taken_by(&store, &processes[0]).await;
+
+    // `stratos status` names the survivor as the holder of every consumer's lease, and the
+    // repo projector caught up with every acknowledged write.
+    let survivor = format!("pid {}", processes[0].0.id());
+    let status = |json: bool| {
+        let args: &[&str] = if json {
+            &["status", "--json"]
+        } else {
+            &["status"]
+        };
+        let output = command(args, &broker, &database.url, &master_key)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let consumers = ["repo", "appview", "pds-publisher"];
+    let mut report = Value::Null;
+    for _ in 0..300 {
+        report = serde_json::from_str(&status(true)).unwrap();
+        let held = |consumer: &str| {
+            report["consumers"][consumer]["lease"]["holder"]
+                .as_str()
+                .is_some_and(|holder| holder.ends_with(&survivor))
+        };
+        if consumers.into_iter().all(held) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for consumer in consumers {
+        let holder = report["consumers"][consumer]["lease"]["holder"].as_str();
+        assert!(
+            holder.is_some_and(|holder| holder.ends_with(&survivor)),
+            "{consumer}: {report}"
+        );
+        assert!(
+            report["consumers"][consumer]["lease"]["since"]
+                .as_str()
+                .unwrap()
+                .ends_with('Z'),
+            "{report}"
+        );
+    }
+    assert_eq!(report["consumers"]["repo"]["lag"], 0, "{report}");
+    let text = status(false);
+    let repo_line = text.lines().find(|l| l.starts_with("repo ")).unwrap();
+    assert!(
+        repo_line.contains("0 events behind, lease taken by") && repo_line.contains(&survivor),
+        "{text}"
+    );
 
     let total = WRITES as u64 + 11;
     let events = store.actor_events("did:plc:alice", 0, 1_000).await.unwrap();
