@@ -44,7 +44,7 @@ const STUB_COLLECTIONS: &[&str] = &[POST_COLLECTION];
 /// Deliveries attempted at once (each for a different user).
 const PARALLEL: u32 = 16;
 /// An outbox method made with the actor's retired session (after unenroll): deleting the
-/// enrollment record.
+/// enrollment record, and after a purge the stubs.
 const RETIRED_DELETE: &str = "retired com.atproto.repo.deleteRecord";
 /// Revoking the actor's retired session, after its last writes.
 const RETIRED_REVOKE: &str = "retired revoke";
@@ -130,17 +130,21 @@ impl OutboxProjector {
                 vec![put_enrollment(event.did.as_str(), &rkey, &record)]
             }
             Event::Unenroll(event) => {
-                // With the session the command service retired: the record goes, then the
-                // session itself.
+                // With the session the command service retired: after a purge the stubs
+                // (which would point at destroyed content), then the enrollment record, then
+                // the session itself.
                 let did = event.did.as_str();
-                vec![
-                    (
-                        did.to_string(),
-                        RETIRED_DELETE,
-                        json!({"repo": did, "collection": ENROLLMENT_COLLECTION, "rkey": rkey}),
-                    ),
-                    (did.to_string(), RETIRED_REVOKE, json!({})),
-                ]
+                let mut calls = match event.purge {
+                    true => self.stub_deletions(did).await?,
+                    false => Vec::new(),
+                };
+                calls.push((
+                    did.to_string(),
+                    RETIRED_DELETE,
+                    json!({"repo": did, "collection": ENROLLMENT_COLLECTION, "rkey": rkey}),
+                ));
+                calls.push((did.to_string(), RETIRED_REVOKE, json!({})));
+                calls
             }
             Event::Commit(event) => {
                 // Stubs of an actor without a session would be dropped: not worth opening.
@@ -157,6 +161,23 @@ impl OutboxProjector {
             // Imported records get no stubs (spec §6.2).
             Event::Import(_) => Vec::new(),
         })
+    }
+
+    /// Deletions of the stubs of every record `did` has on a stubbed collection, made with
+    /// the retired session. A record without a stub (imported, or written before the actor had
+    /// a session) costs a deletion the PDS answers without a change.
+    async fn stub_deletions(&self, did: &str) -> Result<Vec<PdsCall>, StoreError> {
+        let mut calls = Vec::new();
+        for collection in STUB_COLLECTIONS {
+            for rkey in self.store.record_keys(did, collection).await? {
+                calls.push((
+                    did.to_string(),
+                    RETIRED_DELETE,
+                    json!({"repo": did, "collection": collection, "rkey": rkey}),
+                ));
+            }
+        }
+        Ok(calls)
     }
 
     /// Queues the PDS writes of the accepted events of `records` with the new positions, in
@@ -366,12 +387,12 @@ impl Deliverer {
             Some(method) => (KeyKind::OAuthRetired, method),
             None => (KeyKind::OAuthSession, entry.method.as_str()),
         };
-        let stored = match self.store.key(&entry.did, kind).await {
+        let stored = match self.store.versioned_key(&entry.did, kind).await {
             Ok(Some(stored)) => stored,
             Ok(None) => return Delivery::GiveUp("NotEnrolled: no OAuth session".into()),
             Err(error) => return Delivery::Retry(error.to_string()),
         };
-        let Ok(mut session) = serde_json::from_slice::<Session>(&stored) else {
+        let Ok(mut session) = serde_json::from_slice::<Session>(&stored.key) else {
             return Delivery::GiveUp("the stored OAuth session is unreadable".into());
         };
         if method == "revoke" {
@@ -387,9 +408,12 @@ impl Deliverer {
             .call(&mut session, Method::POST, &path, Some(&body))
             .await;
         // Tokens may have been refreshed and nonces changed: keep them, unless the session was
-        // retired (unenroll) meanwhile.
+        // retired (unenroll) or replaced (a new sign-in) meanwhile.
         if let Ok(bytes) = serde_json::to_vec(&session)
-            && let Err(error) = self.store.update_key(&entry.did, kind, &bytes).await
+            && let Err(error) = self
+                .store
+                .update_key(&entry.did, kind, &stored, &bytes)
+                .await
         {
             tracing::warn!(did = %entry.did, %error, "saving an OAuth session");
         }

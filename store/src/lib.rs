@@ -44,6 +44,6 @@ pub use self::rebuild::RebuildTarget;
 pub use self::requests::StoredRequest;
 pub use self::status::StoreCounts;
 pub use self::store::{
-    ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx,
+    ActorEvent, Backend, Enrollment, Head, RecordRow, Store, StoreError, StoreTx, VersionedKey,
 };
 pub use self::views::{EnrollmentRow, PostRow, Views, ViewsTx, default_views_url};

@@ -308,6 +308,26 @@ impl Store {
         Ok(on!(&self.pool, db => sqlx::query_scalar(query).bind(did).fetch_all(db).await?))
     }
 
+    /// The record keys of an actor's records in `collection`, sorted (purged records
+    /// included: their rows stay without content).
+    pub async fn record_keys(
+        &self,
+        did: &str,
+        collection: &str,
+    ) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT rkey FROM record WHERE did = ? AND collection = ? ORDER BY rkey",
+        );
+        Ok(on!(&self.pool, db => {
+            sqlx::query_scalar(query)
+                .bind(did)
+                .bind(collection)
+                .fetch_all(db)
+                .await?
+        }))
+    }
+
     /// The lowest and highest sequence numbers of an actor's events (`None` without events).
     pub async fn seq_range(&self, did: &str) -> Result<Option<(u64, u64)>, StoreError> {
         let query = sql(

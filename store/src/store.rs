@@ -68,6 +68,14 @@ pub struct RecordRow {
     pub block: Option<Vec<u8>>,
 }
 
+/// A key as stored at one moment: its value, and the wrapped bytes that tell that version
+/// apart (see [`Store::update_key`]).
+pub struct VersionedKey {
+    /// The unwrapped key.
+    pub key: Zeroizing<Vec<u8>>,
+    wrapped: Vec<u8>,
+}
+
 /// An actor's enrollment as the repo projector last saw it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Enrollment {
@@ -329,6 +337,15 @@ impl Store {
         did: &str,
         kind: KeyKind,
     ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        Ok(self.versioned_key(did, kind).await?.map(|read| read.key))
+    }
+
+    /// A key of `did` as read for a later [`Store::update_key`]; `None` if there is none.
+    pub async fn versioned_key(
+        &self,
+        did: &str,
+        kind: KeyKind,
+    ) -> Result<Option<VersionedKey>, StoreError> {
         let query = sql(
             self.backend(),
             "SELECT wrapped FROM actor_key WHERE did = ? AND kind = ?",
@@ -342,7 +359,10 @@ impl Store {
                 .map(|row| row.get::<Vec<u8>, _>(0))
         });
         Ok(match wrapped {
-            Some(wrapped) => Some(self.master.unwrap(did, kind, &wrapped)?),
+            Some(wrapped) => Some(VersionedKey {
+                key: self.master.unwrap(did, kind, &wrapped)?,
+                wrapped,
+            }),
             None => None,
         })
     }
@@ -362,24 +382,27 @@ impl Store {
         }
     }
 
-    /// Replaces a key of `did` only if it is still there (a key destroyed meanwhile stays
-    /// destroyed); `true` if it was replaced.
+    /// Replaces a key of `did` only if it is still the version `read` (a key destroyed or
+    /// replaced meanwhile stays as it is); `true` if it was replaced. Every wrapping has a
+    /// fresh nonce, so equal wrapped bytes mean the same write.
     pub async fn update_key(
         &self,
         did: &str,
         kind: KeyKind,
+        read: &VersionedKey,
         key: &[u8],
     ) -> Result<bool, StoreError> {
         let wrapped = self.master.wrap(did, kind, key);
         let query = sql(
             self.backend(),
-            "UPDATE actor_key SET wrapped = ? WHERE did = ? AND kind = ?",
+            "UPDATE actor_key SET wrapped = ? WHERE did = ? AND kind = ? AND wrapped = ?",
         );
         Ok(on!(&self.pool, db => {
             sqlx::query(query)
                 .bind(&wrapped)
                 .bind(did)
                 .bind(kind.as_str())
+                .bind(&read.wrapped)
                 .execute(db)
                 .await?
                 .rows_affected()

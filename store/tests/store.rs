@@ -76,6 +76,44 @@ async fn keys_round_trip_and_purge(fixture: &Fixture) {
     );
 }
 
+/// A key read, changed elsewhere, then written back from the old read: the newer key stays
+/// (an OAuth session refreshed by the PDS publisher while the user signed in again).
+async fn a_key_is_updated_only_from_its_current_version(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let (did, kind) = ("did:plc:alice", KeyKind::OAuthSession);
+    store.put_key(did, kind, b"first").await.unwrap();
+    let read = store.versioned_key(did, kind).await.unwrap().unwrap();
+    assert_eq!(read.key.as_slice(), b"first");
+    assert!(
+        store
+            .update_key(did, kind, &read, b"refreshed")
+            .await
+            .unwrap()
+    );
+    // The read is stale now: its version was replaced.
+    assert!(!store.update_key(did, kind, &read, b"stale").await.unwrap());
+    let current = store.versioned_key(did, kind).await.unwrap().unwrap();
+    assert_eq!(current.key.as_slice(), b"refreshed");
+    store.put_key(did, kind, b"signed in again").await.unwrap();
+    assert!(
+        !store
+            .update_key(did, kind, &current, b"stale")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.key(did, kind).await.unwrap().unwrap().as_slice(),
+        b"signed in again"
+    );
+    // A destroyed key stays destroyed.
+    let last = store.versioned_key(did, kind).await.unwrap().unwrap();
+    assert!(store.destroy_key(did, kind).await.unwrap());
+    assert!(!store.update_key(did, kind, &last, b"stale").await.unwrap());
+    assert!(store.key(did, kind).await.unwrap().is_none());
+}
+
 async fn positions_commit_with_their_transaction(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
@@ -1077,6 +1115,7 @@ suite!(
     "postgres",
     migrations_are_idempotent,
     keys_round_trip_and_purge,
+    a_key_is_updated_only_from_its_current_version,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     exports_page_through_every_record,
@@ -1097,6 +1136,7 @@ suite!(
     "sqlite",
     migrations_are_idempotent,
     keys_round_trip_and_purge,
+    a_key_is_updated_only_from_its_current_version,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     exports_page_through_every_record,

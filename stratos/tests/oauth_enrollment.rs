@@ -635,6 +635,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         |r| r.is_some(),
     )
     .await;
+    eventually(&stack, &carol.did, POST, &carol_post, |r| r.is_some()).await;
     const UNENROLL: &str = "zone.stratos.enrollment.unenroll";
     let token = stack
         .service_auth(&carol, &service.did, UNENROLL, None)
@@ -650,6 +651,8 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         |r| r.is_none(),
     )
     .await;
+    // Her content is destroyed, so its stub leaves her PDS too.
+    eventually(&stack, &carol.did, POST, &carol_post, |r| r.is_none()).await;
     let (status, body) = read_as_alice(&stack).await;
     assert_eq!(
         (status, body["error"].as_str()),
