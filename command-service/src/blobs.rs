@@ -3,7 +3,7 @@
 //!
 //! Blob bytes are sealed with the uploader's data key before they reach the blob store (a
 //! directory or an S3-compatible bucket), like record blocks in the log, so a purge (destroying
-//! the data key) makes them unreadable too.
+//! the data key) makes them unreadable too; the purge then deletes them from the blob store.
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +66,7 @@ pub enum BlobStore {
 }
 
 impl BlobStore {
-    fn key(did: &Did, cid: &Cid) -> String {
+    fn key(did: &Did, cid: &str) -> String {
         use sha2::Digest;
         let hash: String = sha2::Sha256::digest(did.as_str().as_bytes())[..8]
             .iter()
@@ -76,7 +76,7 @@ impl BlobStore {
     }
 
     async fn put(&self, did: &Did, cid: &Cid, sealed: Vec<u8>) -> Result<(), String> {
-        let key = Self::key(did, cid);
+        let key = Self::key(did, &cid.to_string());
         match self {
             Self::Local(dir) => {
                 // A temporary name and a rename: a crash never leaves a partial blob.
@@ -96,7 +96,7 @@ impl BlobStore {
     }
 
     async fn get(&self, did: &Did, cid: &Cid) -> Result<Option<Vec<u8>>, String> {
-        let key = Self::key(did, cid);
+        let key = Self::key(did, &cid.to_string());
         match self {
             Self::Local(dir) => match tokio::fs::read(dir.join(key)).await {
                 Ok(bytes) => Ok(Some(bytes)),
@@ -106,9 +106,39 @@ impl BlobStore {
             Self::S3(bucket) => bucket.get(&key).await.map_err(|e| e.to_string()),
         }
     }
+
+    /// Deletes a blob of `did` (one already gone is not an error).
+    async fn delete(&self, did: &Did, cid: &str) -> Result<(), String> {
+        let key = Self::key(did, cid);
+        match self {
+            Self::Local(dir) => match tokio::fs::remove_file(dir.join(key)).await {
+                Ok(()) => Ok(()),
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(error) => Err(error.to_string()),
+            },
+            Self::S3(bucket) => bucket.delete(&key).await.map_err(|e| e.to_string()),
+        }
+    }
 }
 
 impl Commands {
+    /// Deletes every blob `did` uploaded from the blob store and forgets it, after a purge
+    /// destroyed the data key they were sealed with. A blob the store fails to delete is logged
+    /// and stays listed (unreadable all the same); returns how many were deleted.
+    pub(crate) async fn delete_blobs(&self, did: &Did) -> Result<usize, CommandError> {
+        let mut deleted = 0;
+        for cid in self.store.blob_cids(did.as_str()).await? {
+            match self.blobs.delete(did, &cid).await {
+                Ok(()) => {
+                    self.store.delete_blob(did.as_str(), &cid).await?;
+                    deleted += 1;
+                }
+                Err(error) => tracing::warn!(%did, %cid, %error, "deleting a purged blob"),
+            }
+        }
+        Ok(deleted)
+    }
+
     /// Stores a blob of `did` and describes it.
     pub async fn upload_blob(
         &self,

@@ -69,7 +69,8 @@ impl Commands {
     /// Unenrolls `did`: appends `#unenroll` and waits until it is applied. The actor's OAuth
     /// session is retired, for the PDS publisher to delete the enrollment record with and then
     /// revoke. With `purge`, the actor's data key and signing key are destroyed too: its
-    /// private records become unreadable everywhere, old copies of the log included.
+    /// private records become unreadable everywhere, old copies of the log included, and its
+    /// blobs are deleted from the blob store.
     pub async fn unenroll(&self, did: &Did, purge: bool) -> Result<(), CommandError> {
         let slot = self.slot(did);
         let mut repo = slot.lock().await;
@@ -92,6 +93,12 @@ impl Commands {
         if purge {
             for kind in [KeyKind::Data, KeyKind::Signing] {
                 self.store.destroy_key(did.as_str(), kind).await?;
+            }
+            // The keys are gone, so the blobs are unreadable already: their deletion is
+            // best-effort and does not fail the unenrollment.
+            match self.delete_blobs(did).await {
+                Ok(deleted) => tracing::info!(%did, deleted, "deleted the purged actor's blobs"),
+                Err(error) => tracing::warn!(%did, %error, "deleting the purged actor's blobs"),
             }
         }
         Ok(())

@@ -72,6 +72,15 @@ impl S3Bucket {
         Ok(Some(check(response).await?.bytes().await?.to_vec()))
     }
 
+    /// Deletes the object under `key` (a missing one is not an error).
+    pub async fn delete(&self, key: &str) -> Result<(), S3Error> {
+        let response = self.send(reqwest::Method::DELETE, key, Vec::new()).await?;
+        if response.status() == reqwest::StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        check(response).await.map(drop)
+    }
+
     async fn send(
         &self,
         method: reqwest::Method,

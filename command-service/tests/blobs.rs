@@ -1,6 +1,6 @@
 //! Blobs over HTTP, kept in a local directory or an S3-compatible bucket: uploads with size and
-//! type limits, downloads by the owner (others learn nothing), sealed at rest, and gone once the
-//! owner's data key is destroyed.
+//! type limits, downloads by the owner (others learn nothing), sealed at rest, and deleted when
+//! the owner leaves with a purge.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -91,6 +91,7 @@ async fn blobs_are_private_sealed_and_limited(
             )
         }
     };
+    let stored_before: std::collections::HashSet<_> = walk(storage).into_iter().collect();
     let secret = b"\x89PNG a very private picture".to_vec();
     let (status, uploaded) = upload(ALICE, "image/png", secret.clone()).await;
     assert_eq!(status, 200, "{uploaded}");
@@ -153,10 +154,43 @@ async fn blobs_are_private_sealed_and_limited(
         );
     }
 
-    // Purge: without the data key the blob is unreadable for good.
-    stack.store.destroy_keys(ALICE).await.unwrap();
+    // Alice leaves with a purge: her blob is unreadable for good and gone from the blob
+    // store; Bob's stays.
+    let alices: Vec<_> = walk(storage)
+        .into_iter()
+        .filter(|path| !stored_before.contains(path))
+        .collect();
+    assert!(!alices.is_empty());
+    let (status, bobs) = upload(BOB, "image/png", b"bob's picture".to_vec()).await;
+    assert_eq!(status, 200, "{bobs}");
+    let response = client
+        .post(format!("{base}/xrpc/zone.stratos.enrollment.unenroll"))
+        .bearer_auth(ALICE)
+        .json(&serde_json::json!({"purge": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
     let response = get(ALICE, ALICE).await;
     assert_eq!(response.status().as_u16(), 400);
+    for path in &alices {
+        assert!(!path.exists(), "{} is still stored", path.display());
+    }
+    assert!(
+        stack.store.blob_cids(ALICE).await.unwrap().is_empty(),
+        "the purged blobs are still listed"
+    );
+    let bobs_cid = bobs["blob"]["ref"]["$link"].as_str().unwrap();
+    let response = client
+        .get(format!(
+            "{base}/xrpc/com.atproto.sync.getBlob?did={BOB}&cid={bobs_cid}"
+        ))
+        .bearer_auth(BOB)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    assert_eq!(response.bytes().await.unwrap().to_vec(), b"bob's picture");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -39,6 +39,24 @@ impl Store {
         Ok(())
     }
 
+    /// The CIDs of every blob `did` uploaded, in order.
+    pub async fn blob_cids(&self, did: &str) -> Result<Vec<String>, StoreError> {
+        let query = sql(
+            self.backend(),
+            "SELECT cid FROM blob WHERE did = ? ORDER BY cid",
+        );
+        Ok(on!(&self.pool, db => sqlx::query_scalar(query).bind(did).fetch_all(db).await?))
+    }
+
+    /// Forgets a blob of `did` (its bytes were deleted from the blob store).
+    pub async fn delete_blob(&self, did: &str, cid: &str) -> Result<(), StoreError> {
+        let query = sql(self.backend(), "DELETE FROM blob WHERE did = ? AND cid = ?");
+        on!(&self.pool, db => {
+            sqlx::query(query).bind(did).bind(cid).execute(db).await?;
+        });
+        Ok(())
+    }
+
     /// A blob of `did`.
     pub async fn blob(&self, did: &str, cid: &str) -> Result<Option<BlobMeta>, StoreError> {
         let query = sql(
