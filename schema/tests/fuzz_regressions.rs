@@ -1,4 +1,5 @@
-//! Inputs the fuzz targets (`schema/fuzz/`) once crashed on, replayed with the targets' checks.
+//! The fuzz targets' seeds (valid inputs, which every target must accept) and the inputs the
+//! targets once crashed on (`schema/fuzz/`), replayed with the targets' checks.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -7,9 +8,11 @@ use stratos_schema::car::{CarLimits, read_car};
 use stratos_schema::data::{decode_ipld, json_to_ipld, to_dag_cbor};
 use stratos_schema::repo::read_repo;
 
-fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+/// The files under `fuzz/<folder>/<target>`.
+fn inputs(folder: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/regressions")
+        .join("fuzz")
+        .join(folder)
         .join(target);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Vec::new();
@@ -23,46 +26,77 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
         .collect()
 }
 
+/// A target's cases: its seeds (`true`: must be accepted), then its regressions.
+fn cases(target: &str) -> Vec<(PathBuf, Vec<u8>, bool)> {
+    let seeds = inputs("seeds", target);
+    assert!(!seeds.is_empty(), "the seeds of {target} are present");
+    let regressions = inputs("regressions", target);
+    seeds
+        .into_iter()
+        .map(|(path, bytes)| (path, bytes, true))
+        .chain(
+            regressions
+                .into_iter()
+                .map(|(path, bytes)| (path, bytes, false)),
+        )
+        .collect()
+}
+
 #[test]
 fn record_cbor_regressions() {
-    let cases = inputs("record_cbor");
-    assert!(!cases.is_empty(), "the regression corpus is present");
-    for (path, bytes) in cases {
-        if let Ok(value) = decode_ipld(&bytes) {
-            assert_eq!(to_dag_cbor(&value).unwrap(), bytes, "{}", path.display());
+    assert!(
+        !inputs("regressions", "record_cbor").is_empty(),
+        "the regression corpus is present"
+    );
+    for (path, bytes, seed) in cases("record_cbor") {
+        match decode_ipld(&bytes) {
+            Ok(value) => assert_eq!(to_dag_cbor(&value).unwrap(), bytes, "{}", path.display()),
+            Err(error) => assert!(!seed, "{}: {error}", path.display()),
         }
     }
 }
 
 #[test]
 fn record_json_regressions() {
-    for (path, bytes) in inputs("record_json") {
-        if let Ok(json) = serde_json::from_slice(&bytes)
-            && let Ok(value) = json_to_ipld(&json)
-        {
-            let encoded = to_dag_cbor(&value).unwrap();
-            assert_eq!(decode_ipld(&encoded).unwrap(), value, "{}", path.display());
+    for (path, bytes, seed) in cases("record_json") {
+        let value = serde_json::from_slice(&bytes)
+            .ok()
+            .and_then(|json| json_to_ipld(&json).ok());
+        match value {
+            Some(value) => {
+                let encoded = to_dag_cbor(&value).unwrap();
+                assert_eq!(decode_ipld(&encoded).unwrap(), value, "{}", path.display());
+            }
+            None => assert!(!seed, "{} is refused", path.display()),
         }
     }
 }
 
 #[test]
 fn event_decoder_regressions() {
-    for (path, bytes) in inputs("event_decoder") {
-        if let Ok(event) = stratos_schema::events::Event::decode(&bytes) {
-            let again = stratos_schema::events::Event::decode(&event.encode()).unwrap();
-            assert_eq!(again, event, "{}", path.display());
+    for (path, bytes, seed) in cases("event_decoder") {
+        match stratos_schema::events::Event::decode(&bytes) {
+            Ok(event) => {
+                let again = stratos_schema::events::Event::decode(&event.encode()).unwrap();
+                assert_eq!(again, event, "{}", path.display());
+            }
+            Err(error) => assert!(!seed, "{}: {error}", path.display()),
         }
     }
 }
 
 #[test]
 fn car_reader_regressions() {
-    for (_, bytes) in inputs("car_reader") {
-        if let Ok((roots, blocks)) = read_car(&bytes, CarLimits::default())
-            && let Some(root) = roots.first()
-        {
-            let _ = read_repo(&blocks, *root);
+    for (path, bytes, seed) in cases("car_reader") {
+        match read_car(&bytes, CarLimits::default()) {
+            Ok((roots, blocks)) => {
+                // A repository or not, reading it never panics.
+                if let Some(root) = roots.first() {
+                    let _ = read_repo(&blocks, *root);
+                }
+                assert!(!seed || !roots.is_empty(), "{} has no root", path.display());
+            }
+            Err(error) => assert!(!seed, "{}: {error}", path.display()),
         }
     }
 }

@@ -49,6 +49,7 @@ fn command(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> 
     command
 }
 
+/// `stratos <args>` on the deployment, running in the background with its output discarded.
 fn stratos(args: &[&str], broker: &Broker, database: &str, master_key: &str) -> Process {
     Process(
         command(args, broker, database, master_key)
