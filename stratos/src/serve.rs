@@ -213,7 +213,7 @@ fn queries(
         changes,
         QueryConfig {
             service_did: options.service_did(),
-            trusted_services: options.allowed_appviews.clone(),
+            trusted_services: options.allowed_appviews(),
             dev_auth: options.dev_auth,
             resolver: options.resolver(),
             sync_token: options.sync_token.as_ref().map(|t| t.expose().to_string()),
@@ -284,7 +284,7 @@ async fn commands(
         outcomes,
         CommandConfig {
             service,
-            allowed_domains: options.allowed_domains.clone(),
+            allowed_domains: options.allowed_domains(),
             max_attempts: 16,
             blob_store: options.blob_storage.store()?,
         },

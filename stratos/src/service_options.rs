@@ -238,13 +238,34 @@ enum EnrollmentMode {
 /// The scope the service asks users for: its enrollment record and its stubs.
 const OAUTH_SCOPE: &str = "atproto repo:zone.stratos.actor.enrollment repo:zone.stratos.feed.post";
 
+/// The entries of a comma-separated setting: each trimmed, empty ones dropped (`"a, b,"` is
+/// `a` and `b`).
+fn entries(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
 impl ServiceOptions {
+    /// The allowed boundaries (`--allowed-domains`).
+    pub(crate) fn allowed_domains(&self) -> Vec<String> {
+        entries(&self.allowed_domains)
+    }
+
+    /// The AppView DIDs trusted to read for others (`--allowed-appviews`).
+    pub(crate) fn allowed_appviews(&self) -> Vec<String> {
+        entries(&self.allowed_appviews)
+    }
+
     /// Checks what the types alone do not: URLs, DIDs, boundaries and the OAuth client key.
     pub fn validate(&self) -> Result<()> {
         web_url("--public-url", &self.public_url)?;
         web_url("--plc-url", &self.plc_url)?;
-        for resolver in &self.enrollment.handle_resolvers {
-            web_url("--handle-resolvers", resolver)?;
+        for resolver in entries(&self.enrollment.handle_resolvers) {
+            web_url("--handle-resolvers", &resolver)?;
         }
         let settings = &self.enrollment;
         for (option, page) in [
@@ -263,23 +284,21 @@ impl ServiceOptions {
             .parse::<stratos_schema::syntax::Did>()
             .with_context(|| format!("--service-did {:?} is not a DID", self.service_did()))?;
         for did in self
-            .allowed_appviews
+            .allowed_appviews()
             .iter()
-            .chain(&self.enrollment.allowed_dids)
+            .chain(&entries(&self.enrollment.allowed_dids))
         {
             did.parse::<stratos_schema::syntax::Did>()
                 .with_context(|| format!("{did:?} (an allowed DID or AppView) is not a DID"))?;
         }
+        let allowed_domains = self.allowed_domains();
         anyhow::ensure!(
-            self.allowed_domains.iter().all(|d| !d.trim().is_empty())
-                && !self.allowed_domains.is_empty(),
+            !allowed_domains.is_empty(),
             "--allowed-domains names no boundary"
         );
-        if let Some(missing) = self
-            .enrollment
-            .auto_enroll_domains
-            .iter()
-            .find(|d| !self.allowed_domains.contains(d))
+        if let Some(missing) = entries(&self.enrollment.auto_enroll_domains)
+            .into_iter()
+            .find(|d| !allowed_domains.contains(d))
         {
             anyhow::bail!("--auto-enroll-domains: {missing:?} is not an allowed boundary");
         }
@@ -376,15 +395,15 @@ impl ServiceOptions {
         let discovery = Discovery::new(
             outbound,
             DidResolver::new(self.resolver()),
-            settings.handle_resolvers.clone(),
+            entries(&settings.handle_resolvers),
         );
         Ok(Enrollment {
             client: OAuthClient::new(identity, discovery),
             policy: EnrollmentPolicy {
                 open: matches!(settings.enrollment_mode, EnrollmentMode::Open),
-                allowed_dids: settings.allowed_dids.clone(),
-                allowed_pds_endpoints: settings.allowed_pds_endpoints.clone(),
-                auto_enroll_domains: settings.auto_enroll_domains.clone(),
+                allowed_dids: entries(&settings.allowed_dids),
+                allowed_pds_endpoints: entries(&settings.allowed_pds_endpoints),
+                auto_enroll_domains: entries(&settings.auto_enroll_domains),
             },
             verbose_errors: self.dev_auth,
         })

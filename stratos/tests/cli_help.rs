@@ -131,6 +131,37 @@ fn config_check_shows_each_settings_source_and_masks_secrets() {
     );
 }
 
+/// Comma-separated settings are split, each entry trimmed, and empty entries dropped.
+#[test]
+fn comma_separated_settings_are_trimmed_and_empties_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = stratos(dir.path())
+        .args(["config", "check", "--json"])
+        .env("STRATOS_ALLOWED_DOMAINS", "general, friends,")
+        .env("STRATOS_AUTO_ENROLL_DOMAINS", " friends ")
+        .env("STRATOS_ALLOWED_APPVIEWS", "did:web:appview.example, ")
+        .env("STRATOS_HANDLE_RESOLVERS", "https://bsky.social, ")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(json_of(&output)["valid"], true, "{output:?}");
+    // A list with no entry at all is still refused.
+    let output = stratos(dir.path())
+        .args(["config", "check", "--json"])
+        .env("STRATOS_ALLOWED_DOMAINS", " , ")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let report = json_of(&output);
+    assert!(
+        report["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("names no boundary"),
+        "{report}"
+    );
+}
+
 #[test]
 fn config_check_refuses_what_the_service_would_refuse() {
     let dir = tempfile::tempdir().unwrap();
