@@ -129,6 +129,12 @@ impl Commands {
         {
             return Ok(answer);
         }
+        if ops.is_empty() {
+            // A commit that changes nothing would only move the revision on.
+            return Err(CommandError::InvalidRequest(
+                "at least one write per commit".into(),
+            ));
+        }
         if ops.len() > MAX_WRITES {
             return Err(CommandError::InvalidRequest(format!(
                 "at most {MAX_WRITES} writes per commit"

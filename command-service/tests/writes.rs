@@ -207,6 +207,8 @@ async fn invalid_writes_change_nothing(setup: Setup) {
             "RecordNotFound",
         ),
         ((0..201).map(|_| create("many")).collect(), "InvalidRequest"),
+        // No write at all: no commit either.
+        (Vec::new(), "InvalidRequest"),
     ];
     for (ops, expected) in cases {
         let error = commands.write(&alice, ops, None).await.unwrap_err();
