@@ -292,6 +292,27 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         .unwrap();
     assert_eq!(own["boundaries"], json!([{"value": boundary}]));
     verify_attestation(&own, &alice.did, &[&boundary]);
+    // Another signed-in user learns no more than anyone does (spec REF-46).
+    let token = stack
+        .service_auth(&bob, &service.did, "zone.stratos.enrollment.status", None)
+        .await;
+    let response = service
+        .http
+        .get(format!(
+            "{}/xrpc/zone.stratos.enrollment.status?did={}",
+            service.base, alice.did
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let others: Value = response.json().await.unwrap();
+    assert_eq!(others["enrolled"], true, "{others}");
+    assert!(
+        others.get("boundaries").is_none() && others.get("attestation").is_none(),
+        "{others}"
+    );
     let (_, body) = service
         .get(&format!(
             "/xrpc/zone.stratos.identity.resolveEnrollments?did={}",
