@@ -516,10 +516,54 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     .await
     .unwrap();
     verify_attestation(&record, &alice.did, &[&boundary, &team]);
-    // Back to the one boundary.
+    // Back to the one boundary: removed, then set (which changes nothing more).
+    const REMOVE: &str = "zone.stratos.admin.removeBoundary";
     let (status, body) = admin(
         ADMIN_PASSWORD,
-        "zone.stratos.admin.setBoundaries",
+        REMOVE,
+        json!({"did": bob.did, "boundary": "team"}),
+    )
+    .await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("NotFound")));
+    let (status, body) = admin(ADMIN_PASSWORD, REMOVE, json!({"did": alice.did})).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("did and boundary are required"))
+    );
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        REMOVE,
+        json!({"did": alice.did, "boundary": "team"}),
+    )
+    .await;
+    assert_eq!(
+        (status, &body["boundaries"]),
+        (200, &json!([boundary])),
+        "{body}"
+    );
+    const SET: &str = "zone.stratos.admin.setBoundaries";
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        SET,
+        json!({"did": alice.did, "boundaries": ["secret"]}),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("not in allowed domains"),
+        "{body}"
+    );
+    let (status, body) = admin(ADMIN_PASSWORD, SET, json!({"did": alice.did})).await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (400, Some("did and boundaries array are required"))
+    );
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        SET,
         json!({"did": alice.did, "boundaries": ["general"]}),
     )
     .await;
