@@ -323,6 +323,28 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         body,
         json!({"did": alice.did, "enrolled": true, "boundaries": [boundary]})
     );
+    // Bob is not enrolled (yet): no boundaries. And the DID is required.
+    let (status, body) = service
+        .get(&format!(
+            "/xrpc/zone.stratos.identity.resolveEnrollments?did={}",
+            bob.did
+        ))
+        .await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"did": bob.did, "enrolled": false, "boundaries": []})
+        )
+    );
+    let (status, body) = service
+        .get("/xrpc/zone.stratos.identity.resolveEnrollments")
+        .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("InvalidRequest")),
+        "{body}"
+    );
     let (_, body) = service
         .get(&format!(
             "/xrpc/zone.stratos.enrollment.status?did={}",
