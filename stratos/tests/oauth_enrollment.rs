@@ -86,6 +86,25 @@ impl Service {
         body["enrolled"].as_bool().unwrap()
     }
 
+    /// What `enrollment.status` says of `did`'s enrollment to `viewer`, signed in.
+    async fn status_as(&self, stack: &AtprotoStack, viewer: &Account, did: &str) -> (u16, Value) {
+        let token = stack
+            .service_auth(viewer, &self.did, "zone.stratos.enrollment.status", None)
+            .await;
+        let response = self
+            .http
+            .get(format!(
+                "{}/xrpc/zone.stratos.enrollment.status?did={did}",
+                self.base
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap())
+    }
+
     /// The Prometheus exposition of `/metrics`.
     async fn metrics(&self) -> String {
         let response = self.http.get(format!("{}/metrics", self.base)).send();
@@ -274,40 +293,12 @@ async fn enrollment_through_oauth_with_a_real_pds() {
             .starts_with("did:key:zDn")
     );
     assert!(body.get("boundaries").is_none() && body.get("attestation").is_none());
-    let token = stack
-        .service_auth(&alice, &service.did, "zone.stratos.enrollment.status", None)
-        .await;
-    let own: Value = service
-        .http
-        .get(format!(
-            "{}/xrpc/zone.stratos.enrollment.status?did={}",
-            service.base, alice.did
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, own) = service.status_as(&stack, &alice, &alice.did).await;
     assert_eq!(own["boundaries"], json!([{"value": boundary}]));
     verify_attestation(&own, &alice.did, &[&boundary]);
     // Another signed-in user learns no more than anyone does (spec REF-46).
-    let token = stack
-        .service_auth(&bob, &service.did, "zone.stratos.enrollment.status", None)
-        .await;
-    let response = service
-        .http
-        .get(format!(
-            "{}/xrpc/zone.stratos.enrollment.status?did={}",
-            service.base, alice.did
-        ))
-        .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 200);
-    let others: Value = response.json().await.unwrap();
+    let (status, others) = service.status_as(&stack, &bob, &alice.did).await;
+    assert_eq!(status, 200);
     assert_eq!(others["enrolled"], true, "{others}");
     assert!(
         others.get("boundaries").is_none() && others.get("attestation").is_none(),
@@ -508,18 +499,22 @@ async fn enrollment_through_oauth_with_a_real_pds() {
             .unwrap()
             .contains("not in allowed domains")
     );
-    let (status, body) = admin(
-        ADMIN_PASSWORD,
-        ADD,
-        json!({"did": bob.did, "boundary": "team"}),
-    )
-    .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("NotFound")));
-    let (status, body) = admin(ADMIN_PASSWORD, ADD, json!({"did": alice.did})).await;
-    assert_eq!(
-        (status, body["message"].as_str()),
-        (400, Some("did and boundary are required"))
-    );
+    // Adding and removing: an unenrolled DID is not found, a boundary is required.
+    const REMOVE: &str = "zone.stratos.admin.removeBoundary";
+    for method in [ADD, REMOVE] {
+        let (status, body) = admin(
+            ADMIN_PASSWORD,
+            method,
+            json!({"did": bob.did, "boundary": "team"}),
+        )
+        .await;
+        assert_eq!((status, body["error"].as_str()), (404, Some("NotFound")));
+        let (status, body) = admin(ADMIN_PASSWORD, method, json!({"did": alice.did})).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (400, Some("did and boundary are required"))
+        );
+    }
     let (status, body) = admin(
         ADMIN_PASSWORD,
         ADD,
@@ -539,19 +534,6 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     .unwrap();
     verify_attestation(&record, &alice.did, &[&boundary, &team]);
     // Back to the one boundary: removed, then set (which changes nothing more).
-    const REMOVE: &str = "zone.stratos.admin.removeBoundary";
-    let (status, body) = admin(
-        ADMIN_PASSWORD,
-        REMOVE,
-        json!({"did": bob.did, "boundary": "team"}),
-    )
-    .await;
-    assert_eq!((status, body["error"].as_str()), (404, Some("NotFound")));
-    let (status, body) = admin(ADMIN_PASSWORD, REMOVE, json!({"did": alice.did})).await;
-    assert_eq!(
-        (status, body["message"].as_str()),
-        (400, Some("did and boundary are required"))
-    );
     let (status, body) = admin(
         ADMIN_PASSWORD,
         REMOVE,
