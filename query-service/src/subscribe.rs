@@ -571,6 +571,9 @@ impl Queries {
                 connection.idle(&mut changes, limits.poll_interval).await?;
                 after.0 = look_back(&after.0, LOOK_BACK);
                 after.1.clear();
+                // Rows older than the look-back are not read again: forget them, so a long
+                // subscription holds only the last minute's changes.
+                sent.retain(|(_, time)| *time >= after.0);
             }
         }
     }

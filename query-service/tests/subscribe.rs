@@ -1,6 +1,7 @@
 //! `subscribeRecords` over real WebSockets: backfill then live without gap or duplicate,
-//! reconnection with a cursor, many concurrent subscribers, the service stream, the domain
-//! filter, and the error frames.
+//! reconnection with a cursor, many concurrent subscribers, every kind of op, a backfill of
+//! many pages, the service stream with its enroll and unenroll events, the domain filter, and
+//! the error frames.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -10,7 +11,8 @@ mod support;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use stratos_query::subscribe::decode_frame;
+use serde_json::json;
+use stratos_query::subscribe::{SubscribeLimits, decode_frame};
 use stratos_schema::Ipld;
 use support::{APPVIEW, GENERAL, System, WRITERS};
 use tokio_tungstenite::tungstenite::Message;
@@ -106,10 +108,7 @@ async fn backfill_then_live(system: System) {
     for _ in 0..5 {
         let (kind, body) = next_frame(&mut socket).await.unwrap();
         assert_eq!(kind, "#commit");
-        let ops = match field(&body, "ops") {
-            Ipld::List(ops) => ops.clone(),
-            other => panic!("{other:?}"),
-        };
+        let ops = ops(&body);
         assert_eq!(text(&ops[0], "action"), "create");
         assert!(text(field(&ops[0], "record"), "text").starts_with("live"));
         live.push(seq(&body));
@@ -140,6 +139,180 @@ async fn backfill_then_live(system: System) {
     )
     .await;
     assert_eq!(commits(&mut filtered, 1).await, [latest + 6]);
+    system.finish().await;
+}
+
+/// The `ops` of a `#commit` body.
+fn ops(body: &Ipld) -> Vec<Ipld> {
+    match field(body, "ops") {
+        Ipld::List(ops) => ops.clone(),
+        other => panic!("no ops: {other:?}"),
+    }
+}
+
+/// Collects `#commit` frames up to and including sequence number `last`.
+async fn commits_through(socket: &mut Socket, last: i128) -> Vec<Ipld> {
+    let mut bodies: Vec<Ipld> = Vec::new();
+    while bodies.last().is_none_or(|body| seq(body) < last) {
+        let (kind, body) = next_frame(socket).await.expect("the stream ended early");
+        assert_eq!(kind, "#commit", "{body:?}");
+        bodies.push(body);
+    }
+    bodies
+}
+
+/// A post in one boundary, as JSON.
+fn post_value(text: &str, boundary: &str) -> serde_json::Value {
+    json!({
+        "$type": "zone.stratos.feed.post",
+        "text": text,
+        "boundary": {"values": [{"value": boundary}]},
+        "createdAt": "2026-11-28T12:00:00.000Z",
+    })
+}
+
+/// Each kind of op on the actor stream, read back in pages of two events: one frame per
+/// `applyWrites` with all its ops, updates with their record, deletes with the boundaries the
+/// record had (so a domain filter keeps them) and no record.
+async fn every_kind_of_op_in_pages(system: System) {
+    const POSTS: &str = "zone.stratos.feed.post";
+    let alice = system.enroll("alice", &["general", "writers"]).await;
+    let (first, _) = system.post(&alice, "first", &[GENERAL]).await;
+    let first_rkey = first.rsplit('/').next().unwrap().to_string();
+    let write = async |nsid: &str, input: serde_json::Value| {
+        let (status, body) = system.call_post(Some(&alice), nsid, &input).await;
+        assert_eq!(status, 200, "{nsid}: {body}");
+    };
+    write(
+        "com.atproto.repo.applyWrites",
+        json!({"repo": alice, "writes": [
+            {"$type": "com.atproto.repo.applyWrites#create", "collection": POSTS,
+             "rkey": "3l2aaaaaaaa22", "value": post_value("in writers", WRITERS)},
+            {"$type": "com.atproto.repo.applyWrites#create", "collection": POSTS,
+             "rkey": "3l2aaaaaaaa23", "value": post_value("in general", GENERAL)},
+        ]}),
+    )
+    .await;
+    write(
+        "com.atproto.repo.putRecord",
+        json!({"repo": alice, "collection": POSTS, "rkey": first_rkey,
+               "record": post_value("edited", GENERAL)}),
+    )
+    .await;
+    write(
+        "com.atproto.repo.deleteRecord",
+        json!({"repo": alice, "collection": POSTS, "rkey": "3l2aaaaaaaa22"}),
+    )
+    .await;
+    for i in 0..3 {
+        system.post(&alice, &format!("after {i}"), &[GENERAL]).await;
+    }
+    let latest = system.store.seq_range(&alice).await.unwrap().unwrap().1 as i128;
+
+    let mut socket = connect(&system, &format!("did={alice}"), Some(&alice)).await;
+    let bodies = commits_through(&mut socket, latest).await;
+    let seqs: Vec<i128> = bodies.iter().map(seq).collect();
+    assert_eq!(
+        seqs,
+        (1..=latest).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
+    let summary: Vec<Vec<(String, String)>> = bodies
+        .iter()
+        .map(|body| {
+            ops(body)
+                .iter()
+                .map(|op| (text(op, "action"), text(op, "path")))
+                .collect()
+        })
+        .collect();
+    let path = |rkey: &str| format!("{POSTS}/{rkey}");
+    assert_eq!(
+        summary[..4],
+        [
+            vec![("create".to_string(), path(&first_rkey))],
+            vec![
+                ("create".to_string(), path("3l2aaaaaaaa22")),
+                ("create".to_string(), path("3l2aaaaaaaa23")),
+            ],
+            vec![("update".to_string(), path(&first_rkey))],
+            vec![("delete".to_string(), path("3l2aaaaaaaa22"))],
+        ]
+    );
+    assert_eq!(summary.len(), 7);
+    // A record is carried while it is current: the first version of the edited post and the
+    // deleted post have their CID but no record any more.
+    let created = &ops(&bodies[0])[0];
+    assert!(
+        matches!(field(created, "cid"), Ipld::Link(_)),
+        "{created:?}"
+    );
+    assert_eq!(field(created, "record"), &Ipld::Null);
+    let batch = ops(&bodies[1]);
+    assert_eq!(field(&batch[0], "record"), &Ipld::Null);
+    assert_eq!(text(field(&batch[1], "record"), "text"), "in general");
+    let updated = &ops(&bodies[2])[0];
+    assert_eq!(text(field(updated, "record"), "text"), "edited");
+    let deleted = &ops(&bodies[3])[0];
+    assert_eq!(field(deleted, "cid"), &Ipld::Null, "{deleted:?}");
+    assert_eq!(field(deleted, "record"), &Ipld::Null);
+
+    // Filtered on `writers`: the batch that created the post there, and its deletion.
+    let mut filtered = connect(
+        &system,
+        &format!("did={alice}&domain={}", urlencode(WRITERS)),
+        Some(APPVIEW),
+    )
+    .await;
+    let kept: Vec<i128> = [
+        next_frame(&mut filtered).await,
+        next_frame(&mut filtered).await,
+    ]
+    .into_iter()
+    .map(|frame| seq(&frame.expect("a frame").1))
+    .collect();
+    assert_eq!(kept, [seq(&bodies[1]), seq(&bodies[3])]);
+    system.post(&alice, "live in writers", &[WRITERS]).await;
+    let (kind, live) = next_frame(&mut filtered).await.unwrap();
+    assert_eq!((kind.as_str(), seq(&live)), ("#commit", latest + 1));
+    system.finish().await;
+}
+
+/// The service stream announces an unenrollment (without service or boundaries) and a
+/// re-enrollment with its new boundaries.
+async fn the_service_stream_follows_enrollment_changes(system: System) {
+    let alice = system.enroll("alice", &["general"]).await;
+    let mut socket = connect(&system, "syncToken=shared-sync-secret", None).await;
+    let (kind, body) = next_frame(&mut socket).await.unwrap();
+    assert_eq!(
+        (kind.as_str(), text(&body, "did")),
+        ("#enrollment", alice.clone())
+    );
+
+    let did = alice.parse().unwrap();
+    system.commands.unenroll(&did, false).await.unwrap();
+    let (kind, body) = next_frame(&mut socket).await.unwrap();
+    assert_eq!(kind, "#enrollment");
+    assert_eq!(text(&body, "did"), alice);
+    assert_eq!(text(&body, "action"), "unenroll");
+    assert_eq!(field(&body, "service"), &Ipld::Null);
+    assert_eq!(field(&body, "boundaries"), &Ipld::Null);
+
+    system.enroll("alice", &["writers"]).await;
+    let (kind, body) = next_frame(&mut socket).await.unwrap();
+    assert_eq!(kind, "#enrollment");
+    assert_eq!(text(&body, "action"), "enroll");
+    assert_eq!(text(&body, "service"), "https://stratos.example.com");
+    assert_eq!(
+        field(&body, "boundaries"),
+        &Ipld::List(vec![Ipld::String(WRITERS.into())])
+    );
+
+    // A subscriber arriving now replays the active enrollment only.
+    let mut later = connect(&system, "syncToken=shared-sync-secret", None).await;
+    let (_, body) = next_frame(&mut later).await.unwrap();
+    assert_eq!(text(&body, "action"), "enroll");
+    assert_eq!(field(&body, "service"), &Ipld::Null, "a replayed entry");
     system.finish().await;
 }
 
@@ -254,4 +427,10 @@ on_both_backends!(
     backfill_then_live,
     many_subscribers_see_every_event_once,
     stream_errors_and_the_service_stream,
+    the_service_stream_follows_enrollment_changes,
+);
+
+on_both_backends!(
+    limits = SubscribeLimits { batch: 2, ..SubscribeLimits::default() };
+    every_kind_of_op_in_pages,
 );

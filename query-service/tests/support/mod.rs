@@ -273,14 +273,26 @@ pub fn error_name(body: &Value) -> &str {
     body["error"].as_str().unwrap_or_default()
 }
 
-/// Runs test bodies (`async fn(System)`) on SQLite and on Postgres.
+/// Runs test bodies (`async fn(System)`) on SQLite and on Postgres; with `limits = <expr>;`
+/// first, on systems with those `subscribeRecords` limits (in modules of their own).
 macro_rules! on_both_backends {
+    (limits = $limits:expr; $($name:ident),* $(,)?) => {
+        mod limited {
+            use super::*;
+            on_both_backends!(@systems (|kind| super::support::System::start_with(kind, $limits)); $($name),*);
+        }
+    };
     ($($name:ident),* $(,)?) => {
+        on_both_backends!(@systems (super::support::System::start); $($name),*);
+    };
+    (@systems ($start:expr); $($name:ident),*) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::System::start("sqlite").await).await;
+                    #[allow(unused_imports)]
+                    use super::*;
+                    super::$name(($start)("sqlite").await).await;
                 }
             )*
         }
@@ -288,7 +300,9 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name(super::support::System::start("postgres").await).await;
+                    #[allow(unused_imports)]
+                    use super::*;
+                    super::$name(($start)("postgres").await).await;
                 }
             )*
         }
