@@ -6,8 +6,8 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 
-use bytes::Bytes as Body;
 use serde_json::json;
+use stratos_xrpc::body::{BodyError, read_capped};
 use tokio::net::TcpListener;
 use warp::http::{HeaderMap, Method, StatusCode};
 use warp::reply::Response;
@@ -59,6 +59,17 @@ impl Default for HttpConfig {
             blobs: BlobLimits::default(),
             enrollment: None,
             admin_password: None,
+        }
+    }
+}
+
+impl HttpConfig {
+    /// The largest body the method `nsid` accepts, in bytes.
+    fn body_limit(&self, nsid: &str) -> u64 {
+        match nsid {
+            IMPORT => self.max_import,
+            UPLOAD => self.blobs.max_bytes as u64,
+            _ => self.max_body,
         }
     }
 }
@@ -117,23 +128,32 @@ pub fn routes(
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::header::headers_cloned())
         .and(state.clone())
-        .and(warp::body::bytes())
+        .and(warp::body::stream())
         .then(
             |nsid: String,
              method: Method,
              query: HashMap<String, String>,
              headers: HeaderMap,
              state: Arc<State>,
-             body: Body| async move {
+             body| async move {
                 let started = std::time::Instant::now();
-                let call = Call {
-                    nsid: &nsid,
-                    method: &method,
-                    query: &query,
-                    headers: &headers,
-                    body: &body,
+                let outcome = match read_capped(body, state.config.body_limit(&nsid)).await {
+                    Ok(body) => {
+                        let call = Call {
+                            nsid: &nsid,
+                            method: &method,
+                            query: &query,
+                            headers: &headers,
+                            body: &body,
+                        };
+                        xrpc(&state, call).await
+                    }
+                    Err(BodyError::TooLarge(limit)) => {
+                        return too_large(&nsid, limit);
+                    }
+                    Err(error) => Err(error.into()),
                 };
-                let response = match xrpc(&state, call).await {
+                let response = match outcome {
                     Ok(response) => response,
                     Err(error) => error.into_response(),
                 };
@@ -176,15 +196,13 @@ pub fn routes(
             .and(warp::header::optional::<u64>("content-length"))
             .and_then(
                 |state: Arc<State>, path: warp::path::FullPath, length: Option<u64>| async move {
-                    let limit = match path.as_str() {
-                        IMPORT_PATH => state.config.max_import,
-                        UPLOAD_PATH => state.config.blobs.max_bytes as u64,
-                        _ => state.config.max_body,
-                    };
+                    let nsid = path.as_str().strip_prefix("/xrpc/").unwrap_or_default();
+                    let limit = state.config.body_limit(nsid);
                     match length {
-                        Some(length) if length > limit => {
-                            Err(warp::reject::custom(TooLarge(limit)))
-                        }
+                        Some(length) if length > limit => Err(warp::reject::custom(TooLarge {
+                            nsid: nsid.to_string(),
+                            limit,
+                        })),
                         _ => Ok(()),
                     }
                 },
@@ -265,10 +283,8 @@ fn oauth_routes(
 
 /// The import procedure, which takes a CAR body instead of JSON.
 const IMPORT: &str = "zone.stratos.repo.importRepo";
-const IMPORT_PATH: &str = "/xrpc/zone.stratos.repo.importRepo";
 /// The blob upload procedure, which takes the blob as its body.
 const UPLOAD: &str = "com.atproto.repo.uploadBlob";
-const UPLOAD_PATH: &str = "/xrpc/com.atproto.repo.uploadBlob";
 /// The blob download query.
 const GET_BLOB: &str = "com.atproto.sync.getBlob";
 /// The enrollment queries.
@@ -277,26 +293,38 @@ const RESOLVE_ENROLLMENTS: &str = "zone.stratos.identity.resolveEnrollments";
 const LIST_DOMAINS: &str = "zone.stratos.server.listDomains";
 const UNENROLL: &str = "zone.stratos.enrollment.unenroll";
 
-/// A body over the configured limit.
+/// A body announced larger than the limit of the method called.
 #[derive(Debug)]
-struct TooLarge(u64);
+struct TooLarge {
+    nsid: String,
+    limit: u64,
+}
 
 impl warp::reject::Reject for TooLarge {}
 
+/// The answer to a body over `limit` bytes: `400 InvalidCar` for an import (spec §2.4.11),
+/// `413 PayloadTooLarge` otherwise. The rest of the body was not read, so the connection
+/// closes.
+fn too_large(nsid: &str, limit: u64) -> Response {
+    let error = match nsid {
+        IMPORT => XrpcError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidCar",
+            format!("the CAR file is larger than the limit of {limit} bytes"),
+        ),
+        _ => XrpcError::from(BodyError::TooLarge(limit)),
+    };
+    let mut response = error.into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONNECTION,
+        warp::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
 fn rejected(rejection: Rejection) -> Response {
-    if let Some(TooLarge(limit)) = rejection.find() {
-        let mut response = XrpcError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "PayloadTooLarge",
-            format!("request bodies are limited to {limit} bytes"),
-        )
-        .into_response();
-        // The body was not read, so this connection cannot carry another request.
-        response.headers_mut().insert(
-            warp::http::header::CONNECTION,
-            warp::http::HeaderValue::from_static("close"),
-        );
-        return response;
+    if let Some(TooLarge { nsid, limit }) = rejection.find() {
+        return too_large(nsid, *limit);
     }
     if rejection.is_not_found() {
         return XrpcError::new(StatusCode::NOT_FOUND, "NotFound", "Not found").into_response();
@@ -304,7 +332,6 @@ fn rejected(rejection: Rejection) -> Response {
     XrpcError::invalid_request(format!("{rejection:?}")).into_response()
 }
 
-/// Dispatches one XRPC call.
 /// One XRPC call as it arrived.
 struct Call<'a> {
     nsid: &'a str,
@@ -314,6 +341,7 @@ struct Call<'a> {
     body: &'a [u8],
 }
 
+/// Dispatches one XRPC call.
 async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
     let Call {
         nsid,

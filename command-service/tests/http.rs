@@ -73,6 +73,14 @@ impl Server {
         (status, response.json().await.unwrap())
     }
 
+    /// Enrolls `did` in the `general` boundary.
+    async fn enroll(&self, did: &str) {
+        self.commands
+            .enroll(&did.parse().unwrap(), &["general".into()])
+            .await
+            .unwrap();
+    }
+
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.stack.finish().await;
@@ -98,11 +106,7 @@ fn error_of(answer: &Answer) -> (u16, &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_over_http() {
     let server = Server::start(true).await;
-    server
-        .commands
-        .enroll(&ALICE.parse().unwrap(), &["general".into()])
-        .await
-        .unwrap();
+    server.enroll(ALICE).await;
 
     let (status, created) = server
         .call(
@@ -204,13 +208,40 @@ async fn writes_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_calls_get_xrpc_errors_and_change_nothing() {
     let server = Server::start(true).await;
-    server
-        .commands
-        .enroll(&ALICE.parse().unwrap(), &["general".into()])
-        .await
-        .unwrap();
+    server.enroll(ALICE).await;
+    server.enroll("did:plc:bob").await;
     let head = server.store.head(ALICE).await.unwrap();
     let create = |record: Value| json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": record});
+
+    // An enrolled actor writing into another actor's repository, by every write procedure.
+    let rkey = "3l2aaaaaaaa22";
+    let into_alice = [
+        ("com.atproto.repo.createRecord", create(post("x"))),
+        (
+            "com.atproto.repo.putRecord",
+            json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "rkey": rkey,
+                   "record": post("x")}),
+        ),
+        (
+            "com.atproto.repo.deleteRecord",
+            json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "rkey": rkey}),
+        ),
+        (
+            "com.atproto.repo.applyWrites",
+            json!({"repo": ALICE, "writes": [
+                {"$type": "com.atproto.repo.applyWrites#create",
+                 "collection": "zone.stratos.feed.post", "value": post("x")}]}),
+        ),
+    ];
+    for (nsid, input) in &into_alice {
+        let answer = server.call(nsid, Some("did:plc:bob"), input).await;
+        assert_eq!(
+            error_of(&answer),
+            (401, "AuthRequired"),
+            "{nsid}: {}",
+            answer.1
+        );
+    }
 
     let cases: Vec<(Answer, (u16, &str))> = vec![
         (
@@ -321,11 +352,7 @@ async fn bad_calls_get_xrpc_errors_and_change_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn development_tokens_are_refused_unless_switched_on() {
     let server = Server::start(false).await;
-    server
-        .commands
-        .enroll(&ALICE.parse().unwrap(), &["general".into()])
-        .await
-        .unwrap();
+    server.enroll(ALICE).await;
     let answer = server
         .call(
             "com.atproto.repo.createRecord",
@@ -463,5 +490,60 @@ async fn an_idempotency_key_gets_the_original_answer() {
         (400, "InvalidRequest")
     );
     assert_eq!(server.store.records(ALICE).await.unwrap().len(), 2);
+    server.stop().await;
+}
+
+/// A `createRecord` by alice whose body is sent in chunks of at most 16 KiB, without a length,
+/// on a connection of its own; the answer's status and JSON body. With `finish`, the body is
+/// ended; without, the answer must come while the server still expects more.
+async fn chunked_create(base: &str, body: &[u8], finish: bool) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = base.strip_prefix("http://").unwrap();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST /xrpc/com.atproto.repo.createRecord HTTP/1.1\r\nhost: {address}\r\n\
+         authorization: Bearer {ALICE}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    for chunk in body.chunks(16 * 1024) {
+        let framed = [format!("{:x}\r\n", chunk.len()).as_bytes(), chunk, b"\r\n"].concat();
+        stream.write_all(&framed).await.unwrap();
+    }
+    if finish {
+        stream.write_all(b"0\r\n\r\n").await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("an answer within 20 s")
+    .unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_without_a_length_are_held_to_the_limit() {
+    let server = Server::start(true).await;
+    server.enroll(ALICE).await;
+    // Within the limit (64 KiB here), a chunked body is a body like any other.
+    let input =
+        json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("chunked")});
+    let (status, body) =
+        chunked_create(&server.base, &serde_json::to_vec(&input).unwrap(), true).await;
+    assert_eq!(status, 200, "{body}");
+    // Past it, the answer comes as soon as the limit is passed, before the body ends.
+    let (status, body) = chunked_create(&server.base, &[b' '; 80 * 1024], false).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (413, Some("PayloadTooLarge")),
+        "{body}"
+    );
+    assert_eq!(server.store.records(ALICE).await.unwrap().len(), 1);
     server.stop().await;
 }

@@ -98,10 +98,15 @@ async fn a_car_file_becomes_the_repository() {
             "{body}"
         );
     }
+    // A CAR over the limit is refused as an invalid CAR (spec §2.4.11), naming the limit.
     let (status, body) = import(&base, vec![0; 70 * 1024]).await;
     assert_eq!(
         (status, body["error"].as_str().unwrap()),
-        (413, "PayloadTooLarge")
+        (400, "InvalidCar")
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("65536 bytes"),
+        "{body}"
     );
     assert!(stack.store.records(ALICE).await.unwrap().is_empty());
 

@@ -6,6 +6,7 @@ use std::future::Future;
 
 use serde_json::Value;
 use stratos_schema::syntax::Tid;
+use stratos_xrpc::body::read_capped;
 use stratos_xrpc::{XrpcError, json_response};
 use tokio::net::TcpListener;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -145,11 +146,11 @@ pub fn routes(
              body,
              queries: Queries| async move {
                 let started = std::time::Instant::now();
-                let outcome = match read_capped(body, MAX_QUERY_BODY as usize).await {
+                let outcome = match read_capped(body, MAX_QUERY_BODY).await {
                     Ok(body) => {
                         call(&queries, &nsid, &method, &Params(query), &headers, &body).await
                     }
-                    Err(error) => Err(error),
+                    Err(error) => Err(error.into()),
                 };
                 let mut response = match outcome {
                     Ok(response) => response,
@@ -177,34 +178,6 @@ fn cid_param(value: Option<&str>) -> Result<Option<&str>, XrpcError> {
         ),
         other => Ok(other),
     }
-}
-
-/// The request body, refused once it grows past `cap` bytes.
-async fn read_capped(
-    body: impl futures::Stream<Item = Result<impl bytes::Buf, warp::Error>>,
-    cap: usize,
-) -> Result<Vec<u8>, XrpcError> {
-    use futures::StreamExt;
-    let mut body = std::pin::pin!(body);
-    let mut bytes = Vec::new();
-    while let Some(chunk) = body.next().await {
-        let mut chunk =
-            chunk.map_err(|e| XrpcError::invalid_request(format!("reading the body: {e}")))?;
-        if bytes.len() + chunk.remaining() > cap {
-            return Err(XrpcError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "PayloadTooLarge",
-                format!("request bodies are limited to {cap} bytes"),
-            ));
-        }
-        while chunk.has_remaining() {
-            let piece = chunk.chunk();
-            bytes.extend_from_slice(piece);
-            let n = piece.len();
-            chunk.advance(n);
-        }
-    }
-    Ok(bytes)
 }
 
 async fn call(
