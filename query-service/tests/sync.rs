@@ -1,6 +1,7 @@
 //! Repository export over HTTP: `sync.getRecord` proof CARs (presence for viewers who may see
-//! the record; absence only for the owner) and `getRepo` CARs for the owner or an allow-listed
-//! service, checked with the repository core's own CAR reader and proof verifier.
+//! the record; absence only for the owner), `getRepo` CARs for the owner or an allow-listed
+//! service, checked with the repository core's own CAR reader and proof verifier, and
+//! `listBlobs` in pages.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
@@ -142,4 +143,74 @@ async fn exporting_a_repo(system: System) {
     system.finish().await;
 }
 
-on_both_backends!(proofs_of_records, exporting_a_repo);
+/// `listBlobs` pages by CID: a full page carries the cursor of the next, the last none.
+async fn blobs_listed_in_pages(system: System) {
+    let alice = system.enroll("alice", &["general"]).await;
+    let bob = system.enroll("bob", &["general"]).await;
+    let mut images = Vec::new();
+    for i in 0..3 {
+        let uploaded: serde_json::Value = system
+            .client
+            .post(format!("{}/xrpc/com.atproto.repo.uploadBlob", system.base))
+            .bearer_auth(&alice)
+            .header("content-type", "image/png")
+            .body(format!("\u{89}PNG picture {i}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        images.push(serde_json::json!({"image": uploaded["blob"], "alt": format!("picture {i}")}));
+    }
+    let mut expected: Vec<String> = images
+        .iter()
+        .map(|image| image["image"]["ref"]["$link"].as_str().unwrap().to_string())
+        .collect();
+    expected.sort();
+    let (status, body) = system
+        .call_post(
+            Some(&alice),
+            "com.atproto.repo.createRecord",
+            &serde_json::json!({"repo": alice, "collection": POST, "record": {
+                "$type": POST, "text": "three pictures",
+                "boundary": {"values": [{"value": GENERAL}]},
+                "embed": {"$type": "app.bsky.embed.images", "images": images},
+                "createdAt": "2026-11-28T12:00:00.000Z",
+            }}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    const LIST: &str = "com.atproto.sync.listBlobs";
+    let (status, first) = system
+        .call(Some(&alice), LIST, &[("did", &alice), ("limit", "2")])
+        .await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["cids"], serde_json::json!(expected[..2]));
+    assert_eq!(first["cursor"], serde_json::json!(expected[1]));
+    let cursor = first["cursor"].as_str().unwrap();
+    let (status, rest) = system
+        .call(
+            Some(APPVIEW),
+            LIST,
+            &[("did", &alice), ("limit", "2"), ("cursor", cursor)],
+        )
+        .await;
+    assert_eq!(status, 200, "{rest}");
+    assert_eq!(
+        rest,
+        serde_json::json!({"cids": [expected[2]]}),
+        "no cursor after the last"
+    );
+
+    let (status, body) = system.call(Some(&bob), LIST, &[("did", &alice)]).await;
+    assert_eq!((status, error_name(&body)), (401, "AuthRequired"));
+    let (status, body) = system
+        .call(Some(&alice), LIST, &[("did", &alice), ("limit", "many")])
+        .await;
+    assert_eq!((status, error_name(&body)), (400, "InvalidRequest"));
+    system.finish().await;
+}
+
+on_both_backends!(proofs_of_records, exporting_a_repo, blobs_listed_in_pages);
