@@ -9,6 +9,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use super::KillOnDrop;
+
 /// A running PDS + PLC directory; stopped when dropped (killed), its data removed after it.
 pub struct AtprotoStack {
     /// The PDS, e.g. `http://localhost:41234`.
@@ -277,14 +279,9 @@ impl AtprotoStack {
     }
 }
 
-/// `stratos up` on `port` as `did:web:localhost%3A<port>` in `dir`, resolving DIDs through the
+/// `stratos up` (killed if dropped unstopped) on `port` as `did:web:localhost%3A<port>` in `dir`, resolving DIDs through the
 /// stack's PLC directory and handles through its PDS, with `extra` arguments.
-pub fn spawn_up(
-    dir: &Path,
-    port: u16,
-    stack: &AtprotoStack,
-    extra: &[&str],
-) -> std::process::Child {
+pub fn spawn_up(dir: &Path, port: u16, stack: &AtprotoStack, extra: &[&str]) -> KillOnDrop {
     let public_url = format!("http://localhost:{port}");
     let service_did = format!("did:web:localhost%3A{port}");
     spawn_up_at(dir, port, stack, (&public_url, &service_did), extra)
@@ -297,8 +294,8 @@ pub fn spawn_up_at(
     stack: &AtprotoStack,
     (public_url, service_did): (&str, &str),
     extra: &[&str],
-) -> std::process::Child {
-    super::stratos(dir)
+) -> KillOnDrop {
+    let child = super::stratos(dir)
         .args(["up", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--public-url", public_url, "--service-did", service_did])
         .args(["--plc-url", &stack.plc_url, "--allow-private-did-hosts"])
@@ -307,5 +304,6 @@ pub fn spawn_up_at(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    KillOnDrop::new(child)
 }

@@ -9,6 +9,7 @@ pub mod stream;
 
 use std::net::TcpListener;
 use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 /// A free loopback port.
@@ -34,8 +35,36 @@ pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     }
 }
 
-/// Stops a `stratos` process with SIGTERM; it must exit by itself, successfully, within 30 s.
-pub fn stop(mut process: std::process::Child) {
+/// A child process killed when dropped unstopped, so a test that fails half-way leaves no
+/// service running behind it.
+pub struct KillOnDrop(Option<Child>);
+
+impl KillOnDrop {
+    /// Guards `child`.
+    pub fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
+}
+
+impl From<KillOnDrop> for Child {
+    fn from(mut guarded: KillOnDrop) -> Child {
+        guarded.0.take().expect("guards a child until taken")
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Stops a `stratos` process with SIGTERM; it must exit by itself, successfully, within 30 s
+/// (else it is killed and the test fails).
+pub fn stop(process: impl Into<Child>) {
+    let mut process = process.into();
     std::process::Command::new("kill")
         .args(["-TERM", &process.id().to_string()])
         .status()
@@ -46,7 +75,11 @@ pub fn stop(mut process: std::process::Child) {
             assert!(status.success(), "stratos stopped with {status}");
             return;
         }
-        assert!(Instant::now() < deadline, "stratos did not stop on SIGTERM");
+        if Instant::now() >= deadline {
+            let _ = process.kill();
+            let _ = process.wait();
+            panic!("stratos did not stop on SIGTERM");
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
