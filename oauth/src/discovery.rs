@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use stratos_schema::syntax::Handle;
 use stratos_xrpc::auth::DidResolver;
 use stratos_xrpc::outbound::{Outbound, OutboundRequest};
 
@@ -45,19 +46,13 @@ pub struct AuthorizationServer {
 pub struct Discovery {
     pub(crate) http: Outbound,
     resolver: DidResolver,
-    handle_resolvers: Vec<String>,
 }
 
 impl Discovery {
-    /// Discovery through `http` (its SSRF guard applies to every host), DID documents from
-    /// `resolver`, and handles through their own `/.well-known/atproto-did`, then
-    /// `com.atproto.identity.resolveHandle` on each of `handle_resolvers` (a PDS or entryway).
-    pub fn new(http: Outbound, resolver: DidResolver, handle_resolvers: Vec<String>) -> Self {
-        Self {
-            http,
-            resolver,
-            handle_resolvers,
-        }
+    /// Discovery through `http` (its SSRF guard applies to every host), with DID documents and
+    /// handles resolved by `resolver`.
+    pub fn new(http: Outbound, resolver: DidResolver) -> Self {
+        Self { http, resolver }
     }
 
     /// The account named by `input`: a DID, or a handle resolved to one.
@@ -78,42 +73,13 @@ impl Discovery {
     }
 
     async fn handle_did(&self, handle: &str) -> Result<String, OAuthError> {
-        let valid = !handle.is_empty()
-            && handle.len() <= 253
-            && handle.contains('.')
-            && handle
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-        if !valid {
+        if handle.parse::<Handle>().is_err() {
             return Err(OAuthError::Resolve(format!("{handle:?} is not a handle")));
         }
-        if let Some(did) = self.resolver.handle_did(handle).await {
-            return Ok(did);
-        }
-        for service in &self.handle_resolvers {
-            let url = format!(
-                "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
-                service.trim_end_matches('/')
-            );
-            let Ok(response) = self
-                .http
-                .send(OutboundRequest::get(url, "application/json"))
-                .await
-            else {
-                continue;
-            };
-            let did = serde_json::from_slice::<Value>(&response.body)
-                .ok()
-                .and_then(|body| body.get("did")?.as_str().map(str::to_string));
-            if response.status.is_success()
-                && let Some(did) = did.filter(|d| d.starts_with("did:"))
-            {
-                return Ok(did);
-            }
-        }
-        Err(OAuthError::Resolve(format!(
-            "could not resolve the handle {handle}"
-        )))
+        self.resolver
+            .handle_did(handle)
+            .await
+            .ok_or_else(|| OAuthError::Resolve(format!("could not resolve the handle {handle}")))
     }
 
     /// The authorization server of a PDS, with its metadata checked.

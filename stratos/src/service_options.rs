@@ -216,7 +216,8 @@ pub struct EnrollmentOptions {
     #[arg(long, env = "STRATOS_OAUTH_CLIENT_POLICY_URI")]
     oauth_client_policy_uri: Option<String>,
     /// Services that resolve handles (`com.atproto.identity.resolveHandle`) when a handle's
-    /// own `/.well-known/atproto-did` does not answer, comma-separated.
+    /// own `/.well-known/atproto-did` does not answer (sign-in, `describeRepo`),
+    /// comma-separated.
     #[arg(
         long,
         env = "STRATOS_HANDLE_RESOLVERS",
@@ -392,11 +393,7 @@ impl ServiceOptions {
             allow_http: self.allow_private_did_hosts,
             ..Outbound::default()
         };
-        let discovery = Discovery::new(
-            outbound,
-            DidResolver::new(self.resolver()),
-            entries(&settings.handle_resolvers),
-        );
+        let discovery = Discovery::new(outbound, DidResolver::new(self.resolver()));
         Ok(Enrollment {
             client: OAuthClient::new(identity, discovery),
             policy: EnrollmentPolicy {
@@ -409,12 +406,13 @@ impl ServiceOptions {
         })
     }
 
-    /// How token issuers' DIDs are resolved.
+    /// How DIDs (token issuers', accounts') and handles are resolved.
     pub fn resolver(&self) -> ResolverConfig {
         ResolverConfig {
             plc_url: self.plc_url.clone(),
             allow_private: self.allow_private_did_hosts,
             allow_http: self.allow_private_did_hosts,
+            handle_services: entries(&self.enrollment.handle_resolvers),
             ..ResolverConfig::default()
         }
     }

@@ -275,6 +275,19 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     let (status, body) = service.write(&stack, &alice).await;
     assert_eq!(status, 200, "{body}");
 
+    // describeRepo names alice by the handle of her DID document, which resolves back to her.
+    let (status, body) = service
+        .get(&format!(
+            "/xrpc/com.atproto.repo.describeRepo?repo={}",
+            alice.did
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["handle"], alice.handle.as_str());
+    assert_eq!(body["handleIsCorrect"], true);
+    assert_eq!(body["didDoc"]["id"], alice.did.as_str());
+    assert_eq!(body["collections"], json!(["zone.stratos.feed.post"]));
+
     // What anyone may learn, and what only alice may.
     let boundary = format!("{}/general", service.did);
     let (status, body) = service
@@ -396,6 +409,13 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     assert_eq!(
         stub["source"]["service"],
         format!("{}#atproto_pns", service.did)
+    );
+    // That service reference resolves in the service's DID document, to this service.
+    let services = document["service"].as_array().unwrap();
+    assert!(
+        services.iter().any(|entry| entry["id"] == "#atproto_pns"
+            && entry["serviceEndpoint"] == format!("http://localhost:{port}")),
+        "{document}"
     );
     assert!(stub.get("text").is_none(), "the stub carries no content");
     let token = stack
@@ -533,7 +553,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
     .await
     .unwrap();
     verify_attestation(&record, &alice.did, &[&boundary, &team]);
-    // Back to the one boundary: removed, then set (which changes nothing more).
+    // Back to the one boundary: removed, then set to none and to it again.
     let (status, body) = admin(
         ADMIN_PASSWORD,
         REMOVE,
@@ -565,6 +585,25 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         (status, body["message"].as_str()),
         (400, Some("did and boundaries array are required"))
     );
+    // Without the password nothing changes; with it, the empty set is allowed.
+    for method in [REMOVE, SET] {
+        let input = json!({"did": alice.did, "boundary": "general", "boundaries": []});
+        let (status, body) = admin("wrong", method, input).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (401, Some("AuthRequired")),
+            "{method}"
+        );
+    }
+    let (_, own) = service.status_as(&stack, &alice, &alice.did).await;
+    assert_eq!(own["boundaries"], json!([{"value": boundary}]));
+    let (status, body) = admin(
+        ADMIN_PASSWORD,
+        SET,
+        json!({"did": alice.did, "boundaries": []}),
+    )
+    .await;
+    assert_eq!((status, &body["boundaries"]), (200, &json!([])), "{body}");
     let (status, body) = admin(
         ADMIN_PASSWORD,
         SET,
@@ -852,6 +891,7 @@ async fn enrollment_through_oauth_with_a_real_pds() {
         plc_url: stack.plc_url.clone(),
         allow_private: true,
         allow_http: true,
+        handle_services: vec![stack.pds_url.clone()],
         ..ResolverConfig::default()
     };
     let oauth = OAuthClient::new(
@@ -868,7 +908,6 @@ async fn enrollment_through_oauth_with_a_real_pds() {
                 ..Outbound::default()
             },
             DidResolver::new(resolver),
-            vec![stack.pds_url.clone()],
         ),
     );
     let put = json!({

@@ -1,5 +1,7 @@
 //! DID resolution for token checks: `did:plc` through a PLC directory, `did:web` through
-//! `/.well-known/did.json`, the `#atproto` key of the document, cached for a while.
+//! `/.well-known/did.json`, the `#atproto` key of the document, cached for a while; and handle
+//! resolution, through the handle's own `/.well-known/atproto-did` or a `resolveHandle`
+//! service.
 //!
 //! Fetches go through [`Outbound`](crate::outbound::Outbound): no private addresses unless
 //! configured for tests, capped in size and time.
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use stratos_schema::keys::{KeyAlgorithm, PublicKey};
+use stratos_schema::syntax::{Did, Handle};
 
 use crate::outbound::{Outbound, OutboundError, OutboundRequest};
 
@@ -46,6 +49,9 @@ pub struct ResolverConfig {
     pub timeout: Duration,
     /// The largest document accepted, in bytes.
     pub max_bytes: usize,
+    /// Services asked `com.atproto.identity.resolveHandle` (a PDS, an entryway or an AppView)
+    /// when a handle's own `/.well-known/atproto-did` does not answer, in order.
+    pub handle_services: Vec<String>,
 }
 
 impl Default for ResolverConfig {
@@ -57,6 +63,7 @@ impl Default for ResolverConfig {
             ttl: Duration::from_secs(300),
             timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
+            handle_services: Vec::new(),
         }
     }
 }
@@ -104,17 +111,35 @@ impl DidResolver {
         }
     }
 
-    /// The DID a handle claims over HTTPS (`/.well-known/atproto-did`), if it answers one.
+    /// The DID `handle` resolves to: the one its own `/.well-known/atproto-did` answers, else
+    /// the first answer of the configured `resolveHandle` services; `None` for a string that
+    /// is not a handle or a handle nobody resolves.
     pub async fn handle_did(&self, handle: &str) -> Option<String> {
+        let handle = handle.parse::<Handle>().ok()?;
+        let handle = handle.as_str();
         let scheme = if self.config.allow_http {
             "http"
         } else {
             "https"
         };
         let url = format!("{scheme}://{handle}/.well-known/atproto-did");
-        let body = self.fetch_bytes(&url, "text/plain").await.ok()?;
-        let did = String::from_utf8(body).ok()?.trim().to_string();
-        did.starts_with("did:").then_some(did)
+        if let Ok(body) = self.fetch_bytes(&url, "text/plain").await
+            && let Some(did) = did_text(String::from_utf8_lossy(&body).trim())
+        {
+            return Some(did);
+        }
+        for service in &self.config.handle_services {
+            let url = format!(
+                "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
+                service.trim_end_matches('/')
+            );
+            if let Ok(body) = self.fetch(&url).await
+                && let Some(did) = body.get("did").and_then(Value::as_str).and_then(did_text)
+            {
+                return Some(did);
+            }
+        }
+        None
     }
 
     fn cached(&self, did: &str) -> Option<PublicKey> {
@@ -222,6 +247,11 @@ pub fn is_public(ip: IpAddr) -> bool {
                 || first == 0x2001 && v6.segments()[1] == 0x0db8) // documentation
         }
     }
+}
+
+/// `text` when it is a DID.
+fn did_text(text: &str) -> Option<String> {
+    text.parse::<Did>().ok().map(|did| did.to_string())
 }
 
 /// The `#atproto` verification method of a DID document whose `id` is `did`.
