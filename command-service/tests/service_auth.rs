@@ -7,7 +7,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use stratos_command::auth::ResolverConfig;
+use stratos_command::auth::{DidResolver, ResolverConfig};
 use stratos_command::http::HttpConfig;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::service_auth::{Claims, sign_token};
@@ -40,6 +40,19 @@ async fn issuer(algorithm: KeyAlgorithm) -> Issuer {
         }],
     });
     let route = warp::path!(".well-known" / "did.json").map(move || warp::reply::json(&document));
+    Issuer {
+        did,
+        key,
+        _stop: serve_route(listener, route),
+    }
+}
+
+/// Serves `route` on `listener` until the returned sender is dropped.
+fn serve_route<F>(listener: tokio::net::TcpListener, route: F) -> oneshot::Sender<()>
+where
+    F: warp::Filter + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
     let (stop, stopped) = oneshot::channel::<()>();
     tokio::spawn(
         warp::serve(route)
@@ -49,11 +62,7 @@ async fn issuer(algorithm: KeyAlgorithm) -> Issuer {
             })
             .run(),
     );
-    Issuer {
-        did,
-        key,
-        _stop: stop,
-    }
+    stop
 }
 
 fn now() -> i64 {
@@ -228,4 +237,54 @@ async fn issuer_documents_on_private_addresses_are_not_fetched() {
     );
     assert!(stack.store.records(&issuer.did).await.unwrap().is_empty());
     stack.finish().await;
+}
+
+/// The resolver keeps at most its capacity of keys, the least recently used leaving first; a
+/// key that left is fetched again when asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_cache_is_bounded() {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let did = move |name: &str| format!("did:web:127.0.0.1%3A{port}:u:{name}");
+    let multibase = Keypair::generate(KeyAlgorithm::P256)
+        .public_key()
+        .to_multibase();
+    let fetches: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
+    let counted = fetches.clone();
+    // `did:web:host:u:<name>` documents, each fetch counted.
+    let route = warp::path!("u" / String / "did.json").map(move |name: String| {
+        *counted.lock().unwrap().entry(name.clone()).or_default() += 1;
+        let did = did(&name);
+        warp::reply::json(&json!({
+            "id": did,
+            "verificationMethod": [{
+                "id": format!("{did}#atproto"),
+                "type": "Multikey",
+                "controller": did,
+                "publicKeyMultibase": multibase,
+            }],
+        }))
+    });
+    let _stop = serve_route(listener, route);
+    let resolver = DidResolver::new(ResolverConfig {
+        allow_private: true,
+        allow_http: true,
+        cache_capacity: 2,
+        ..ResolverConfig::default()
+    });
+    let fetched = |name: &str| fetches.lock().unwrap().get(name).copied().unwrap_or(0);
+    for name in ["a", "a", "b", "a", "b"] {
+        resolver.atproto_key(&did(name), false).await.unwrap();
+    }
+    assert_eq!((fetched("a"), fetched("b")), (1, 1), "both cached");
+    for name in ["c", "d"] {
+        resolver.atproto_key(&did(name), false).await.unwrap();
+    }
+    resolver.atproto_key(&did("a"), false).await.unwrap();
+    assert_eq!(fetched("a"), 2, "a left the cache for c and d");
+    resolver.atproto_key(&did("d"), false).await.unwrap();
+    assert_eq!(fetched("d"), 1, "d is still cached");
 }

@@ -6,10 +6,12 @@
 //! Fetches go through [`Outbound`](crate::outbound::Outbound): no private addresses unless
 //! configured for tests, capped in size and time.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moka::policy::EvictionPolicy;
+use moka::sync::Cache;
 
 use serde_json::Value;
 use stratos_schema::keys::{KeyAlgorithm, PublicKey};
@@ -43,8 +45,11 @@ pub struct ResolverConfig {
     pub allow_private: bool,
     /// Fetch `did:web` documents over plain HTTP (tests only).
     pub allow_http: bool,
-    /// How long a document stays cached.
+    /// How long a resolved key stays cached.
     pub ttl: Duration,
+    /// How many DIDs' keys are cached at most (the least recently used go first), so that
+    /// issuers minting DIDs cannot grow the cache without end.
+    pub cache_capacity: u64,
     /// The time limit of one fetch.
     pub timeout: Duration,
     /// The largest document accepted, in bytes.
@@ -61,6 +66,7 @@ impl Default for ResolverConfig {
             allow_private: false,
             allow_http: false,
             ttl: Duration::from_secs(300),
+            cache_capacity: 10_000,
             timeout: Duration::from_secs(5),
             max_bytes: 64 * 1024,
             handle_services: Vec::new(),
@@ -68,36 +74,40 @@ impl Default for ResolverConfig {
     }
 }
 
-/// Resolves DIDs to their `#atproto` keys, with a TTL cache.
+/// Resolves DIDs to their `#atproto` keys, with a bounded TTL cache.
 #[derive(Clone)]
 pub struct DidResolver {
     config: Arc<ResolverConfig>,
-    cache: Arc<Mutex<HashMap<String, (Instant, PublicKey)>>>,
+    keys: Cache<String, PublicKey>,
 }
 
 impl DidResolver {
     /// A resolver with these settings.
     pub fn new(config: ResolverConfig) -> Self {
         install_tls_provider();
+        let keys = Cache::builder()
+            .max_capacity(config.cache_capacity)
+            .time_to_live(config.ttl)
+            .eviction_policy(EvictionPolicy::lru())
+            .build();
         Self {
             config: Arc::new(config),
-            cache: Arc::default(),
+            keys,
         }
     }
 
     /// The `#atproto` key of `did`; `fresh` skips the cache (after a signature failure, in
     /// case the key was rotated).
     pub async fn atproto_key(&self, did: &str, fresh: bool) -> Result<PublicKey, ResolveError> {
-        if !fresh && let Some(key) = self.cached(did) {
+        if !fresh && let Some(key) = self.keys.get(did) {
             return Ok(key);
         }
         let url = self.document_url(did)?;
         let document = self.fetch(&url).await?;
         let key = atproto_key(did, &document)?;
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(did.to_string(), (Instant::now(), key.clone()));
+        self.keys.insert(did.to_string(), key.clone());
+        // Evict now rather than on some later call, so the bound holds at every moment.
+        self.keys.run_pending_tasks();
         Ok(key)
     }
 
@@ -140,12 +150,6 @@ impl DidResolver {
             }
         }
         None
-    }
-
-    fn cached(&self, did: &str) -> Option<PublicKey> {
-        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let (at, key) = cache.get(did)?;
-        (at.elapsed() < self.config.ttl).then(|| key.clone())
     }
 
     fn document_url(&self, did: &str) -> Result<String, ResolveError> {
