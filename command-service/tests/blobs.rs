@@ -122,6 +122,11 @@ async fn blobs_are_private_sealed_and_limited(
     let response = get(ALICE, ALICE).await;
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()["content-type"], "image/png");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(
+        response.headers()["content-security-policy"],
+        "default-src 'none'; sandbox"
+    );
     assert_eq!(response.bytes().await.unwrap().to_vec(), secret);
     // Someone else learns nothing, not even that it exists.
     let response = get(BOB, ALICE).await;
