@@ -105,6 +105,7 @@ impl Commands {
                 cid: Some(*cid),
                 prev: None,
                 boundaries: stratos_schema::boundary::extract_boundaries(&record),
+                prev_boundaries: Vec::new(),
             });
             tree = tree.insert(&no_blocks, path, *cid)?;
         }

@@ -102,7 +102,13 @@ pub(crate) struct ActorRepo {
     pub(crate) signing: Keypair,
     pub(crate) data_key: DataKey,
     pub(crate) boundaries: Vec<String>,
+    /// The CID and boundaries of each record this instance wrote on this state, by path: what
+    /// the projection may not have yet while writes are in flight.
+    pub(crate) written: HashMap<String, Written>,
 }
+
+/// A record version this instance wrote: its CID and boundaries.
+pub(crate) type Written = (Cid, Vec<String>);
 
 /// How often loading an actor's repository starts over when the projector moves its head
 /// meanwhile.
@@ -284,16 +290,25 @@ impl Commands {
             signing,
             data_key,
             boundaries: enrollment.boundaries,
+            written: HashMap::new(),
         })
     }
 
-    /// The boundaries of the record at `collection/rkey` as the projection has it.
-    pub(crate) async fn projected_boundaries(
+    /// The boundaries of the record at `path` whose current version is `current`: as this
+    /// instance wrote it, or else as the projection has it.
+    pub(crate) async fn boundaries_of(
         &self,
         did: &Did,
-        collection: &str,
-        rkey: &str,
+        repo: &ActorRepo,
+        path: &str,
+        current: Cid,
     ) -> Result<Vec<String>, CommandError> {
+        if let Some((cid, boundaries)) = repo.written.get(path)
+            && *cid == current
+        {
+            return Ok(boundaries.clone());
+        }
+        let (collection, rkey) = path.split_once('/').unwrap_or((path, ""));
         Ok(self
             .store
             .record(did.as_str(), collection, rkey)

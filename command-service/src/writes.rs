@@ -26,7 +26,7 @@ use stratos_store::Head;
 
 use crate::error::CommandError;
 use crate::outcomes::Decision;
-use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef, KEPT_NODES};
+use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef, KEPT_NODES, Written};
 
 /// The most operations one commit may carry (as ATProto's `applyWrites`).
 pub const MAX_WRITES: usize = 200;
@@ -96,7 +96,13 @@ struct Built {
     tree: Mst,
     created: stratos_schema::blocks::BlockMap,
     removed: Vec<Cid>,
+    /// The records written, by path: their CID and boundaries, or `None` once deleted.
+    written: Vec<(String, Option<Written>)>,
 }
+
+/// How many written records' boundaries an actor's state remembers before it forgets them
+/// (and asks the projection instead).
+const KEPT_WRITTEN: usize = 1_024;
 
 /// The most tree nodes one write reads from the projection before it gives up.
 const MAX_NODE_READS: u32 = 1_024;
@@ -222,6 +228,15 @@ impl Commands {
                 for cid in &built.removed {
                     repo.blocks.remove(cid);
                 }
+                if repo.written.len() + built.written.len() > KEPT_WRITTEN {
+                    repo.written.clear();
+                }
+                for (path, written) in built.written {
+                    match written {
+                        Some(written) => repo.written.insert(path, written),
+                        None => repo.written.remove(&path),
+                    };
+                }
                 repo.blocks.extend(built.created);
                 repo.tree = built.tree;
                 repo.head = head;
@@ -341,6 +356,8 @@ impl Commands {
         let mut sealed = Vec::new();
         let mut results = Vec::with_capacity(ops.len());
         let mut boundaries_of = std::collections::BTreeMap::new();
+        let mut previous_of = std::collections::BTreeMap::new();
+        let mut written = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for op in ops {
             let (collection, rkey) = op.key();
@@ -385,10 +402,16 @@ impl Commands {
                         .map_err(|e| CommandError::InvalidRequest(format!("record: {e}")))?;
                     let cid = cid_for_dag_cbor(&block);
                     sealed.push(SealedRecord::seal(&repo.data_key, did, cid, &block));
-                    boundaries_of.insert(
-                        path.clone(),
-                        stratos_schema::boundary::extract_boundaries(record),
-                    );
+                    let boundaries = stratos_schema::boundary::extract_boundaries(record);
+                    // An update that changes the boundaries names the ones it leaves.
+                    if let Some(current) = existing {
+                        let previous = self.boundaries_of(did, repo, &path, current).await?;
+                        if previous != boundaries {
+                            previous_of.insert(path.clone(), previous);
+                        }
+                    }
+                    boundaries_of.insert(path.clone(), boundaries.clone());
+                    written.push((path.clone(), Some((cid, boundaries))));
                     tree = tree.insert(&repo.blocks, &path, cid)?;
                     results.push(OpResult {
                         uri,
@@ -412,12 +435,11 @@ impl Commands {
                             "Record not found: {uri}"
                         )));
                     }
-                    if existing.is_some() {
+                    if let Some(current) = existing {
                         // Deletes carry the boundaries the record had, for filtered consumers.
-                        let had = self
-                            .projected_boundaries(did, collection.as_str(), rkey.as_str())
-                            .await?;
+                        let had = self.boundaries_of(did, repo, &path, current).await?;
                         boundaries_of.insert(path.clone(), had);
+                        written.push((path.clone(), None));
                         tree = tree.remove(&repo.blocks, &path)?.0;
                     }
                     results.push(OpResult { uri, cid: None });
@@ -442,6 +464,10 @@ impl Commands {
                     cid,
                     prev,
                     boundaries: boundaries_of.get(key).cloned().unwrap_or_default(),
+                    prev_boundaries: match action {
+                        OpAction::Update => previous_of.get(key).cloned().unwrap_or_default(),
+                        _ => Vec::new(),
+                    },
                 }
             })
             .collect();
@@ -478,6 +504,7 @@ impl Commands {
             tree,
             created: changes.created_nodes,
             removed: changes.removed_nodes,
+            written,
         })
     }
 }

@@ -92,6 +92,8 @@ struct OpBody {
     #[serde(skip_serializing_if = "Option::is_none")]
     record: Option<Ipld>,
     boundaries: Vec<String>,
+    #[serde(rename = "prevBoundaries", skip_serializing_if = "Vec::is_empty")]
+    prev_boundaries: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -461,11 +463,14 @@ impl Queries {
             .filter(|event| event.event_type == "#commit")
             .filter_map(|event| Some((event.seq, SequencedCommit::decode(&event.body).ok()?)))
             .filter(|(_, commit)| {
+                // An op concerns a boundary it is in, or that an update took it out of.
                 domain.is_none_or(|domain| {
-                    commit
-                        .ops
-                        .iter()
-                        .any(|op| op.boundaries.iter().any(|b| b == domain))
+                    commit.ops.iter().any(|op| {
+                        op.boundaries
+                            .iter()
+                            .chain(&op.prev_boundaries)
+                            .any(|b| b == domain)
+                    })
                 })
             })
             .collect();
@@ -508,6 +513,7 @@ impl Queries {
                             .and_then(|cid| current.get(&(op.path.clone(), cid)))
                             .and_then(|block| decode_ipld(block).ok()),
                         boundaries: op.boundaries.clone(),
+                        prev_boundaries: op.prev_boundaries.clone(),
                     })
                     .collect();
                 frame(

@@ -172,8 +172,9 @@ fn post_value(text: &str, boundary: &str) -> serde_json::Value {
 }
 
 /// Each kind of op on the actor stream, read back in pages of two events: one frame per
-/// `applyWrites` with all its ops, updates with their record, deletes with the boundaries the
-/// record had (so a domain filter keeps them) and no record.
+/// `applyWrites` with all its ops, updates with their record (and the boundaries they leave),
+/// deletes with the boundaries the record had and no record, so that a domain filter keeps
+/// every op that concerns its boundary.
 async fn every_kind_of_op_in_pages(system: System) {
     const POSTS: &str = "zone.stratos.feed.post";
     let alice = system.enroll("alice", &["general", "writers"]).await;
@@ -189,7 +190,7 @@ async fn every_kind_of_op_in_pages(system: System) {
             {"$type": "com.atproto.repo.applyWrites#create", "collection": POSTS,
              "rkey": "3l2aaaaaaaa22", "value": post_value("in writers", WRITERS)},
             {"$type": "com.atproto.repo.applyWrites#create", "collection": POSTS,
-             "rkey": "3l2aaaaaaaa23", "value": post_value("in general", GENERAL)},
+             "rkey": "3l2aaaaaaaa23", "value": post_value("in writers too", WRITERS)},
         ]}),
     )
     .await;
@@ -204,7 +205,13 @@ async fn every_kind_of_op_in_pages(system: System) {
         json!({"repo": alice, "collection": POSTS, "rkey": "3l2aaaaaaaa22"}),
     )
     .await;
-    for i in 0..3 {
+    write(
+        "com.atproto.repo.putRecord",
+        json!({"repo": alice, "collection": POSTS, "rkey": "3l2aaaaaaaa23",
+               "record": post_value("moved", GENERAL)}),
+    )
+    .await;
+    for i in 0..2 {
         system.post(&alice, &format!("after {i}"), &[GENERAL]).await;
     }
     let latest = system.store.seq_range(&alice).await.unwrap().unwrap().1 as i128;
@@ -228,7 +235,7 @@ async fn every_kind_of_op_in_pages(system: System) {
         .collect();
     let path = |rkey: &str| format!("{POSTS}/{rkey}");
     assert_eq!(
-        summary[..4],
+        summary[..5],
         [
             vec![("create".to_string(), path(&first_rkey))],
             vec![
@@ -237,6 +244,7 @@ async fn every_kind_of_op_in_pages(system: System) {
             ],
             vec![("update".to_string(), path(&first_rkey))],
             vec![("delete".to_string(), path("3l2aaaaaaaa22"))],
+            vec![("update".to_string(), path("3l2aaaaaaaa23"))],
         ]
     );
     assert_eq!(summary.len(), 7);
@@ -250,28 +258,36 @@ async fn every_kind_of_op_in_pages(system: System) {
     assert_eq!(field(created, "record"), &Ipld::Null);
     let batch = ops(&bodies[1]);
     assert_eq!(field(&batch[0], "record"), &Ipld::Null);
-    assert_eq!(text(field(&batch[1], "record"), "text"), "in general");
+    assert_eq!(field(&batch[1], "record"), &Ipld::Null);
     let updated = &ops(&bodies[2])[0];
     assert_eq!(text(field(updated, "record"), "text"), "edited");
+    assert_eq!(
+        field(updated, "prevBoundaries"),
+        &Ipld::Null,
+        "the same boundaries"
+    );
+    let moved = &ops(&bodies[4])[0];
+    assert_eq!(text(field(moved, "record"), "text"), "moved");
+    let list = |value: &str| Ipld::List(vec![Ipld::String(value.into())]);
+    assert_eq!(field(moved, "boundaries"), &list(GENERAL));
+    assert_eq!(field(moved, "prevBoundaries"), &list(WRITERS));
     let deleted = &ops(&bodies[3])[0];
     assert_eq!(field(deleted, "cid"), &Ipld::Null, "{deleted:?}");
     assert_eq!(field(deleted, "record"), &Ipld::Null);
 
-    // Filtered on `writers`: the batch that created the post there, and its deletion.
+    // Filtered on `writers`: the batch that created two posts there, the deletion of one and
+    // the update that moved the other out.
     let mut filtered = connect(
         &system,
         &format!("did={alice}&domain={}", urlencode(WRITERS)),
         Some(APPVIEW),
     )
     .await;
-    let kept: Vec<i128> = [
-        next_frame(&mut filtered).await,
-        next_frame(&mut filtered).await,
-    ]
-    .into_iter()
-    .map(|frame| seq(&frame.expect("a frame").1))
-    .collect();
-    assert_eq!(kept, [seq(&bodies[1]), seq(&bodies[3])]);
+    let mut kept = Vec::new();
+    for _ in 0..3 {
+        kept.push(seq(&next_frame(&mut filtered).await.expect("a frame").1));
+    }
+    assert_eq!(kept, [seq(&bodies[1]), seq(&bodies[3]), seq(&bodies[4])]);
     system.post(&alice, "live in writers", &[WRITERS]).await;
     let (kind, live) = next_frame(&mut filtered).await.unwrap();
     assert_eq!((kind.as_str(), seq(&live)), ("#commit", latest + 1));

@@ -59,6 +59,7 @@ fn commit_event(actor_key: &Keypair, data_key: &DataKey) -> CommitEvent {
             cid: Some(record_cid),
             prev: None,
             boundaries: vec![BOUNDARY.into()],
+            prev_boundaries: Vec::new(),
         }],
         records: vec![SealedRecord::seal(data_key, &did(), record_cid, &record)],
         request: None,

@@ -123,6 +123,7 @@ impl Actor {
                 cid: Some(cid),
                 prev: None,
                 boundaries: vec![BOUNDARY.to_string()],
+                prev_boundaries: Vec::new(),
             }],
             records: vec![SealedRecord::seal(&self.data_key, &self.did, cid, &record)],
             request: None,

@@ -79,6 +79,7 @@ impl Actor {
                 cid: Some(cid),
                 prev: None,
                 boundaries: vec![BOUNDARY.into()],
+                prev_boundaries: Vec::new(),
             }],
             records: vec![SealedRecord::seal(&self.data_key, &self.did, cid, &block)],
             request: None,

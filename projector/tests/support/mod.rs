@@ -172,6 +172,7 @@ pub fn op_of(action: OpAction, path: &str, cid: Option<Cid>, prev: Option<Cid>) 
         cid,
         prev,
         boundaries,
+        prev_boundaries: Vec::new(),
     }
 }
 

@@ -241,8 +241,14 @@ pub struct RepoOp {
     pub cid: Option<Cid>,
     /// The previous record CID (`null` for a create).
     pub prev: Option<Cid>,
-    /// The record's qualified boundaries (empty for a delete).
+    /// The record's qualified boundaries; for a delete, the boundaries the record had, when
+    /// the writer knew them.
     pub boundaries: Vec<String>,
+    /// For an update that changes them, the boundaries the previous version had, so that a
+    /// consumer following one boundary hears of a record leaving it; empty otherwise (and
+    /// absent from the encoding).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prev_boundaries: Vec<String>,
 }
 
 /// What an operation does to its path.
