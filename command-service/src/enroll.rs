@@ -32,11 +32,10 @@ impl Commands {
         let slot = self.slot(did);
         let mut repo = slot.lock().await;
         let signing = self.signing_key(did).await?;
-        if self.store.data_key(did.as_str()).await?.is_none() {
-            self.store
-                .put_data_key(did.as_str(), &DataKey::generate())
-                .await?;
-        }
+        // Kept if the actor has one: records sealed with it stay readable.
+        self.store
+            .create_key(did.as_str(), KeyKind::Data, DataKey::generate().as_bytes())
+            .await?;
         let genesis = match self.store.head(did.as_str()).await? {
             Some(_) => None,
             None => {
@@ -139,20 +138,25 @@ impl Commands {
         }
     }
 
-    /// The actor's P-256 repository key, created on first use.
+    /// The actor's P-256 repository key, created on first use (once, whichever instance
+    /// creates it).
     async fn signing_key(&self, did: &Did) -> Result<Keypair, CommandError> {
-        if let Some(bytes) = self.store.key(did.as_str(), KeyKind::Signing).await? {
-            return Keypair::from_private_bytes(KeyAlgorithm::P256, &bytes)
-                .map_err(|e| CommandError::Internal(format!("signing key of {did}: {e}")));
-        }
-        let key = Keypair::generate(KeyAlgorithm::P256);
-        self.store
-            .put_key(
-                did.as_str(),
-                KeyKind::Signing,
-                key.private_bytes().as_slice(),
-            )
-            .await?;
-        Ok(key)
+        let stored = match self.store.key(did.as_str(), KeyKind::Signing).await? {
+            Some(bytes) => Some(bytes),
+            None => {
+                let key = Keypair::generate(KeyAlgorithm::P256);
+                self.store
+                    .create_key(
+                        did.as_str(),
+                        KeyKind::Signing,
+                        key.private_bytes().as_slice(),
+                    )
+                    .await?
+            }
+        };
+        let stored =
+            stored.ok_or_else(|| CommandError::Internal(format!("{did}'s key was removed")))?;
+        Keypair::from_private_bytes(KeyAlgorithm::P256, &stored)
+            .map_err(|e| CommandError::Internal(format!("signing key of {did}: {e}")))
     }
 }

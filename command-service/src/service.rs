@@ -38,17 +38,19 @@ impl ServiceIdentity {
         did: &str,
         endpoint: &str,
     ) -> Result<Self, CommandError> {
-        let key = match store.key(did, KeyKind::Signing).await? {
-            Some(bytes) => Keypair::from_private_bytes(KeyAlgorithm::Secp256k1, &bytes)
-                .map_err(|e| CommandError::Internal(format!("service key: {e}")))?,
+        let stored = match store.key(did, KeyKind::Signing).await? {
+            Some(bytes) => bytes,
+            // Instances starting together on an empty store all use the first one's key.
             None => {
                 let key = Keypair::generate(KeyAlgorithm::Secp256k1);
                 store
-                    .put_key(did, KeyKind::Signing, key.private_bytes().as_slice())
-                    .await?;
-                key
+                    .create_key(did, KeyKind::Signing, key.private_bytes().as_slice())
+                    .await?
+                    .ok_or_else(|| CommandError::Internal("the service key was removed".into()))?
             }
         };
+        let key = Keypair::from_private_bytes(KeyAlgorithm::Secp256k1, &stored)
+            .map_err(|e| CommandError::Internal(format!("service key: {e}")))?;
         Ok(Self {
             did: did.to_string(),
             endpoint: endpoint.to_string(),

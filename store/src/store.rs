@@ -331,6 +331,28 @@ impl Store {
         Ok(())
     }
 
+    /// Stores `key` as `did`'s key of `kind` unless it has one; returns the key stored now —
+    /// `key`, or the one another writer (another instance) stored first — or `None` if it was
+    /// destroyed meanwhile. Keys that must be created once (signing and data keys) are created
+    /// this way, so that two instances creating one never end up using different keys.
+    pub async fn create_key(
+        &self,
+        did: &str,
+        kind: KeyKind,
+        key: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        let wrapped = self.master.wrap(did, kind, key);
+        let query = sql(
+            self.backend(),
+            "INSERT INTO actor_key (did, kind, wrapped) VALUES (?, ?, ?) \
+             ON CONFLICT (did, kind) DO NOTHING",
+        );
+        on!(&self.pool, db => {
+            sqlx::query(query).bind(did).bind(kind.as_str()).bind(&wrapped).execute(db).await?;
+        });
+        self.key(did, kind).await
+    }
+
     /// A key of `did`, unwrapped; `None` if there is none (never stored, or destroyed).
     pub async fn key(
         &self,

@@ -114,6 +114,27 @@ async fn a_key_is_updated_only_from_its_current_version(fixture: &Fixture) {
     assert!(store.key(did, kind).await.unwrap().is_none());
 }
 
+/// Two writers creating one key: the first one's stays, and both get it back.
+async fn a_key_is_created_once(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    let (did, kind) = ("did:plc:alice", KeyKind::Signing);
+    let created = |key: &'static [u8]| {
+        let store = store.clone();
+        async move { store.create_key(did, kind, key).await.unwrap().unwrap() }
+    };
+    assert_eq!(created(b"first").await.as_slice(), b"first");
+    assert_eq!(created(b"second").await.as_slice(), b"first");
+    assert_eq!(
+        store.key(did, kind).await.unwrap().unwrap().as_slice(),
+        b"first"
+    );
+    // Once destroyed (a purge), a new one may be created.
+    assert!(store.destroy_key(did, kind).await.unwrap());
+    assert_eq!(created(b"after a purge").await.as_slice(), b"after a purge");
+}
+
 async fn positions_commit_with_their_transaction(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
@@ -1116,6 +1137,7 @@ suite!(
     migrations_are_idempotent,
     keys_round_trip_and_purge,
     a_key_is_updated_only_from_its_current_version,
+    a_key_is_created_once,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     exports_page_through_every_record,
@@ -1137,6 +1159,7 @@ suite!(
     migrations_are_idempotent,
     keys_round_trip_and_purge,
     a_key_is_updated_only_from_its_current_version,
+    a_key_is_created_once,
     positions_commit_with_their_transaction,
     repo_projection_round_trip,
     exports_page_through_every_record,
