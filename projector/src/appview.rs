@@ -44,6 +44,12 @@ pub enum ViewChange {
         /// The actor.
         did: String,
     },
+    /// Remove the actor's enrollment row only: its posts stay, hidden by the reads while the
+    /// actor is not enrolled, and shown again if it returns.
+    RemoveEnrollment {
+        /// The actor.
+        did: String,
+    },
 }
 
 /// The view changes of the record changes of an applied `#commit` (or `#import`). Posts whose
@@ -100,10 +106,13 @@ pub fn boundaries_change(event: &BoundariesEvent) -> ViewChange {
     }
 }
 
-/// The view change of an `#unenroll`: the actor disappears from every view.
+/// The view change of an `#unenroll`: the actor leaves the enrollments; with a purge (its
+/// content destroyed) its posts leave every view too.
 pub fn unenroll_change(event: &UnenrollEvent) -> ViewChange {
-    ViewChange::RemoveActor {
-        did: event.did.to_string(),
+    let did = event.did.to_string();
+    match event.purge {
+        true => ViewChange::RemoveActor { did },
+        false => ViewChange::RemoveEnrollment { did },
     }
 }
 

@@ -199,6 +199,10 @@ async fn write_change(
             upsert_posts(tx, posts).await?;
             tx.remove_actor(&did).await?;
         }
+        ViewChange::RemoveEnrollment { did } => {
+            upsert_posts(tx, posts).await?;
+            tx.remove_enrollment(&did).await?;
+        }
     }
     Ok(())
 }
