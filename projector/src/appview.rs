@@ -44,12 +44,6 @@ pub enum ViewChange {
         /// The actor.
         did: String,
     },
-    /// Remove the actor's enrollment row only: its posts stay, hidden by the reads while the
-    /// actor is not enrolled, and shown again if it returns.
-    RemoveEnrollment {
-        /// The actor.
-        did: String,
-    },
 }
 
 /// The view changes of the record changes of an applied `#commit` (or `#import`). Posts whose
@@ -106,13 +100,10 @@ pub fn boundaries_change(event: &BoundariesEvent) -> ViewChange {
     }
 }
 
-/// The view change of an `#unenroll`: the actor leaves the enrollments; with a purge (its
-/// content destroyed) its posts leave every view too.
+/// The view change of an `#unenroll`: the actor disappears from every view.
 pub fn unenroll_change(event: &UnenrollEvent) -> ViewChange {
-    let did = event.did.to_string();
-    match event.purge {
-        true => ViewChange::RemoveActor { did },
-        false => ViewChange::RemoveEnrollment { did },
+    ViewChange::RemoveActor {
+        did: event.did.to_string(),
     }
 }
 

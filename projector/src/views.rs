@@ -199,10 +199,6 @@ async fn write_change(
             upsert_posts(tx, posts).await?;
             tx.remove_actor(&did).await?;
         }
-        ViewChange::RemoveEnrollment { did } => {
-            upsert_posts(tx, posts).await?;
-            tx.remove_enrollment(&did).await?;
-        }
     }
     Ok(())
 }

@@ -64,15 +64,4 @@ fn purged_content_and_unenroll_leave_nothing_in_the_views() {
             did: writer.did.to_string()
         }
     );
-    // Without a purge the content stays, to be shown again if the actor returns.
-    let leaving = UnenrollEvent {
-        purge: false,
-        ..unenroll
-    };
-    assert_eq!(
-        unenroll_change(&leaving),
-        ViewChange::RemoveEnrollment {
-            did: writer.did.to_string()
-        }
-    );
 }

@@ -425,14 +425,6 @@ impl ViewsTx {
                 .bind(did)
                 .execute(&mut **tx)
                 .await?;
-        });
-        self.remove_enrollment(did).await
-    }
-
-    /// Removes `did`'s enrollment row (its posts stay).
-    pub async fn remove_enrollment(&mut self, did: &str) -> Result<(), StoreError> {
-        let backend = self.0.backend();
-        on_tx!(&mut self.0, tx => {
             sqlx::query(sql(backend, "DELETE FROM stratos_enrollment WHERE did = ?"))
                 .bind(did)
                 .execute(&mut **tx)
