@@ -288,3 +288,46 @@ async fn the_key_cache_is_bounded() {
     resolver.atproto_key(&did("d"), false).await.unwrap();
     assert_eq!(fetched("d"), 1, "d is still cached");
 }
+
+/// Handles resolve through the configured `resolveHandle` service when their own well-known
+/// address does not answer; reserved names are never looked up, and a plain-HTTP service is
+/// asked only where plain HTTP is allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handles_resolve_through_a_resolve_handle_service() {
+    use std::sync::{Arc, Mutex};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let service = format!("http://{}", listener.local_addr().unwrap());
+    let asked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let recorded = asked.clone();
+    let route = warp::path!("xrpc" / "com.atproto.identity.resolveHandle")
+        .and(warp::query::<std::collections::HashMap<String, String>>())
+        .map(move |query: std::collections::HashMap<String, String>| {
+            let handle = query.get("handle").cloned().unwrap_or_default();
+            recorded.lock().unwrap().push(handle.clone());
+            warp::reply::json(&json!({"did": format!("did:plc:{}", handle.replace('.', ""))}))
+        });
+    let _stop = serve_route(listener, route);
+    let resolver = |allow_http: bool| {
+        DidResolver::new(ResolverConfig {
+            allow_private: true,
+            allow_http,
+            handle_services: vec![service.clone()],
+            ..ResolverConfig::default()
+        })
+    };
+    let resolver_over_http = resolver(true);
+    assert_eq!(
+        resolver_over_http.handle_did("Alice.Test").await.as_deref(),
+        Some("did:plc:alicetest")
+    );
+    for reserved in ["handle.invalid", "printer.local", "x.onion", "not a handle"] {
+        assert_eq!(
+            resolver_over_http.handle_did(reserved).await,
+            None,
+            "{reserved}"
+        );
+    }
+    assert_eq!(resolver(false).handle_did("bob.test").await, None);
+    assert_eq!(*asked.lock().unwrap(), ["alice.test"]);
+}

@@ -106,7 +106,7 @@ impl DidResolver {
         let document = self.fetch(&url).await?;
         let key = atproto_key(did, &document)?;
         self.keys.insert(did.to_string(), key.clone());
-        // Evict now rather than on some later call, so the bound holds at every moment.
+        // Evict now rather than on some later call, so the cache stays near its bound.
         self.keys.run_pending_tasks();
         Ok(key)
     }
@@ -126,6 +126,11 @@ impl DidResolver {
     /// is not a handle or a handle nobody resolves.
     pub async fn handle_did(&self, handle: &str) -> Option<String> {
         let handle = handle.parse::<Handle>().ok()?;
+        // Names that never resolve on the internet (`handle.invalid` among them) are not
+        // looked up anywhere.
+        if RESERVED_TLDS.contains(&handle.tld()) {
+            return None;
+        }
         let handle = handle.as_str();
         let scheme = if self.config.allow_http {
             "http"
@@ -138,7 +143,12 @@ impl DidResolver {
         {
             return Some(did);
         }
-        for service in &self.config.handle_services {
+        let services = self
+            .config
+            .handle_services
+            .iter()
+            .filter(|service| self.config.allow_http || service.starts_with("https://"));
+        for service in services {
             let url = format!(
                 "{}/xrpc/com.atproto.identity.resolveHandle?handle={handle}",
                 service.trim_end_matches('/')
@@ -252,6 +262,19 @@ pub fn is_public(ip: IpAddr) -> bool {
         }
     }
 }
+
+/// Top-level domains of handles that are not resolved: the special-use and reserved names the
+/// atproto handle specification disallows (`.test`, meant for development, is resolved).
+const RESERVED_TLDS: &[&str] = &[
+    "alt",
+    "arpa",
+    "example",
+    "internal",
+    "invalid",
+    "local",
+    "localhost",
+    "onion",
+];
 
 /// `text` when it is a DID.
 fn did_text(text: &str) -> Option<String> {
