@@ -33,9 +33,12 @@ impl Commands {
         let mut repo = slot.lock().await;
         let signing = self.signing_key(did).await?;
         // Kept if the actor has one: records sealed with it stay readable.
-        self.store
-            .create_key(did.as_str(), KeyKind::Data, DataKey::generate().as_bytes())
-            .await?;
+        if self.store.data_key(did.as_str()).await?.is_none() {
+            self.store
+                .create_key(did.as_str(), KeyKind::Data, DataKey::generate().as_bytes())
+                .await?
+                .ok_or_else(|| CommandError::Internal(format!("{did}'s data key was removed")))?;
+        }
         let genesis = match self.store.head(did.as_str()).await? {
             Some(_) => None,
             None => {

@@ -137,7 +137,7 @@ pub fn routes(
              state: Arc<State>,
              body| async move {
                 let started = std::time::Instant::now();
-                let outcome = match read_capped(body, state.config.body_limit(&nsid)).await {
+                let response = match read_capped(body, state.config.body_limit(&nsid)).await {
                     Ok(body) => {
                         let call = Call {
                             nsid: &nsid,
@@ -146,16 +146,12 @@ pub fn routes(
                             headers: &headers,
                             body: &body,
                         };
-                        xrpc(&state, call).await
+                        xrpc(&state, call)
+                            .await
+                            .unwrap_or_else(XrpcError::into_response)
                     }
-                    Err(BodyError::TooLarge(limit)) => {
-                        return too_large(&nsid, limit);
-                    }
-                    Err(error) => Err(error.into()),
-                };
-                let response = match outcome {
-                    Ok(response) => response,
-                    Err(error) => error.into_response(),
+                    Err(BodyError::TooLarge(limit)) => too_large(&nsid, limit),
+                    Err(error) => XrpcError::from(error).into_response(),
                 };
                 // Unknown methods are counted together, so callers cannot grow the labels.
                 let label = match PROCEDURES.contains(&nsid.as_str()) {

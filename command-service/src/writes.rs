@@ -100,9 +100,10 @@ struct Built {
     written: Vec<(String, Option<Written>)>,
 }
 
-/// How many written records' boundaries an actor's state remembers before it forgets them
-/// (and asks the projection instead).
-const KEPT_WRITTEN: usize = 1_024;
+/// How many written records' boundaries an actor's state remembers at most (they are
+/// forgotten once the projection has applied everything written here, or beyond this many,
+/// and the projection is asked instead).
+const KEPT_WRITTEN: usize = 256;
 
 /// The most tree nodes one write reads from the projection before it gives up.
 const MAX_NODE_READS: u32 = 1_024;
@@ -292,11 +293,15 @@ impl Commands {
     async fn trim(&self, did: &Did, commit: &CommitRef) {
         let slot = self.slot(did);
         let mut guard = slot.lock().await;
-        if guard
-            .as_ref()
-            .is_some_and(|repo| repo.head.commit == commit.cid && repo.blocks.len() > KEPT_NODES)
-        {
+        let Some(repo) = guard.as_mut() else { return };
+        if repo.head.commit != commit.cid {
+            return;
+        }
+        if repo.blocks.len() > KEPT_NODES {
             *guard = None;
+        } else {
+            // Nothing is in flight: the projection has every version written here.
+            repo.written.clear();
         }
     }
 

@@ -548,6 +548,8 @@ impl Queries {
         let mut changes = self.inner.changes.subscribe();
         let mut sent: HashSet<(String, String)> = HashSet::new();
         let mut after = (String::new(), String::new());
+        // The newest change time read: the look-back starts from it, so it never moves back.
+        let mut newest = String::new();
         let mut replaying = true;
         loop {
             let rows = self
@@ -558,6 +560,9 @@ impl Queries {
             let full = rows.len() == limits.batch as usize;
             for row in &rows {
                 after = (row.updated_at.clone(), row.did.clone());
+                if row.updated_at > newest {
+                    newest.clone_from(&row.updated_at);
+                }
                 if !sent.insert((row.did.clone(), row.updated_at.clone()))
                     || (replaying && !row.active)
                 {
@@ -575,7 +580,7 @@ impl Queries {
             if !full {
                 replaying = false;
                 connection.idle(&mut changes, limits.poll_interval).await?;
-                after.0 = look_back(&after.0, LOOK_BACK);
+                after.0 = look_back(&newest, LOOK_BACK);
                 after.1.clear();
                 // Rows older than the look-back are not read again: forget them, so a long
                 // subscription holds only the last minute's changes.

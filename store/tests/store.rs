@@ -114,7 +114,7 @@ async fn a_key_is_updated_only_from_its_current_version(fixture: &Fixture) {
     assert!(store.key(did, kind).await.unwrap().is_none());
 }
 
-/// Two writers creating one key: the first one's stays, and both get it back.
+/// Writers creating one key: the first one's stays, and every writer gets it back.
 async fn a_key_is_created_once(fixture: &Fixture) {
     let store = Store::connect(&fixture.url, MasterKey::generate())
         .await
@@ -126,6 +126,16 @@ async fn a_key_is_created_once(fixture: &Fixture) {
     };
     assert_eq!(created(b"first").await.as_slice(), b"first");
     assert_eq!(created(b"second").await.as_slice(), b"first");
+    // At the same moment, on another actor: both get one and the same key.
+    let racing = |key: &'static [u8]| {
+        let store = store.clone();
+        async move {
+            let key = store.create_key("did:plc:bob", kind, key).await.unwrap();
+            key.unwrap().to_vec()
+        }
+    };
+    let (one, two) = tokio::join!(racing(b"one"), racing(b"two"));
+    assert_eq!(one, two);
     assert_eq!(
         store.key(did, kind).await.unwrap().unwrap().as_slice(),
         b"first"

@@ -279,8 +279,9 @@ impl AtprotoStack {
     }
 }
 
-/// `stratos up` (killed if dropped unstopped) on `port` as `did:web:localhost%3A<port>` in `dir`, resolving DIDs through the
-/// stack's PLC directory and handles through its PDS, with `extra` arguments.
+/// `stratos up` (killed if dropped unstopped) on `port` as `did:web:localhost%3A<port>` in
+/// `dir`, resolving DIDs through the stack's PLC directory and handles through its PDS, with
+/// `extra` arguments.
 pub fn spawn_up(dir: &Path, port: u16, stack: &AtprotoStack, extra: &[&str]) -> KillOnDrop {
     let public_url = format!("http://localhost:{port}");
     let service_did = format!("did:web:localhost%3A{port}");
