@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use serde_json::json;
+use stratos_schema::syntax::Did;
 use stratos_xrpc::body::{BodyError, read_capped};
 use tokio::net::TcpListener;
 use warp::http::{HeaderMap, Method, StatusCode};
@@ -137,21 +138,25 @@ pub fn routes(
              state: Arc<State>,
              body| async move {
                 let started = std::time::Instant::now();
-                let response = match read_capped(body, state.config.body_limit(&nsid)).await {
-                    Ok(body) => {
-                        let call = Call {
-                            nsid: &nsid,
-                            method: &method,
-                            query: &query,
-                            headers: &headers,
-                            body: &body,
-                        };
-                        xrpc(&state, call)
-                            .await
-                            .unwrap_or_else(XrpcError::into_response)
-                    }
-                    Err(BodyError::TooLarge(limit)) => too_large(&nsid, limit),
-                    Err(error) => XrpcError::from(error).into_response(),
+                // The caller is checked from the headers before any of the body is read.
+                let admitted = admit(&state, &nsid, &method, &headers).await;
+                let response = match admitted {
+                    Err(error) => error.into_response(),
+                    Ok(admitted) => match read_capped(body, state.config.body_limit(&nsid)).await {
+                        Ok(body) => {
+                            let call = Call {
+                                nsid: &nsid,
+                                query: &query,
+                                headers: &headers,
+                                body: &body,
+                            };
+                            xrpc(&state, call, admitted)
+                                .await
+                                .unwrap_or_else(XrpcError::into_response)
+                        }
+                        Err(BodyError::TooLarge(limit)) => too_large(&nsid, limit),
+                        Err(error) => XrpcError::from(error).into_response(),
+                    },
                 };
                 // Unknown methods are counted together, so callers cannot grow the labels.
                 let label = match PROCEDURES.contains(&nsid.as_str()) {
@@ -328,24 +333,32 @@ fn rejected(rejection: Rejection) -> Response {
     XrpcError::invalid_request(format!("{rejection:?}")).into_response()
 }
 
-/// One XRPC call as it arrived.
+/// One XRPC call as it arrived, its body read.
 struct Call<'a> {
     nsid: &'a str,
-    method: &'a Method,
     query: &'a HashMap<String, String>,
     headers: &'a HeaderMap,
     body: &'a [u8],
 }
 
-/// Dispatches one XRPC call.
-async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
-    let Call {
-        nsid,
-        method,
-        query,
-        headers,
-        body,
-    } = call;
+/// Who a call was let in as, decided from its method and headers alone.
+enum Admitted {
+    /// An admin procedure, with the admin password.
+    Admin,
+    /// A query anyone may make.
+    Anyone,
+    /// An authenticated caller.
+    Caller(Did),
+}
+
+/// Checks a call's HTTP method and credentials before its body is read, so that nobody
+/// unauthenticated makes the service read a body.
+async fn admit(
+    state: &State,
+    nsid: &str,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Result<Admitted, XrpcError> {
     let expected = match nsid {
         GET_BLOB | STATUS | RESOLVE_ENROLLMENTS | LIST_DOMAINS => Method::GET,
         known if PROCEDURES.contains(&known) => Method::POST,
@@ -362,29 +375,48 @@ async fn xrpc(state: &State, call: Call<'_>) -> Result<Response, XrpcError> {
             "Incorrect HTTP method ({method}) expected {expected}"
         )));
     }
-    let (commands, config) = (&state.commands, &state.config);
     let authorization = headers
         .get(warp::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     if admin::METHODS.contains(&nsid) {
-        if !admin::is_admin(headers, config.admin_password.as_ref()) {
-            return Err(XrpcError::auth_required("Admin auth required"));
-        }
-        return admin::call(commands, nsid, body).await;
+        return match admin::is_admin(headers, state.config.admin_password.as_ref()) {
+            true => Ok(Admitted::Admin),
+            false => Err(XrpcError::auth_required("Admin auth required")),
+        };
     }
     match nsid {
-        RESOLVE_ENROLLMENTS => return enrollment::resolve(commands, query).await,
-        LIST_DOMAINS => return Ok(enrollment::list_domains(commands)),
-        STATUS if authorization.is_none() => {
-            return enrollment::status(commands, None, query).await;
-        }
+        RESOLVE_ENROLLMENTS | LIST_DOMAINS => return Ok(Admitted::Anyone),
+        STATUS if authorization.is_none() => return Ok(Admitted::Anyone),
         _ => {}
     }
-    let caller = state
+    state
         .auth
         .caller(authorization, nsid)
         .await
-        .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))?;
+        .map(Admitted::Caller)
+        .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))
+}
+
+/// Carries out one admitted XRPC call.
+async fn xrpc(state: &State, call: Call<'_>, admitted: Admitted) -> Result<Response, XrpcError> {
+    let Call {
+        nsid,
+        query,
+        headers,
+        body,
+    } = call;
+    let (commands, config) = (&state.commands, &state.config);
+    let caller = match admitted {
+        Admitted::Admin => return admin::call(commands, nsid, body).await,
+        Admitted::Anyone => {
+            return match nsid {
+                RESOLVE_ENROLLMENTS => enrollment::resolve(commands, query).await,
+                LIST_DOMAINS => Ok(enrollment::list_domains(commands)),
+                _ => enrollment::status(commands, None, query).await,
+            };
+        }
+        Admitted::Caller(caller) => caller,
+    };
     if nsid == STATUS {
         return enrollment::status(commands, Some(&caller), query).await;
     }
@@ -516,7 +548,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, XrpcError> {
 /// a viewer of a record referring to it).
 async fn get_blob(
     commands: &Commands,
-    caller: &stratos_schema::syntax::Did,
+    caller: &Did,
     query: &HashMap<String, String>,
 ) -> Result<Response, XrpcError> {
     let did = query
@@ -529,7 +561,7 @@ async fn get_blob(
             stratos_schema::data::parse_cid(c)
                 .map_err(|e| XrpcError::invalid_request(format!("cid: {e}")))
         })?;
-    let owner: stratos_schema::syntax::Did = did
+    let owner: Did = did
         .parse()
         .map_err(|_| XrpcError::invalid_request(format!("did: {did:?} is not a DID")))?;
     let (mime, bytes) = commands.readable_blob(caller, &owner, &cid).await?;

@@ -493,16 +493,25 @@ async fn an_idempotency_key_gets_the_original_answer() {
     server.stop().await;
 }
 
-/// A `createRecord` by alice whose body is sent in chunks of at most 16 KiB, without a length,
-/// on a connection of its own; the answer's status and JSON body. With `finish`, the body is
-/// ended; without, the answer must come while the server still expects more.
-async fn chunked_create(base: &str, body: &[u8], finish: bool) -> (u16, Value) {
+/// A `createRecord` by `caller` (anonymous with `None`) whose body is sent in chunks of at most
+/// 16 KiB, without a length, on a connection of its own; the answer's status and JSON body.
+/// With `finish`, the body is ended; without, the answer must come while the server still
+/// expects more.
+async fn chunked_create(
+    base: &str,
+    caller: Option<&str>,
+    body: &[u8],
+    finish: bool,
+) -> (u16, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let address = base.strip_prefix("http://").unwrap();
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    let authorization = caller
+        .map(|caller| format!("authorization: Bearer {caller}\r\n"))
+        .unwrap_or_default();
     let head = format!(
         "POST /xrpc/com.atproto.repo.createRecord HTTP/1.1\r\nhost: {address}\r\n\
-         authorization: Bearer {ALICE}\r\ncontent-type: application/json\r\n\
+         {authorization}content-type: application/json\r\n\
          transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
@@ -534,14 +543,26 @@ async fn bodies_without_a_length_are_held_to_the_limit() {
     // Within the limit (64 KiB here), a chunked body is a body like any other.
     let input =
         json!({"repo": ALICE, "collection": "zone.stratos.feed.post", "record": post("chunked")});
-    let (status, body) =
-        chunked_create(&server.base, &serde_json::to_vec(&input).unwrap(), true).await;
+    let (status, body) = chunked_create(
+        &server.base,
+        Some(ALICE),
+        &serde_json::to_vec(&input).unwrap(),
+        true,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // Past it, the answer comes as soon as the limit is passed, before the body ends.
-    let (status, body) = chunked_create(&server.base, &[b' '; 80 * 1024], false).await;
+    let (status, body) = chunked_create(&server.base, Some(ALICE), &[b' '; 80 * 1024], false).await;
     assert_eq!(
         (status, body["error"].as_str()),
         (413, Some("PayloadTooLarge")),
+        "{body}"
+    );
+    // Without credentials, the answer comes before any of the body is read.
+    let (status, body) = chunked_create(&server.base, None, &[b' '; 1024], false).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("AuthRequired")),
         "{body}"
     );
     assert_eq!(server.store.records(ALICE).await.unwrap().len(), 1);
