@@ -12,9 +12,11 @@ use stratos_schema::mst::Mst;
 use stratos_schema::syntax::{Datetime, Did};
 use stratos_store::KeyKind;
 
+use zeroize::Zeroizing;
+
 use crate::error::CommandError;
 use crate::outcomes::Decision;
-use crate::service::Commands;
+use crate::service::{Commands, private_bytes};
 
 impl Commands {
     /// Enrolls `did` in `boundaries` (bare names are qualified with the service DID; each must
@@ -33,12 +35,12 @@ impl Commands {
         let mut repo = slot.lock().await;
         let signing = self.signing_key(did).await?;
         // Kept if the actor has one: records sealed with it stay readable.
-        if self.store.data_key(did.as_str()).await?.is_none() {
-            self.store
-                .create_key(did.as_str(), KeyKind::Data, DataKey::generate().as_bytes())
-                .await?
-                .ok_or_else(|| CommandError::Internal(format!("{did}'s data key was removed")))?;
-        }
+        self.store
+            .key_or_create(did.as_str(), KeyKind::Data, || {
+                Zeroizing::new(DataKey::generate().as_bytes().to_vec())
+            })
+            .await?
+            .ok_or_else(|| CommandError::Internal(format!("{did}'s data key was removed")))?;
         let genesis = match self.store.head(did.as_str()).await? {
             Some(_) => None,
             None => {
@@ -144,21 +146,13 @@ impl Commands {
     /// The actor's P-256 repository key, created on first use (once, whichever instance
     /// creates it).
     async fn signing_key(&self, did: &Did) -> Result<Keypair, CommandError> {
-        let stored = match self.store.key(did.as_str(), KeyKind::Signing).await? {
-            Some(bytes) => Some(bytes),
-            None => {
-                let key = Keypair::generate(KeyAlgorithm::P256);
-                self.store
-                    .create_key(
-                        did.as_str(),
-                        KeyKind::Signing,
-                        key.private_bytes().as_slice(),
-                    )
-                    .await?
-            }
-        };
-        let stored =
-            stored.ok_or_else(|| CommandError::Internal(format!("{did}'s key was removed")))?;
+        let stored = self
+            .store
+            .key_or_create(did.as_str(), KeyKind::Signing, || {
+                private_bytes(&Keypair::generate(KeyAlgorithm::P256))
+            })
+            .await?
+            .ok_or_else(|| CommandError::Internal(format!("{did}'s key was removed")))?;
         Keypair::from_private_bytes(KeyAlgorithm::P256, &stored)
             .map_err(|e| CommandError::Internal(format!("signing key of {did}: {e}")))
     }

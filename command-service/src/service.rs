@@ -16,6 +16,8 @@ use stratos_schema::syntax::Did;
 use stratos_schema::tid_clock::TidClock;
 use stratos_store::{Head, KeyKind, Store};
 
+use zeroize::Zeroizing;
+
 use crate::blobs::BlobStore;
 use crate::error::CommandError;
 use crate::outcomes::Outcomes;
@@ -38,17 +40,13 @@ impl ServiceIdentity {
         did: &str,
         endpoint: &str,
     ) -> Result<Self, CommandError> {
-        let stored = match store.key(did, KeyKind::Signing).await? {
-            Some(bytes) => bytes,
-            // Instances starting together on an empty store all use the first one's key.
-            None => {
-                let key = Keypair::generate(KeyAlgorithm::Secp256k1);
-                store
-                    .create_key(did, KeyKind::Signing, key.private_bytes().as_slice())
-                    .await?
-                    .ok_or_else(|| CommandError::Internal("the service key was removed".into()))?
-            }
-        };
+        // Instances starting together on an empty store all use the first one's key.
+        let stored = store
+            .key_or_create(did, KeyKind::Signing, || {
+                private_bytes(&Keypair::generate(KeyAlgorithm::Secp256k1))
+            })
+            .await?
+            .ok_or_else(|| CommandError::Internal("the service key was removed".into()))?;
         let key = Keypair::from_private_bytes(KeyAlgorithm::Secp256k1, &stored)
             .map_err(|e| CommandError::Internal(format!("service key: {e}")))?;
         Ok(Self {
@@ -94,6 +92,11 @@ pub struct CommandConfig {
     pub blob_store: BlobStore,
 }
 
+/// A key's private bytes as the key store takes them.
+pub(crate) fn private_bytes(key: &Keypair) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(key.private_bytes().to_vec())
+}
+
 /// An actor's repository as the writer sees it: the last commit appended by this instance (or
 /// the projected head), its tree with the node blocks read or built so far, and the actor's
 /// keys.
@@ -106,11 +109,8 @@ pub(crate) struct ActorRepo {
     pub(crate) boundaries: Vec<String>,
     /// The CID and boundaries of each record this instance wrote on this state, by path: what
     /// the projection may not have yet while writes are in flight.
-    pub(crate) written: HashMap<String, Written>,
+    pub(crate) written: HashMap<String, (Cid, Vec<String>)>,
 }
-
-/// A record version this instance wrote: its CID and boundaries.
-pub(crate) type Written = (Cid, Vec<String>);
 
 /// How often loading an actor's repository starts over when the projector moves its head
 /// meanwhile.

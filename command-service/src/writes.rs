@@ -26,7 +26,7 @@ use stratos_store::Head;
 
 use crate::error::CommandError;
 use crate::outcomes::Decision;
-use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef, KEPT_NODES, Written};
+use crate::service::{ActorRepo, CommandConfig, Commands, CommitRef, KEPT_NODES};
 
 /// The most operations one commit may carry (as ATProto's `applyWrites`).
 pub const MAX_WRITES: usize = 200;
@@ -96,8 +96,6 @@ struct Built {
     tree: Mst,
     created: stratos_schema::blocks::BlockMap,
     removed: Vec<Cid>,
-    /// The records written, by path: their CID and boundaries, or `None` once deleted.
-    written: Vec<(String, Option<Written>)>,
 }
 
 /// How many written records' boundaries an actor's state remembers at most (they are
@@ -216,6 +214,18 @@ impl Commands {
                     rev: built.event.slice.rev.clone(),
                     data: built.tree.root_cid(),
                 };
+                // The versions this commit writes, for the boundaries of the next writes.
+                let written: Vec<_> = built
+                    .event
+                    .ops
+                    .iter()
+                    .map(|op| {
+                        (
+                            op.path.clone(),
+                            op.cid.map(|cid| (cid, op.boundaries.clone())),
+                        )
+                    })
+                    .collect();
                 // Handed over in order under the lock; the next write of this actor builds on
                 // it while the log acknowledges it.
                 let acknowledgement =
@@ -229,10 +239,10 @@ impl Commands {
                 for cid in &built.removed {
                     repo.blocks.remove(cid);
                 }
-                if repo.written.len() + built.written.len() > KEPT_WRITTEN {
+                if repo.written.len() + written.len() > KEPT_WRITTEN {
                     repo.written.clear();
                 }
-                for (path, written) in built.written {
+                for (path, written) in written {
                     match written {
                         Some(written) => repo.written.insert(path, written),
                         None => repo.written.remove(&path),
@@ -362,7 +372,6 @@ impl Commands {
         let mut results = Vec::with_capacity(ops.len());
         let mut boundaries_of = std::collections::BTreeMap::new();
         let mut previous_of = std::collections::BTreeMap::new();
-        let mut written = Vec::new();
         let mut seen = std::collections::BTreeSet::new();
         for op in ops {
             let (collection, rkey) = op.key();
@@ -415,8 +424,7 @@ impl Commands {
                             previous_of.insert(path.clone(), previous);
                         }
                     }
-                    boundaries_of.insert(path.clone(), boundaries.clone());
-                    written.push((path.clone(), Some((cid, boundaries))));
+                    boundaries_of.insert(path.clone(), boundaries);
                     tree = tree.insert(&repo.blocks, &path, cid)?;
                     results.push(OpResult {
                         uri,
@@ -444,7 +452,6 @@ impl Commands {
                         // Deletes carry the boundaries the record had, for filtered consumers.
                         let had = self.boundaries_of(did, repo, &path, current).await?;
                         boundaries_of.insert(path.clone(), had);
-                        written.push((path.clone(), None));
                         tree = tree.remove(&repo.blocks, &path)?.0;
                     }
                     results.push(OpResult { uri, cid: None });
@@ -509,7 +516,6 @@ impl Commands {
             tree,
             created: changes.created_nodes,
             removed: changes.removed_nodes,
-            written,
         })
     }
 }

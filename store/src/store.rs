@@ -353,6 +353,20 @@ impl Store {
         self.key(did, kind).await
     }
 
+    /// `did`'s key of `kind`, created with `new` (once, whoever creates it: see
+    /// [`Store::create_key`]) if it has none; `None` if it was destroyed meanwhile.
+    pub async fn key_or_create(
+        &self,
+        did: &str,
+        kind: KeyKind,
+        new: impl FnOnce() -> Zeroizing<Vec<u8>>,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>, StoreError> {
+        match self.key(did, kind).await? {
+            Some(key) => Ok(Some(key)),
+            None => self.create_key(did, kind, &new()).await,
+        }
+    }
+
     /// A key of `did`, unwrapped; `None` if there is none (never stored, or destroyed).
     pub async fn key(
         &self,
