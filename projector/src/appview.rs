@@ -38,8 +38,17 @@ pub enum ViewChange {
         enrolled_at: Option<String>,
         /// The actor's boundaries.
         boundaries: Vec<String>,
+        /// An enrollment (not a boundary change): the posts withdrawn when the actor last
+        /// left come back.
+        restore_posts: bool,
     },
-    /// Remove the actor's enrollment row and every one of its posts from every view.
+    /// Remove the actor's enrollment row and withdraw its posts from every view, to come back
+    /// if the actor enrolls again.
+    WithdrawActor {
+        /// The actor.
+        did: String,
+    },
+    /// Remove the actor's enrollment row and every one of its posts, withdrawn ones included.
     RemoveActor {
         /// The actor.
         did: String,
@@ -87,6 +96,7 @@ pub fn enrollment_change(event: &EnrollmentEvent) -> ViewChange {
         service_url: Some(event.service_endpoint.clone()),
         enrolled_at: Some(event.time.to_string()),
         boundaries: event.boundaries.clone(),
+        restore_posts: true,
     }
 }
 
@@ -97,13 +107,17 @@ pub fn boundaries_change(event: &BoundariesEvent) -> ViewChange {
         service_url: None,
         enrolled_at: None,
         boundaries: event.boundaries.clone(),
+        restore_posts: false,
     }
 }
 
-/// The view change of an `#unenroll`: the actor disappears from every view.
+/// The view change of an `#unenroll`: the actor disappears from every view; without a purge
+/// its posts are withdrawn, to come back with the actor.
 pub fn unenroll_change(event: &UnenrollEvent) -> ViewChange {
-    ViewChange::RemoveActor {
-        did: event.did.to_string(),
+    let did = event.did.to_string();
+    match event.purge {
+        true => ViewChange::RemoveActor { did },
+        false => ViewChange::WithdrawActor { did },
     }
 }
 

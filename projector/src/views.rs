@@ -185,6 +185,7 @@ async fn write_change(
             service_url,
             enrolled_at,
             boundaries,
+            restore_posts,
         } => {
             upsert_posts(tx, posts).await?;
             let row = EnrollmentRow {
@@ -194,6 +195,13 @@ async fn write_change(
                 boundaries,
             };
             tx.upsert_enrollment(&row).await?;
+            if restore_posts {
+                tx.restore_posts(&row.did).await?;
+            }
+        }
+        ViewChange::WithdrawActor { did } => {
+            upsert_posts(tx, posts).await?;
+            tx.withdraw_actor(&did).await?;
         }
         ViewChange::RemoveActor { did } => {
             upsert_posts(tx, posts).await?;

@@ -64,4 +64,15 @@ fn purged_content_and_unenroll_leave_nothing_in_the_views() {
             did: writer.did.to_string()
         }
     );
+    // Without a purge the posts are withdrawn, to come back if the actor returns.
+    let leaving = UnenrollEvent {
+        purge: false,
+        ..unenroll
+    };
+    assert_eq!(
+        unenroll_change(&leaving),
+        ViewChange::WithdrawActor {
+            did: writer.did.to_string()
+        }
+    );
 }

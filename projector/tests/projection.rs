@@ -79,6 +79,35 @@ impl Setup {
         writer
     }
 
+    /// Alice and Bob enrolled, with a post each (`3l2aaaaaaaa22`, `3l2bbbbbbbb22`).
+    async fn alice_and_bob_with_a_post_each(&self) -> (Writer, Writer) {
+        let mut alice = self.enroll("did:plc:alice").await;
+        let mut bob = self.enroll("did:plc:bob").await;
+        self.append(Event::Commit(
+            alice.next(&[("3l2aaaaaaaa22", Some("alice"))]),
+        ))
+        .await;
+        self.append(Event::Commit(bob.next(&[("3l2bbbbbbbb22", Some("bob"))])))
+            .await;
+        (alice, bob)
+    }
+
+    /// Neither `did`'s posts nor its enrollment are in the views.
+    async fn assert_gone_from_the_views(&self, did: &str) {
+        assert!(self.views.post_uris_by(did).await.unwrap().is_empty());
+        assert!(self.views.enrollment(did).await.unwrap().is_none());
+    }
+
+    /// Appends `writer`'s unenrollment.
+    async fn unenroll(&self, writer: &Writer, purge: bool) {
+        self.append(Event::Unenroll(UnenrollEvent {
+            did: writer.did.clone(),
+            time: "2026-11-23T12:30:00.000Z".parse().unwrap(),
+            purge,
+        }))
+        .await;
+    }
+
     /// `count` enrolled writers, `did:plc:actor0`….
     async fn enroll_actors(&self, count: usize) -> Vec<Writer> {
         let mut writers = Vec::with_capacity(count);
@@ -297,16 +326,7 @@ async fn forks_and_bad_events_are_rejected_with_reasons(setup: Setup) {
 }
 
 async fn unenroll_and_purge_remove_content(setup: Setup) {
-    let mut alice = setup.enroll("did:plc:alice").await;
-    let mut bob = setup.enroll("did:plc:bob").await;
-    setup
-        .append(Event::Commit(
-            alice.next(&[("3l2aaaaaaaa22", Some("alice"))]),
-        ))
-        .await;
-    setup
-        .append(Event::Commit(bob.next(&[("3l2bbbbbbbb22", Some("bob"))])))
-        .await;
+    let (alice, bob) = setup.alice_and_bob_with_a_post_each().await;
     setup
         .append(Event::Boundaries(BoundariesEvent {
             did: bob.did.clone(),
@@ -320,32 +340,11 @@ async fn unenroll_and_purge_remove_content(setup: Setup) {
             ),
         }))
         .await;
-    setup
-        .append(Event::Unenroll(UnenrollEvent {
-            did: alice.did.clone(),
-            time: "2026-11-23T12:30:00.000Z".parse().unwrap(),
-            purge: true,
-        }))
-        .await;
+    setup.unenroll(&alice, true).await;
     setup.project().await;
 
     // Alice is gone from every view, and her projected content is gone.
-    assert!(
-        setup
-            .views
-            .post_uris_by("did:plc:alice")
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        setup
-            .views
-            .enrollment("did:plc:alice")
-            .await
-            .unwrap()
-            .is_none()
-    );
+    setup.assert_gone_from_the_views("did:plc:alice").await;
     let records = setup.store.records("did:plc:alice").await.unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].block, None);
@@ -404,6 +403,55 @@ async fn unenroll_and_purge_remove_content(setup: Setup) {
     );
     replayed.close().await;
     again.drop_database().await.unwrap();
+    setup.finish().await;
+}
+
+/// An actor who leaves without a purge leaves the views; its posts come back with it, and a
+/// replay reaches the same views at either point.
+async fn a_returning_actor_gets_its_posts_back(setup: Setup) {
+    let (alice, bob) = setup.alice_and_bob_with_a_post_each().await;
+    setup.unenroll(&alice, false).await;
+    setup.project().await;
+    let alice_post = post_uri(&alice, "3l2aaaaaaaa22");
+    setup.assert_gone_from_the_views("did:plc:alice").await;
+    assert!(
+        setup
+            .views
+            .post_boundaries(&alice_post)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        setup.views.post_uris_by("did:plc:bob").await.unwrap(),
+        [post_uri(&bob, "3l2bbbbbbbb22")]
+    );
+    assert_a_replay_matches(&setup, &[alice.clone(), bob.clone()]).await;
+
+    // Alice enrolls again: her repository is kept, and so are her posts.
+    let mut returning = alice
+        .clone()
+        .enrollment(&Keypair::generate(KeyAlgorithm::Secp256k1));
+    returning.genesis = None;
+    setup.append(Event::Enrollment(returning)).await;
+    setup.project().await;
+    assert_eq!(
+        setup.views.post_uris_by("did:plc:alice").await.unwrap(),
+        std::slice::from_ref(&alice_post)
+    );
+    assert_eq!(
+        setup.views.post_boundaries(&alice_post).await.unwrap(),
+        [BOUNDARY]
+    );
+    assert!(
+        setup
+            .views
+            .enrollment("did:plc:alice")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_a_replay_matches(&setup, &[alice, bob]).await;
     setup.finish().await;
 }
 
@@ -916,6 +964,7 @@ suite!(
     updates_and_deletes_reach_both_projections,
     forks_and_bad_events_are_rejected_with_reasons,
     unenroll_and_purge_remove_content,
+    a_returning_actor_gets_its_posts_back,
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,
@@ -930,6 +979,7 @@ suite!(
     updates_and_deletes_reach_both_projections,
     forks_and_bad_events_are_rejected_with_reasons,
     unenroll_and_purge_remove_content,
+    a_returning_actor_gets_its_posts_back,
     a_replay_reaches_the_same_state,
     redelivery_is_a_no_op_and_waiters_hear_outcomes,
     one_batch_spans_partitions,

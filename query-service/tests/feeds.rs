@@ -137,4 +137,33 @@ async fn timelines_follow_boundaries(system: System) {
     system.finish().await;
 }
 
-on_both_backends!(timelines_follow_boundaries);
+/// An author who leaves (content kept) leaves the feeds, and is back in them on returning.
+async fn a_returning_author_is_back_in_the_feeds(system: System) {
+    let alice = system.enroll("alice", &["general"]).await;
+    let bob = system.enroll("bob", &["general"]).await;
+    let (post, _) = system.post(&alice, "before leaving", &[GENERAL]).await;
+    system.views_caught_up().await;
+    let feeds = async || {
+        (
+            all_pages(&system, &bob, TIMELINE, &[]).await,
+            all_pages(&system, &bob, AUTHOR_FEED, &[("actor", &alice)]).await,
+        )
+    };
+    assert_eq!(feeds().await, (vec![post.clone()], vec![post.clone()]));
+    system
+        .commands
+        .unenroll(&alice.parse().unwrap(), false)
+        .await
+        .unwrap();
+    system.views_caught_up().await;
+    assert_eq!(feeds().await, (vec![], vec![]));
+    system.enroll("alice", &["general"]).await;
+    system.views_caught_up().await;
+    assert_eq!(feeds().await, (vec![post.clone()], vec![post]));
+    system.finish().await;
+}
+
+on_both_backends!(
+    timelines_follow_boundaries,
+    a_returning_author_is_back_in_the_feeds
+);

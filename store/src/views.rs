@@ -8,14 +8,37 @@ use sqlx::{QueryBuilder, Row};
 use crate::digest::{Table, digest_tables};
 use crate::store::{Pool, ROWS_PER_STATEMENT, StoreError, StoreTx, column, on, on_tx, sql};
 
+/// The written columns of `stratos_post` (all but the generated `"sortAt"`), as in
+/// `stratos_post_withdrawn`.
+macro_rules! post_columns {
+    () => {
+        "uri, cid, rkey, creator, text, \"replyRoot\", \"replyRootCid\", \"replyParent\", \
+         \"replyParentCid\", embed, facets, labels, langs, tags, \"createdAt\", \"indexedAt\""
+    };
+}
+
 /// The head of an insert into `stratos_post` (its rows follow: a `VALUES` list or arrays).
 macro_rules! insert_posts {
     () => {
-        "INSERT INTO stratos_post (uri, cid, rkey, creator, text, \"replyRoot\", \
-         \"replyRootCid\", \"replyParent\", \"replyParentCid\", embed, facets, labels, langs, \
-         tags, \"createdAt\", \"indexedAt\") "
+        concat!("INSERT INTO stratos_post (", post_columns!(), ") ")
     };
 }
+
+/// Removes an actor from the views: its posts, their boundary rows and its enrollment row (the
+/// actor is each statement's one parameter).
+const DELETE_ACTOR: &[&str] = &[
+    "DELETE FROM stratos_post_boundary WHERE uri IN (SELECT uri FROM stratos_post WHERE creator = ?)",
+    "DELETE FROM stratos_post WHERE creator = ?",
+    "DELETE FROM stratos_enrollment WHERE did = ?",
+];
+
+/// Removes an actor's withdrawn posts and their boundary rows (the actor is each statement's
+/// one parameter).
+const DELETE_WITHDRAWN: &[&str] = &[
+    "DELETE FROM stratos_post_boundary_withdrawn WHERE uri IN \
+     (SELECT uri FROM stratos_post_withdrawn WHERE creator = ?)",
+    "DELETE FROM stratos_post_withdrawn WHERE creator = ?",
+];
 
 /// The end of that insert: a post already there is replaced.
 macro_rules! posts_on_conflict {
@@ -100,33 +123,50 @@ pub struct EnrollmentRow {
     pub boundaries: Vec<String>,
 }
 
+/// The columns of `stratos_post` (and of `stratos_post_withdrawn`) in a digest.
+const POST_DIGEST_COLUMNS: &[(&str, bool)] = &[
+    ("uri", false),
+    ("cid", false),
+    ("rkey", false),
+    ("creator", false),
+    ("text", false),
+    ("\"replyRoot\"", false),
+    ("\"replyRootCid\"", false),
+    ("\"replyParent\"", false),
+    ("\"replyParentCid\"", false),
+    ("embed", false),
+    ("facets", false),
+    ("labels", false),
+    ("langs", false),
+    ("tags", false),
+    ("\"createdAt\"", false),
+    ("\"indexedAt\"", false),
+];
+
+/// The columns of `stratos_post_boundary` (and of its withdrawn twin) in a digest.
+const BOUNDARY_DIGEST_COLUMNS: &[(&str, bool)] =
+    &[("uri", false), ("boundary", false), ("\"sortAt\"", false)];
+
 /// The views' tables for [`Views::digest`], columns in key order (quoted names as in SQL).
 const VIEW_TABLES: &[Table] = &[
     Table {
         name: "stratos_post",
-        columns: &[
-            ("uri", false),
-            ("cid", false),
-            ("rkey", false),
-            ("creator", false),
-            ("text", false),
-            ("\"replyRoot\"", false),
-            ("\"replyRootCid\"", false),
-            ("\"replyParent\"", false),
-            ("\"replyParentCid\"", false),
-            ("embed", false),
-            ("facets", false),
-            ("labels", false),
-            ("langs", false),
-            ("tags", false),
-            ("\"createdAt\"", false),
-            ("\"indexedAt\"", false),
-        ],
+        columns: POST_DIGEST_COLUMNS,
         order: "uri",
     },
     Table {
         name: "stratos_post_boundary",
-        columns: &[("uri", false), ("boundary", false), ("\"sortAt\"", false)],
+        columns: BOUNDARY_DIGEST_COLUMNS,
+        order: "uri, boundary",
+    },
+    Table {
+        name: "stratos_post_withdrawn",
+        columns: POST_DIGEST_COLUMNS,
+        order: "uri",
+    },
+    Table {
+        name: "stratos_post_boundary_withdrawn",
+        columns: BOUNDARY_DIGEST_COLUMNS,
         order: "uri, boundary",
     },
     Table {
@@ -409,27 +449,75 @@ impl ViewsTx {
         Ok(())
     }
 
-    /// Removes an actor's enrollment row and every one of its posts with their boundary rows.
+    /// Removes an actor's enrollment row and every one of its posts with their boundary rows,
+    /// withdrawn ones included.
     pub async fn remove_actor(&mut self, did: &str) -> Result<(), StoreError> {
+        self.run_for_actor(did, DELETE_WITHDRAWN).await?;
+        self.run_for_actor(did, DELETE_ACTOR).await
+    }
+
+    /// Removes an actor's enrollment row and withdraws its posts from the views
+    /// (`stratos_post_withdrawn`, `stratos_post_boundary_withdrawn`) until
+    /// [`ViewsTx::restore_posts`] brings them back.
+    pub async fn withdraw_actor(&mut self, did: &str) -> Result<(), StoreError> {
+        self.run_for_actor(
+            did,
+            &[
+                concat!(
+                    "INSERT INTO stratos_post_withdrawn (",
+                    post_columns!(),
+                    ") SELECT ",
+                    post_columns!(),
+                    " FROM stratos_post WHERE creator = ? ON CONFLICT (uri) DO NOTHING"
+                ),
+                "INSERT INTO stratos_post_boundary_withdrawn (uri, boundary, \"sortAt\") \
+                 SELECT uri, boundary, \"sortAt\" FROM stratos_post_boundary WHERE uri IN \
+                 (SELECT uri FROM stratos_post WHERE creator = ?) \
+                 ON CONFLICT (uri, boundary) DO NOTHING",
+            ],
+        )
+        .await?;
+        self.run_for_actor(did, DELETE_ACTOR).await
+    }
+
+    /// Brings back the posts withdrawn when the actor left (none if it never did).
+    pub async fn restore_posts(&mut self, did: &str) -> Result<(), StoreError> {
+        self.run_for_actor(
+            did,
+            &[
+                concat!(
+                    insert_posts!(),
+                    "SELECT ",
+                    post_columns!(),
+                    " FROM stratos_post_withdrawn WHERE creator = ? ON CONFLICT (uri) DO NOTHING"
+                ),
+                concat!(
+                    insert_boundaries!(),
+                    "SELECT uri, boundary, \"sortAt\" FROM stratos_post_boundary_withdrawn \
+                     WHERE uri IN (SELECT uri FROM stratos_post_withdrawn WHERE creator = ?)",
+                    boundaries_on_conflict!()
+                ),
+            ],
+        )
+        .await?;
+        self.run_for_actor(did, DELETE_WITHDRAWN).await
+    }
+
+    /// Runs each statement with `did` as its one parameter.
+    async fn run_for_actor(
+        &mut self,
+        did: &str,
+        statements: &[&'static str],
+    ) -> Result<(), StoreError> {
         let backend = self.0.backend();
-        on_tx!(&mut self.0, tx => {
-            sqlx::query(sql(
-                backend,
-                "DELETE FROM stratos_post_boundary WHERE uri IN \
-                 (SELECT uri FROM stratos_post WHERE creator = ?)",
-            ))
-            .bind(did)
-            .execute(&mut **tx)
-            .await?;
-            sqlx::query(sql(backend, "DELETE FROM stratos_post WHERE creator = ?"))
-                .bind(did)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query(sql(backend, "DELETE FROM stratos_enrollment WHERE did = ?"))
-                .bind(did)
-                .execute(&mut **tx)
-                .await?;
-        });
+        for statement in statements {
+            on_tx!(&mut self.0, tx => {
+                sqlx::query(sql(backend, statement))
+                    .bind(did)
+                    .execute(&mut **tx)
+                    .await?;
+            });
+        }
         Ok(())
     }
 
