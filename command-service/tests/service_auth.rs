@@ -65,6 +65,18 @@ where
     stop
 }
 
+/// A secp256k1 issuer, enrolled in `general`.
+async fn enrolled_issuer(stack: &Stack) -> Issuer {
+    let issuer = issuer(KeyAlgorithm::Secp256k1).await;
+    stack
+        .commands()
+        .await
+        .enroll(&issuer.did.parse().unwrap(), &["general".into()])
+        .await
+        .unwrap();
+    issuer
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -215,13 +227,7 @@ async fn service_tokens_are_checked_end_to_end() {
 async fn issuer_documents_on_private_addresses_are_not_fetched() {
     let stack = Stack::new("sqlite").await;
     let (base, _stop) = start(&stack, false).await;
-    let issuer = issuer(KeyAlgorithm::Secp256k1).await;
-    stack
-        .commands()
-        .await
-        .enroll(&issuer.did.parse().unwrap(), &["general".into()])
-        .await
-        .unwrap();
+    let issuer = enrolled_issuer(&stack).await;
     let token = sign_token(&issuer.key, &claims(&issuer, "ssrf"));
     let (status, body) = create(&base, &issuer, &token).await;
     assert_eq!(
@@ -240,7 +246,7 @@ async fn issuer_documents_on_private_addresses_are_not_fetched() {
 }
 
 /// The resolver keeps at most its capacity of keys, the least recently used leaving first; a
-/// key that left is fetched again when asked for.
+/// key that left is fetched again when asked for. Documents are cached too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_key_cache_is_bounded() {
     use std::collections::HashMap;
@@ -287,6 +293,12 @@ async fn the_key_cache_is_bounded() {
     assert_eq!(fetched("a"), 2, "a left the cache for c and d");
     resolver.atproto_key(&did("d"), false).await.unwrap();
     assert_eq!(fetched("d"), 1, "d is still cached");
+    // Whole documents (describeRepo, sign-in) are cached the same way.
+    for _ in 0..3 {
+        let document = resolver.document(&did("d")).await.unwrap();
+        assert_eq!(document["id"], did("d"));
+    }
+    assert_eq!(fetched("d"), 2, "the document was fetched once");
 }
 
 /// Handles resolve through the configured `resolveHandle` service when their own well-known
@@ -329,5 +341,11 @@ async fn handles_resolve_through_a_resolve_handle_service() {
         );
     }
     assert_eq!(resolver(false).handle_did("bob.test").await, None);
+    assert_eq!(*asked.lock().unwrap(), ["alice.test"]);
+    // A resolved handle is answered from the cache.
+    assert_eq!(
+        resolver_over_http.handle_did("alice.test").await.as_deref(),
+        Some("did:plc:alicetest")
+    );
     assert_eq!(*asked.lock().unwrap(), ["alice.test"]);
 }

@@ -74,25 +74,28 @@ impl Default for ResolverConfig {
     }
 }
 
-/// Resolves DIDs to their `#atproto` keys, with a bounded TTL cache.
+/// Resolves DIDs to their `#atproto` keys and documents, and handles to DIDs, each with a
+/// bounded TTL cache, so that requests naming the same identities again (token checks, open
+/// endpoints such as `describeRepo`) do not fetch again.
 #[derive(Clone)]
 pub struct DidResolver {
     config: Arc<ResolverConfig>,
     keys: Cache<String, PublicKey>,
+    documents: Cache<String, Value>,
+    /// Handles with the DID they resolved to (a handle nobody resolved is asked again next
+    /// time: its owner may be setting it up right now).
+    handles: Cache<String, String>,
 }
 
 impl DidResolver {
     /// A resolver with these settings.
     pub fn new(config: ResolverConfig) -> Self {
         install_tls_provider();
-        let keys = Cache::builder()
-            .max_capacity(config.cache_capacity)
-            .time_to_live(config.ttl)
-            .eviction_policy(EvictionPolicy::lru())
-            .build();
         Self {
+            keys: bounded_cache(&config),
+            documents: bounded_cache(&config),
+            handles: bounded_cache(&config),
             config: Arc::new(config),
-            keys,
         }
     }
 
@@ -111,19 +114,24 @@ impl DidResolver {
         Ok(key)
     }
 
-    /// The DID document of `did` (not cached).
+    /// The DID document of `did` (cached like the keys; failures are not).
     pub async fn document(&self, did: &str) -> Result<Value, ResolveError> {
+        if let Some(document) = self.documents.get(did) {
+            return Ok(document);
+        }
         let url = self.document_url(did)?;
         let document = self.fetch(&url).await?;
-        match document.get("id").and_then(Value::as_str) == Some(did) {
-            true => Ok(document),
-            false => Err(ResolveError::Document(format!("its id is not {did}"))),
+        if document.get("id").and_then(Value::as_str) != Some(did) {
+            return Err(ResolveError::Document(format!("its id is not {did}")));
         }
+        self.documents.insert(did.to_string(), document.clone());
+        self.documents.run_pending_tasks();
+        Ok(document)
     }
 
     /// The DID `handle` resolves to: the one its own `/.well-known/atproto-did` answers, else
     /// the first answer of the configured `resolveHandle` services; `None` for a string that
-    /// is not a handle or a handle nobody resolves.
+    /// is not a handle or a handle nobody resolves. Resolved handles are cached.
     pub async fn handle_did(&self, handle: &str) -> Option<String> {
         let handle = handle.parse::<Handle>().ok()?;
         // Names that never resolve on the internet (`handle.invalid` among them) are not
@@ -132,6 +140,17 @@ impl DidResolver {
             return None;
         }
         let handle = handle.as_str();
+        if let Some(did) = self.handles.get(handle) {
+            return Some(did);
+        }
+        let did = self.look_up_handle(handle).await?;
+        self.handles.insert(handle.to_string(), did.clone());
+        self.handles.run_pending_tasks();
+        Some(did)
+    }
+
+    /// Asks the handle's own well-known address, then each `resolveHandle` service.
+    async fn look_up_handle(&self, handle: &str) -> Option<String> {
         let scheme = if self.config.allow_http {
             "http"
         } else {
@@ -223,6 +242,16 @@ impl DidResolver {
             max_bytes: self.config.max_bytes,
         }
     }
+}
+
+/// A cache of at most `config.cache_capacity` entries (least recently used go first), each
+/// kept for `config.ttl`.
+fn bounded_cache<V: Clone + Send + Sync + 'static>(config: &ResolverConfig) -> Cache<String, V> {
+    Cache::builder()
+        .max_capacity(config.cache_capacity)
+        .time_to_live(config.ttl)
+        .eviction_policy(EvictionPolicy::lru())
+        .build()
 }
 
 /// Makes ring the process's TLS crypto provider (reqwest is built without one). Call it before
