@@ -106,11 +106,14 @@ pub fn routes(
     commands: Commands,
     config: HttpConfig,
 ) -> impl Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static {
-    let auth = Authenticator::new(
+    let mut auth = Authenticator::new(
         &commands.service().did,
         DidResolver::new(config.resolver.clone()),
         config.dev_auth,
     );
+    if let Some(ledger) = commands.store.shared_token_ledger() {
+        auth = auth.with_ledger(ledger);
+    }
     // Record from now on (the projectors in this process included).
     crate::metrics::handle();
     let limiter = Arc::new(WriteRateLimiter::new(config.rate_limit.clone()));
@@ -394,7 +397,7 @@ async fn admit(
         .caller(authorization, nsid)
         .await
         .map(Admitted::Caller)
-        .map_err(|e| XrpcError::new(StatusCode::UNAUTHORIZED, e.name(), e.to_string()))
+        .map_err(|e| XrpcError::new(e.status(), e.name(), e.to_string()))
 }
 
 /// Carries out one admitted XRPC call.

@@ -223,6 +223,31 @@ async fn service_tokens_are_checked_end_to_end() {
     stack.finish().await;
 }
 
+/// Instances of the command service on one Postgres database share the spent tokens: a token
+/// used at one is refused at the other, and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_spent_at_one_instance_is_refused_at_another() {
+    let stack = Stack::new("postgres").await;
+    let (first, _stop_first) = start(&stack, true).await;
+    let (second, _stop_second) = start(&stack, true).await;
+    let issuer = enrolled_issuer(&stack).await;
+    let token = sign_token(&issuer.key, &claims(&issuer, "once"));
+    let (status, body) = create(&first, &issuer, &token).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = create(&second, &issuer, &token).await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (401, "BadJwt"),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
+    assert_eq!(stack.store.records(&issuer.did).await.unwrap().len(), 1);
+    stack.finish().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issuer_documents_on_private_addresses_are_not_fetched() {
     let stack = Stack::new("sqlite").await;

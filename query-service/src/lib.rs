@@ -68,7 +68,10 @@ impl Queries {
     /// Reads from `store` (and the AppView `views`, for feeds), woken by `changes`.
     pub fn new(store: Store, views: Option<Views>, changes: Changes, config: QueryConfig) -> Self {
         let resolver = DidResolver::new(config.resolver.clone());
-        let auth = Authenticator::new(&config.service_did, resolver.clone(), config.dev_auth);
+        let mut auth = Authenticator::new(&config.service_did, resolver.clone(), config.dev_auth);
+        if let Some(ledger) = store.shared_token_ledger() {
+            auth = auth.with_ledger(ledger);
+        }
         Self {
             inner: Arc::new(Inner {
                 store,

@@ -82,9 +82,9 @@ impl Viewer {
     }
 }
 
-/// `401` with the token error's name.
+/// `401` (or `500` when the spent tokens could not be checked) with the error's name.
 fn unauthenticated(error: AuthError) -> XrpcError {
-    XrpcError::new(StatusCode::UNAUTHORIZED, error.name(), error.to_string())
+    XrpcError::new(error.status(), error.name(), error.to_string())
 }
 
 impl Queries {

@@ -9,7 +9,8 @@
 //!   (`verify-projections`) and cross-process outcome notifications (`LISTEN/NOTIFY`);
 //! * [`RebuildTarget`] — a fresh place beside the live projections to rebuild them into, and the
 //!   switch-over;
-//! * [`Views`] — the AppView table contract (spec §10.1) in a database or schema of its own.
+//! * [`Views`] — the AppView table contract (spec §10.1) in a database or schema of its own;
+//! * the ledger of spent service-auth tokens, shared by a service's instances.
 
 mod batch;
 mod blobs;
@@ -29,6 +30,7 @@ mod status;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod tokens;
 mod views;
 
 pub use self::batch::{BatchProgress, ProjectionBatch};

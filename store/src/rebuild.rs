@@ -7,9 +7,9 @@
 //!   in, keeps the live file as `<file>.replaced-<unix time>` and moves the rebuild in place.
 //!
 //! What the service keeps beside the projections without deriving it from the log — the key
-//! store, uploaded blobs' metadata, pending OAuth authorizations, the PDS outbox and the
-//! positions of consumers a rebuild does not run (the PDS publisher) — is carried over, never
-//! rebuilt.
+//! store, uploaded blobs' metadata, pending OAuth authorizations, the PDS outbox, spent
+//! service-auth tokens and the positions of consumers a rebuild does not run (the PDS
+//! publisher) — is carried over, never rebuilt.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -29,7 +29,13 @@ pub struct RebuildTarget {
 }
 
 /// The tables of state that is not derived from the log (see the module documentation).
-const CARRIED_TABLES: &[&str] = &["actor_key", "blob", "oauth_pending", "pds_outbox"];
+const CARRIED_TABLES: &[&str] = &[
+    "actor_key",
+    "blob",
+    "oauth_pending",
+    "pds_outbox",
+    "spent_token",
+];
 
 /// The statements that carry that state from schema (or attached database) `live` into
 /// `target`: each carried table is replaced, and the positions of consumers the rebuild did not

@@ -807,6 +807,19 @@ async fn oauth_pending_authorizations_are_used_once(fixture: &Fixture) {
     assert!(store.take_oauth_pending("new").await.unwrap().is_some());
 }
 
+/// A token is spent once; expired ones are forgotten, and only they.
+async fn tokens_are_spent_once(fixture: &Fixture) {
+    let store = Store::connect(&fixture.url, MasterKey::generate())
+        .await
+        .unwrap();
+    assert!(store.spend_token("did:plc:a|1", 1_000).await.unwrap());
+    assert!(!store.spend_token("did:plc:a|1", 1_000).await.unwrap());
+    assert!(store.spend_token("did:plc:a|2", 2_000).await.unwrap());
+    store.forget_spent_tokens(1_500).await.unwrap();
+    assert!(store.spend_token("did:plc:a|1", 1_000).await.unwrap());
+    assert!(!store.spend_token("did:plc:a|2", 2_000).await.unwrap());
+}
+
 /// The blobs a record refers to follow the record: written with it, replaced when it changes,
 /// gone when it is deleted or its content purged.
 async fn blob_references_follow_their_records(fixture: &Fixture) {
@@ -1159,6 +1172,7 @@ suite!(
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
+    tokens_are_spent_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
     blob_references_follow_their_records,
     an_oversized_batch_is_written_whole,
@@ -1181,6 +1195,7 @@ suite!(
     views_share_a_database_with_the_store,
     pds_outbox_delivers_in_order_per_actor,
     oauth_pending_authorizations_are_used_once,
+    tokens_are_spent_once,
     a_switch_over_keeps_what_the_log_does_not_hold,
     blob_references_follow_their_records,
     an_oversized_batch_is_written_whole,

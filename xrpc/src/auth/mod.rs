@@ -9,6 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use futures::future::BoxFuture;
+
 use stratos_schema::service_auth::{JwtError, ServiceToken};
 use stratos_schema::syntax::Did;
 
@@ -80,6 +82,9 @@ pub enum AuthError {
     /// The issuer's key could not be found.
     #[error("Could not resolve issuer DID: {0}")]
     Issuer(String),
+    /// The shared ledger of spent tokens could not be asked; the token is not accepted.
+    #[error("Could not check the token against the spent ones: {0}")]
+    Ledger(String),
 }
 
 impl AuthError {
@@ -88,8 +93,27 @@ impl AuthError {
         match self {
             Self::Missing | Self::Issuer(_) => "AuthRequired",
             Self::Token(error) => error.name(),
+            Self::Ledger(_) => "InternalServerError",
         }
     }
+
+    /// The HTTP status: 401, or 500 when the ledger failed.
+    pub fn status(&self) -> warp::http::StatusCode {
+        match self {
+            Self::Ledger(_) => warp::http::StatusCode::INTERNAL_SERVER_ERROR,
+            _ => warp::http::StatusCode::UNAUTHORIZED,
+        }
+    }
+}
+
+/// Where spent tokens are remembered beyond this process, so that a token used at one instance
+/// of a service is refused at every other (a database all instances share).
+pub trait TokenLedger: Send + Sync {
+    /// Records `token` (issuer and `jti`) as spent until `expires` (Unix seconds); `Ok(false)`
+    /// when it was spent already.
+    fn spend<'a>(&'a self, token: &'a str, expires: i64) -> BoxFuture<'a, Result<bool, String>>;
+    /// Forgets the tokens that expired before `before`.
+    fn forget_expired(&self, before: i64) -> BoxFuture<'_, Result<(), String>>;
 }
 
 /// How many spent tokens accumulate between sweeps of the expired ones.
@@ -101,19 +125,29 @@ pub struct Authenticator {
     service_did: String,
     dev_auth: bool,
     resolver: DidResolver,
+    /// Tokens spent at this process, with their expiry.
     used: Arc<Mutex<HashMap<String, i64>>>,
+    /// Tokens spent at any instance, when instances share one.
+    ledger: Option<Arc<dyn TokenLedger>>,
 }
 
 impl Authenticator {
     /// Tokens for `service_did`, issuer keys from `resolver`; `dev_auth` also accepts
-    /// `Bearer <did>`.
+    /// `Bearer <did>`. Spent tokens are remembered by this process only.
     pub fn new(service_did: &str, resolver: DidResolver, dev_auth: bool) -> Self {
         Self {
             service_did: service_did.to_string(),
             dev_auth,
             resolver,
             used: Arc::default(),
+            ledger: None,
         }
+    }
+
+    /// Also records every spent token in `ledger`, shared by the service's instances.
+    pub fn with_ledger(mut self, ledger: Arc<dyn TokenLedger>) -> Self {
+        self.ledger = Some(ledger);
+        self
     }
 
     /// The caller of `method`, from the `Authorization` header value.
@@ -155,28 +189,47 @@ impl Authenticator {
                 .map_err(|e| AuthError::Issuer(e.to_string()))?;
             token.verify(&[fresh])?;
         }
-        self.spend(&token, now)?;
+        self.spend(&token, now).await?;
         issuer
             .parse()
             .map_err(|_| AuthError::Token(JwtError::Issuer))
     }
 
-    /// Marks the token's `jti` used until it expires; a second use is refused.
-    fn spend(&self, token: &ServiceToken, now: i64) -> Result<(), AuthError> {
+    /// Marks the token's `jti` used until it expires, here and in the shared ledger; a second
+    /// use is refused.
+    async fn spend(&self, token: &ServiceToken, now: i64) -> Result<(), AuthError> {
         let jti = format!(
             "{}|{}",
             token.claims.iss,
             token.claims.jti.as_deref().unwrap_or_default()
         );
-        let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
         // Expired tokens fail their claims check anyway; forget them now and then, not on
         // every request.
-        if used.len().is_multiple_of(PRUNE_EVERY) {
-            used.retain(|_, exp| *exp + stratos_schema::service_auth::CLOCK_SKEW_SECONDS >= now);
+        let expired_before = now - stratos_schema::service_auth::CLOCK_SKEW_SECONDS;
+        let prune = {
+            let mut used = self.used.lock().unwrap_or_else(PoisonError::into_inner);
+            let prune = used.len().is_multiple_of(PRUNE_EVERY);
+            if prune {
+                used.retain(|_, exp| *exp >= expired_before);
+            }
+            if used.insert(jti.clone(), token.claims.exp).is_some() {
+                return Err(AuthError::Token(JwtError::Replayed));
+            }
+            prune
+        };
+        let Some(ledger) = &self.ledger else {
+            return Ok(());
+        };
+        if prune {
+            ledger
+                .forget_expired(expired_before)
+                .await
+                .map_err(AuthError::Ledger)?;
         }
-        if used.insert(jti, token.claims.exp).is_some() {
-            return Err(AuthError::Token(JwtError::Replayed));
+        match ledger.spend(&jti, token.claims.exp).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuthError::Token(JwtError::Replayed)),
+            Err(error) => Err(AuthError::Ledger(error)),
         }
-        Ok(())
     }
 }
