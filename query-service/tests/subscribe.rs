@@ -294,8 +294,8 @@ async fn every_kind_of_op_in_pages(system: System) {
     system.finish().await;
 }
 
-/// The service stream announces an unenrollment (without service or boundaries) and a
-/// re-enrollment with its new boundaries.
+/// The service stream announces an unenrollment (without service or boundaries), a
+/// re-enrollment with its new boundaries, and an operator's boundary change.
 async fn the_service_stream_follows_enrollment_changes(system: System) {
     let alice = system.enroll("alice", &["general"]).await;
     let mut socket = connect(&system, "syncToken=shared-sync-secret", None).await;
@@ -322,6 +322,19 @@ async fn the_service_stream_follows_enrollment_changes(system: System) {
     assert_eq!(
         field(&body, "boundaries"),
         &Ipld::List(vec![Ipld::String(WRITERS.into())])
+    );
+
+    // An operator's boundary change is announced too, with the whole new set.
+    let both = [GENERAL.to_string(), WRITERS.to_string()];
+    system.commands.set_boundaries(&did, &both).await.unwrap();
+    let (kind, body) = next_frame(&mut socket).await.unwrap();
+    assert_eq!(
+        (kind.as_str(), text(&body, "action").as_str()),
+        ("#enrollment", "enroll")
+    );
+    assert_eq!(
+        field(&body, "boundaries"),
+        &Ipld::List(both.iter().cloned().map(Ipld::String).collect())
     );
 
     // A subscriber arriving now replays the active enrollment only.
