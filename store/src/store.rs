@@ -774,11 +774,14 @@ pub(crate) async fn open_pool(url: &str) -> Result<Pool, StoreError> {
             // thread waiting for the reader every 50 rows.
             .row_buffer_size(SQLITE_ROW_BUFFER);
         let path = sqlite_path(&options);
-        // A local file does not hang up: a pooled connection needs no check.
+        // A local file does not hang up: a pooled connection needs no check. What the pooled
+        // connections write is what the log does not hold (keys, blobs, pending
+        // authorizations), so their commits reach the disk before they return; the writer's
+        // projection batches can be rebuilt from the log, and are synced at checkpoints.
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .test_before_acquire(false)
-            .connect_with(options.clone())
+            .connect_with(options.clone().synchronous(SqliteSynchronous::Full))
             .await?;
         // The writer's connection lives as long as the pool, and so does its page cache.
         let writer = SqlitePoolOptions::new()
@@ -977,5 +980,33 @@ impl StoreTx {
     pub async fn rollback(self) -> Result<(), StoreError> {
         on_tx!(self, tx => tx.rollback().await?);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Pool, open_pool};
+
+    /// `PRAGMA synchronous` of a connection of `pool`.
+    async fn synchronous(pool: &sqlx::SqlitePool) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// Writes outside projection batches (keys above all) are synced at commit (`FULL`, 2);
+    /// the projection writer's are synced at checkpoints (`NORMAL`, 1).
+    #[tokio::test]
+    async fn what_the_log_does_not_hold_is_synced_at_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("store.sqlite").display());
+        let Pool::Sqlite(pool, file) = open_pool(&url).await.unwrap() else {
+            unreachable!("a SQLite URL opens a SQLite pool");
+        };
+        assert_eq!(synchronous(&pool).await, 2);
+        assert_eq!(synchronous(&file.writer).await, 1);
+        pool.close().await;
+        file.writer.close().await;
     }
 }
