@@ -20,11 +20,22 @@ fn tansu_binary() -> PathBuf {
     tools.join("tansu-0.6.0-sqlite/bin/tansu")
 }
 
+/// Broker ports are drawn from here, below the kernel's ephemeral range (32768–60999 by
+/// default) and apart from the ports tests give `stratos` processes: a port the kernel hands
+/// out meanwhile (`bind` to port 0, outgoing connections) never takes the broker's between its
+/// choice and the broker's start.
+const BROKER_PORTS: std::ops::Range<u16> = 14_000..20_000;
+
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+    use std::hash::{BuildHasher, RandomState};
+    let span = u64::from(BROKER_PORTS.end - BROKER_PORTS.start);
+    loop {
+        let offset = RandomState::new().hash_one(std::time::Instant::now()) % span;
+        let port = BROKER_PORTS.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A running broker, stopped when dropped.

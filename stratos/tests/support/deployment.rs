@@ -71,7 +71,13 @@ impl Deployment {
                 let port = free_port();
                 (port, port)
             }
-            Mode::Distributed => (free_port(), free_port()),
+            Mode::Distributed => {
+                let writes = free_port();
+                let reads = std::iter::repeat_with(free_port)
+                    .find(|port| *port != writes)
+                    .unwrap();
+                (writes, reads)
+            }
         };
         let dir = tempfile::tempdir().unwrap();
         let (broker, database, objects) = match mode {
@@ -186,7 +192,11 @@ impl Deployment {
         let deadline = Instant::now() + START_TIMEOUT;
         for base in [self.writes.clone(), self.reads.clone()] {
             loop {
-                let health = client.get(format!("{base}/health")).send().await;
+                let health = client
+                    .get(format!("{base}/health"))
+                    .timeout(super::HEALTH_CHECK_TIMEOUT)
+                    .send()
+                    .await;
                 if health.is_ok_and(|response| response.status().is_success()) {
                     break;
                 }

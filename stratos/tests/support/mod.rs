@@ -12,20 +12,37 @@ use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A free loopback port.
+use rand::Rng;
+
+/// Ports a test's child processes listen on are drawn from here, below the kernel's ephemeral
+/// range (32768–60999 by default): ports the kernel hands out (`bind` to port 0, as the test
+/// broker does, and outgoing connections) never take one between its choice and its use.
+const CHILD_PORTS: std::ops::Range<u16> = 20_000..32_000;
+
+/// A free loopback port for a child process to listen on.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::thread_rng().gen_range(CHILD_PORTS);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
+
+/// How long one health check may take: whatever else listens on a port (a process that lost
+/// it to another) may never answer.
+pub const HEALTH_CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Waits until the service at `base` answers its health check.
 pub async fn wait_ready(client: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await
+        let health = client
+            .get(format!("{base}/health"))
+            .timeout(HEALTH_CHECK_TIMEOUT)
+            .send()
+            .await;
+        if let Ok(response) = health
             && response.status().is_success()
         {
             return;
