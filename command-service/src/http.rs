@@ -397,7 +397,7 @@ async fn admit(
         .caller(authorization, nsid)
         .await
         .map(Admitted::Caller)
-        .map_err(|e| XrpcError::new(e.status(), e.name(), e.to_string()))
+        .map_err(XrpcError::from)
 }
 
 /// Carries out one admitted XRPC call.

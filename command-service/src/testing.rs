@@ -1,14 +1,22 @@
-//! An S3-compatible object store for tests: s3rver, from the test stack's Node packages
-//! (`scripts/install-atproto-stack` installs them), on a free loopback port with one bucket.
-//! It checks access keys but not Signature V4 signatures (the unit tests of [`crate::s3`] check
-//! those against AWS's worked example).
+//! Real parts for tests (feature `testing`):
+//!
+//! * an S3-compatible object store: s3rver, from the test stack's Node packages
+//!   (`scripts/install-atproto-stack` installs them), on a free loopback port with one bucket.
+//!   It checks access keys but not Signature V4 signatures (the unit tests of [`crate::s3`]
+//!   check those against AWS's worked example);
+//! * the DID document a test's `did:web` issuer serves.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::{Value, json};
+use stratos_schema::keys::PublicKey;
+
 use crate::s3::S3Config;
+
+/// The ports of test object stores (see [`stratos_log::testing::unassigned_port`]).
+const S3_PORTS: std::ops::Range<u16> = 12_000..14_000;
 
 /// A running object store, stopped when dropped.
 pub struct S3Server {
@@ -29,10 +37,7 @@ impl S3Server {
             .expect("running scripts/install-atproto-stack");
         assert!(install.status.success(), "installing the test stack failed");
         let node = String::from_utf8_lossy(&install.stdout).trim().to_string();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-            .port();
+        let port = stratos_log::testing::unassigned_port(S3_PORTS);
         let child = Command::new(node)
             .arg(root.join("tests/atproto-stack/node_modules/s3rver/bin/s3rver.js"))
             .args(["--directory", &dir.display().to_string()])
@@ -78,4 +83,18 @@ fn checkout() -> PathBuf {
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_default()
+}
+
+/// The DID document of `did` with `key` as its `#atproto` key, as a `did:web` host serves it.
+pub fn did_document(did: &str, key: &PublicKey) -> Value {
+    json!({
+        "@context": ["https://www.w3.org/ns/did/v1"],
+        "id": did,
+        "verificationMethod": [{
+            "id": format!("{did}#atproto"),
+            "type": "Multikey",
+            "controller": did,
+            "publicKeyMultibase": key.to_multibase(),
+        }],
+    })
 }

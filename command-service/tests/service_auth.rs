@@ -9,6 +9,7 @@ mod support;
 use serde_json::{Value, json};
 use stratos_command::auth::{DidResolver, ResolverConfig};
 use stratos_command::http::HttpConfig;
+use stratos_command::testing::did_document;
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
 use stratos_schema::service_auth::{Claims, sign_token};
 use support::{GENERAL, SERVICE, Stack, serve_http};
@@ -29,16 +30,7 @@ async fn issuer(algorithm: KeyAlgorithm) -> Issuer {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let did = format!("did:web:127.0.0.1%3A{port}");
-    let document = json!({
-        "@context": ["https://www.w3.org/ns/did/v1"],
-        "id": did,
-        "verificationMethod": [{
-            "id": format!("{did}#atproto"),
-            "type": "Multikey",
-            "controller": did,
-            "publicKeyMultibase": key.public_key().to_multibase(),
-        }],
-    });
+    let document = did_document(&did, &key.public_key());
     let route = warp::path!(".well-known" / "did.json").map(move || warp::reply::json(&document));
     Issuer {
         did,
@@ -280,24 +272,13 @@ async fn the_key_cache_is_bounded() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let did = move |name: &str| format!("did:web:127.0.0.1%3A{port}:u:{name}");
-    let multibase = Keypair::generate(KeyAlgorithm::P256)
-        .public_key()
-        .to_multibase();
+    let key = Keypair::generate(KeyAlgorithm::P256).public_key();
     let fetches: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let counted = fetches.clone();
     // `did:web:host:u:<name>` documents, each fetch counted.
     let route = warp::path!("u" / String / "did.json").map(move |name: String| {
         *counted.lock().unwrap().entry(name.clone()).or_default() += 1;
-        let did = did(&name);
-        warp::reply::json(&json!({
-            "id": did,
-            "verificationMethod": [{
-                "id": format!("{did}#atproto"),
-                "type": "Multikey",
-                "controller": did,
-                "publicKeyMultibase": multibase,
-            }],
-        }))
+        warp::reply::json(&did_document(&did(&name), &key))
     });
     let _stop = serve_route(listener, route);
     let resolver = DidResolver::new(ResolverConfig {

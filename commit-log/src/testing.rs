@@ -1,4 +1,5 @@
-//! Real parts for tests (feature `testing`): a Kafka-API broker (tansu) on a free loopback port.
+//! Real parts for tests (feature `testing`): a Kafka-API broker (tansu) on a free loopback port,
+//! and the free ports test processes listen on.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -20,23 +21,24 @@ fn tansu_binary() -> PathBuf {
     tools.join("tansu-0.6.0-sqlite/bin/tansu")
 }
 
-/// Broker ports are drawn from here, below the kernel's ephemeral range (32768–60999 by
-/// default) and apart from the ports tests give `stratos` processes: a port the kernel hands
-/// out meanwhile (`bind` to port 0, outgoing connections) never takes the broker's between its
-/// choice and the broker's start.
-const BROKER_PORTS: std::ops::Range<u16> = 14_000..20_000;
-
-fn free_port() -> u16 {
+/// A loopback port in `range` that is free now, for a child process to listen on. Tests draw
+/// such ports from ranges below the kernel's ephemeral range (32768–60999 by default), a range
+/// per kind of process: a port the kernel hands out meanwhile (`bind` to port 0, outgoing
+/// connections) or another kind of process never takes one between its choice and its use.
+pub fn unassigned_port(range: std::ops::Range<u16>) -> u16 {
     use std::hash::{BuildHasher, RandomState};
-    let span = u64::from(BROKER_PORTS.end - BROKER_PORTS.start);
+    let span = u64::from(range.end - range.start);
     loop {
-        let offset = RandomState::new().hash_one(std::time::Instant::now()) % span;
-        let port = BROKER_PORTS.start + offset as u16;
+        let offset = RandomState::new().hash_one(Instant::now()) % span;
+        let port = range.start + offset as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
             return port;
         }
     }
 }
+
+/// The ports of test brokers (see [`unassigned_port`]).
+const BROKER_PORTS: std::ops::Range<u16> = 14_000..20_000;
 
 /// A running broker, stopped when dropped.
 pub struct Broker {
@@ -62,7 +64,7 @@ impl Broker {
     fn start_with(storage: String, workdir: Option<PathBuf>) -> Self {
         let mut broker = Broker {
             child: None,
-            port: free_port(),
+            port: unassigned_port(BROKER_PORTS),
             storage,
             workdir,
         };

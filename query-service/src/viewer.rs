@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 
 use stratos_xrpc::XrpcError;
-use stratos_xrpc::auth::AuthError;
 use warp::http::StatusCode;
 
 use crate::Queries;
@@ -82,11 +81,6 @@ impl Viewer {
     }
 }
 
-/// `401` (or `500` when the spent tokens could not be checked) with the error's name.
-fn unauthenticated(error: AuthError) -> XrpcError {
-    XrpcError::new(error.status(), error.name(), error.to_string())
-}
-
 impl Queries {
     /// The caller of `method` from the `Authorization` header: anonymous without one; a bad
     /// credential is refused rather than read as anonymous.
@@ -103,7 +97,7 @@ impl Queries {
             .auth
             .caller(Some(authorization), method)
             .await
-            .map_err(unauthenticated)?
+            .map_err(XrpcError::from)?
             .to_string();
         Ok(self.classify(did))
     }

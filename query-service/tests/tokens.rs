@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
-use serde_json::json;
+use stratos_command::testing::did_document;
 use stratos_query::subscribe::SubscribeLimits;
 use stratos_query::{Changes, Queries, QueryConfig};
 use stratos_schema::keys::{KeyAlgorithm, Keypair};
@@ -26,15 +26,7 @@ async fn a_token_read_at_one_instance_is_refused_at_another() {
         "did:web:127.0.0.1%3A{}",
         listener.local_addr().unwrap().port()
     );
-    let document = json!({
-        "id": did,
-        "verificationMethod": [{
-            "id": format!("{did}#atproto"),
-            "type": "Multikey",
-            "controller": did,
-            "publicKeyMultibase": key.public_key().to_multibase(),
-        }],
-    });
+    let document = did_document(&did, &key.public_key());
     let route = warp::path!(".well-known" / "did.json").map(move || warp::reply::json(&document));
     tokio::spawn(warp::serve(route).incoming(listener).run());
 

@@ -15,6 +15,14 @@ pub struct XrpcError {
     pub message: String,
 }
 
+/// A refused credential: `401` with the token error's name (`500` when the spent tokens could
+/// not be checked).
+impl From<crate::auth::AuthError> for XrpcError {
+    fn from(error: crate::auth::AuthError) -> Self {
+        Self::new(error.status(), error.name(), error.to_string())
+    }
+}
+
 impl XrpcError {
     /// An error with this status, name and message.
     pub fn new(status: StatusCode, error: &'static str, message: impl Into<String>) -> Self {

@@ -7,26 +7,14 @@ pub mod atproto;
 pub mod deployment;
 pub mod stream;
 
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
-
-/// Ports a test's child processes listen on are drawn from here, below the kernel's ephemeral
-/// range (32768–60999 by default): ports the kernel hands out (`bind` to port 0, as the test
-/// broker does, and outgoing connections) never take one between its choice and its use.
-const CHILD_PORTS: std::ops::Range<u16> = 20_000..32_000;
-
-/// A free loopback port for a child process to listen on.
+/// A free loopback port for a `stratos` process to listen on (see
+/// [`stratos_log::testing::unassigned_port`]).
 pub fn free_port() -> u16 {
-    loop {
-        let port = rand::thread_rng().gen_range(CHILD_PORTS);
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
+    stratos_log::testing::unassigned_port(20_000..32_000)
 }
 
 /// How long one health check may take: whatever else listens on a port (a process that lost
